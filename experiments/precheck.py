@@ -1,0 +1,106 @@
+"""Check the command line against the schema before Hydra starts, so a typo costs one line, not a traceback.
+
+Hydra would report the same problems, over several lines and only once it runs the job; here a sweep's
+every value is checked up front, so `depth=20,21` fails before the first cell trains.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+from pathlib import Path
+from typing import Optional
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def _values(override) -> list:
+    """Every value of a sweep (`depth=20,56`, `range(20,57,12)`) as strings, or the one value."""
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
+
+
+def cells(args: list) -> list:
+    """The override lists of every cell the command line describes (Hydra flags and hydra.* dropped)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    choices = []
+    for o in parsed:
+        if o.key_or_group.startswith("hydra"):
+            continue
+        prefix = {None: "", "ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(getattr(o.type, "name", None), "")
+        if o.is_delete():
+            choices.append([o.input_line])
+        else:
+            choices.append([f"{prefix}{o.key_or_group}={v}" for v in _values(o)])
+    return [list(c) for c in itertools.product(*choices)] if choices else [[]]
+
+
+def one_line(e: Exception, overrides: list) -> str:
+    """Hydra/OmegaConf's multi-line composition errors, said in one line with the key and a way out."""
+    from omegaconf.errors import ConfigKeyError, ValidationError
+    from hydra.errors import MissingConfigException
+
+    cause = e.__cause__ or e
+    if isinstance(e, MissingConfigException) or isinstance(cause, MissingConfigException):
+        err = cause if isinstance(cause, MissingConfigException) else e
+        group = (err.config_name or "").split("/")[0]
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else []
+        return f"no {group or 'config'} named '{(err.config_name or '').split('/')[-1]}'" + (
+            f": choose one of {', '.join(options)}" if options else "")
+    if isinstance(cause, ConfigKeyError) and "not in struct" in str(cause):
+        key = getattr(cause, "full_key", None) or str(cause).split("'")[1]
+        near = difflib.get_close_matches(key, known_keys(), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else "; `python -m experiments.run --cfg job` lists the keys"
+        return f"unknown key '{key}'{hint}"
+    if isinstance(cause, ValidationError):
+        key = getattr(cause, "full_key", "")
+        first = str(cause).splitlines()[0]
+        given = next((o for o in overrides if o.lstrip("+").split("=")[0] == key), key)
+        return f"{given}: {first}"
+    return " ".join(str(e).split())
+
+
+def known_keys() -> list:
+    from dataclasses import fields, is_dataclass
+    from experiments.config import Config
+
+    def walk(cls, prefix):
+        for f in fields(cls):
+            t = f.default_factory if is_dataclass(f.default_factory) else None
+            yield prefix + f.name
+            if t is not None:
+                yield from walk(t, prefix + f.name + ".")
+    return list(walk(Config, ""))
+
+
+def check(args: list) -> Optional[str]:
+    """None if every cell composes and has a valid size; else the one-line reason."""
+    if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
+           a.startswith(("--cfg", "--info")) for a in args):
+        return None
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from experiments.config import register
+    from experiments.models import blocks_per_stage
+
+    register()
+    try:
+        all_cells = cells(args)
+    except Exception as e:  # an override Hydra cannot parse at all
+        return " ".join(str(e).split())
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for overrides in all_cells:
+            try:
+                cfg = compose("config", overrides=overrides)
+            except Exception as e:
+                return one_line(e, overrides)
+            if cfg.arch.name == "resnet_cifar":
+                try:
+                    blocks_per_stage(cfg.depth)
+                except ValueError as e:
+                    return str(e)
+            if cfg.data.source.value == "imagefolder" and OmegaConf.is_missing(cfg.data, "root"):
+                return "data=imagefolder needs data.root=PATH (a folder with train/ and test/, or a .tar.gz of one)"
+    return None

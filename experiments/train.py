@@ -1,0 +1,166 @@
+"""The training loop: SGD on a device-resident stream, metrics kept on the device and read once an epoch.
+
+`Trainer` is one network's optimisation state; `fit` drives one or several of them over one shared stream
+(several = the concurrent sweep: cells with the same seed see the same batches, exactly as they would alone).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from experiments.config import ProtocolConfig
+from experiments.data import Split
+from experiments.loader import Normalizer, TrainStream, iterate_eval
+
+
+def lr_at(iteration: int, p: ProtocolConfig, warming: bool = False) -> float:
+    """The lr for the step after `iteration` completed steps: divided by 10 at each milestone (Sec. 4.2)."""
+    if warming:
+        return p.warmup_lr
+    lr = p.lr * p.lr_decay ** sum(iteration >= m for m in p.milestones)
+    return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002, in the CSV
+
+
+def make_optimizer(model: nn.Module, p: ProtocolConfig, fused: bool = False) -> torch.optim.Optimizer:
+    if p.optimizer == "sgd":
+        # Weight decay on every parameter, BN's included, as in the paper's Torch/Caffe setups.
+        kw = {"fused": True} if fused else {}
+        return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, **kw)
+    if p.optimizer == "adam":
+        # Keras defaults: beta 0.9 / 0.999, epsilon 1e-7.
+        return torch.optim.Adam(model.parameters(), lr=p.lr, eps=1e-7, weight_decay=p.weight_decay)
+    raise ValueError(f"protocol.optimizer={p.optimizer!r}: expected sgd or adam")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: int, autocast=None):
+    """(mean loss, error %) over a whole split, in eval mode (BN uses its running statistics)."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(2, device=split.y.device)
+    for x, y in iterate_eval(split, normalize, batch_size):
+        with autocast or _null():
+            out = model(x).float()
+        sums += torch.stack([F.cross_entropy(out, y, reduction="sum"), (out.argmax(1) != y).sum()])
+    model.train(was_training)
+    loss, wrong = sums.tolist()  # the one host sync of an evaluation
+    return loss / len(split), 100.0 * wrong / len(split)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+class Trainer:
+    """One network: model, optimizer, schedule position and this epoch's running sums (kept on the device)."""
+
+    def __init__(self, model: nn.Module, protocol: ProtocolConfig, warmup: bool = False,
+                 fused: bool = False, autocast=None):
+        self.model, self.protocol, self.autocast = model, protocol, autocast
+        self.optimizer = make_optimizer(model, protocol, fused)
+        self.device = next(model.parameters()).device
+        self.iteration = 0
+        self.warming = warmup  # Sec. 4.2, 110 layers: lr 0.01 until training error < 80%
+        self.sums = torch.zeros(3, device=self.device)  # [loss * B, wrong, seen] this epoch
+        self.window = torch.zeros(2, device=self.device)  # [wrong, seen] since the last warm-up check
+        self.history: list[dict] = []
+        self.status = "running"
+        self.epoch_started = time.perf_counter()
+        self._lr = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running" or self.iteration >= self.protocol.iterations
+
+    def set_lr(self, lr: float) -> None:
+        if lr != self._lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self._lr = lr
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.set_lr(lr_at(self.iteration, self.protocol, self.warming))
+        self.model.train()
+        with self.autocast or _null():
+            out = self.model(x)
+            loss = F.cross_entropy(out.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():  # no .item(): the sums stay on the device until the epoch ends
+            wrong = (out.argmax(1) != y).sum()
+            self.sums += torch.stack([loss.detach().float() * len(y), wrong.float(), self.sums.new_tensor(len(y))])
+            if self.warming:
+                self.window += torch.stack([wrong.float(), self.window.new_tensor(len(y))])
+        self.iteration += 1
+        if self.warming and self.iteration % self.protocol.warmup_check_every == 0:
+            wrong, seen = self.window.tolist()
+            self.window.zero_()
+            if 100.0 * wrong / seen < self.protocol.warmup_until_err:
+                self.warming = False  # and back to protocol.lr, as the paper does
+
+    def end_epoch(self, epoch: int, test: Split, val: Optional[Split], normalize: Normalizer) -> dict:
+        """Close epoch `epoch` (1-based): the row of metrics.csv, or status 'diverged' when the loss is not finite."""
+        loss_sum, wrong, seen = self.sums.tolist()
+        self.sums.zero_()
+        row = {"epoch": epoch, "iteration": self.iteration, "lr": self._lr,
+               "train_loss": loss_sum / seen, "train_err": 100.0 * wrong / seen}
+        if not math.isfinite(row["train_loss"]):
+            self.status = "diverged"
+            return row
+        bs = self.protocol.eval_batch_size
+        row["test_loss"], row["test_err"] = evaluate(self.model, test, normalize, bs, self.autocast)
+        row["val_loss"], row["val_err"] = (evaluate(self.model, val, normalize, bs, self.autocast)
+                                           if val is not None else (float("nan"), float("nan")))
+        now = time.perf_counter()
+        row["epoch_time_s"] = now - self.epoch_started
+        self.epoch_started = now
+        self.history.append(row)
+        if self.iteration >= self.protocol.iterations:
+            self.status = "completed"
+        return row
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "iteration": self.iteration, "warming": self.warming, "sums": self.sums.cpu(),
+                "window": self.window.cpu(), "history": self.history, "status": self.status}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration, self.warming, self.status = state["iteration"], state["warming"], state["status"]
+        self.sums.copy_(state["sums"])
+        self.window.copy_(state["window"])
+        self.history = list(state["history"])
+
+
+def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
+        on_epoch: Callable[[Trainer, dict], None], should_stop: Callable[[], bool] = lambda: False) -> bool:
+    """Train every unfinished trainer to its protocol's end on the one stream. Trainers that are further along
+    (a resumed sweep) wait until the stream reaches them. Returns False if `should_stop` ended it early."""
+    spe = stream.steps_per_epoch
+    active = [t for t in trainers if not t.finished]
+    pos = min((t.iteration for t in active), default=0)
+    while active:
+        epoch, k = divmod(pos, spe)
+        x, y = stream.batch(epoch, k)
+        for t in active:
+            if t.iteration == pos:
+                t.step(x, y)
+        pos += 1
+        for t in active:
+            if t.iteration == pos and (pos % spe == 0 or pos >= t.protocol.iterations):
+                on_epoch(t, t.end_epoch(epoch + 1, test, val, stream.normalize))
+        active = [t for t in active if not t.finished]
+        if active and should_stop():
+            return False
+    return True
