@@ -39,17 +39,15 @@ def cells(args: list) -> list:
 
 def one_line(e: Exception, overrides: list) -> str:
     """Hydra/OmegaConf's multi-line composition errors, said in one line with the key and a way out."""
-    from omegaconf.errors import ConfigKeyError, ValidationError
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
     from hydra.errors import MissingConfigException
 
     cause = e.__cause__ or e
-    if isinstance(e, MissingConfigException) or isinstance(cause, MissingConfigException):
-        err = cause if isinstance(cause, MissingConfigException) else e
-        group = (err.config_name or "").split("/")[0]
-        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else []
-        return f"no {group or 'config'} named '{(err.config_name or '').split('/')[-1]}'" + (
-            f": choose one of {', '.join(options)}" if options else "")
-    if isinstance(cause, ConfigKeyError) and "not in struct" in str(cause):
+    if isinstance(e, MissingConfigException):
+        group, _, name = (e.missing_cfg_file or "").rpartition("/")
+        return f"no {group or 'config'} named '{name}'" + (
+            f": choose one of {', '.join(e.options)}" if e.options else "")
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and "not in" in str(cause):
         key = getattr(cause, "full_key", None) or str(cause).split("'")[1]
         near = difflib.get_close_matches(key, known_keys(), n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else "; `python -m experiments.run --cfg job` lists the keys"

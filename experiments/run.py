@@ -219,7 +219,7 @@ class Progress:
         log.info("%s  epoch %d/%d  it %d/%d  lr %.3g  loss %.3f  train %.2f%%  test %.2f%%%s  %.1fs  ETA %s",
                  self.name, row["epoch"], epochs, row["iteration"], total, row["lr"], row["train_loss"],
                  row["train_err"], row["test_err"],
-                 f"  val {row['val_err']:.2f}%" if row["val_err"] == row["val_err"] else "",
+                 f"  val {row['val_err']:.2f}%" if row["val_err"] is not None else "",
                  row["epoch_time_s"], fmt_duration(rate * (total - row["iteration"])))
 
 
@@ -234,6 +234,7 @@ def main(cfg: DictConfig) -> str:
     try:
         return execute(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
     except (UserError, RunError) as e:
+        RunDir(hc.runtime.output_dir).remove_if_empty()
         if hc.mode == RunMode.MULTIRUN:  # one bad cell must not stop the sweep; the summary lists it
             log.error("error: %s", e)
             return "failed"

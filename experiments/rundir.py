@@ -46,7 +46,8 @@ def run_name(depth: int, residual: bool, seed: int, arch: str, units: int, overr
     and plain, such as paths, become a short hash)."""
     head = f"depth={depth}" if arch == "resnet_cifar" else f"{arch}-units={units}"
     name = f"{head}-residual={str(residual).lower()}-seed={seed}"
-    for o in sorted(o.lstrip("+~") for o in overrides if not _excluded(_key(o), NOT_IDENTITY + IN_NAME + ("hydra",))):
+    kept = [o.lstrip("+~") for o in overrides if not _excluded(_key(o), NOT_IDENTITY + IN_NAME + ("hydra",))]
+    for o in sorted(kept, key=lambda o: _key(o).split(".")):  # a group's choice before its keys
         key, _, value = o.partition("=")
         short = value if SAFE.match(value) else hashlib.sha1(value.encode()).hexdigest()[:8]
         name += f"-{key.split('.')[-1] if key.startswith('data.') else key}={short}"
@@ -127,6 +128,12 @@ class RunDir:
         if self._lock_file:
             self._lock_file.close()
             self._lock_file = None
+
+    def remove_if_empty(self) -> None:
+        """After a run that failed before writing anything: leave no empty directory behind."""
+        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {".lock"}:
+            (self.path / ".lock").unlink(missing_ok=True)
+            self.path.rmdir()
 
     # -- run.json
     def read_info(self) -> Optional[dict]:

@@ -120,7 +120,7 @@ class Trainer:
         bs = self.protocol.eval_batch_size
         row["test_loss"], row["test_err"] = evaluate(self.model, test, normalize, bs, self.autocast)
         row["val_loss"], row["val_err"] = (evaluate(self.model, val, normalize, bs, self.autocast)
-                                           if val is not None else (float("nan"), float("nan")))
+                                           if val is not None else (None, None))
         now = time.perf_counter()
         row["epoch_time_s"] = now - self.epoch_started
         self.epoch_started = now
@@ -153,12 +153,12 @@ def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
     while active:
         epoch, k = divmod(pos, spe)
         x, y = stream.batch(epoch, k)
-        for t in active:
-            if t.iteration == pos:
-                t.step(x, y)
+        stepped = [t for t in active if t.iteration == pos]
+        for t in stepped:
+            t.step(x, y)
         pos += 1
-        for t in active:
-            if t.iteration == pos and (pos % spe == 0 or pos >= t.protocol.iterations):
+        for t in stepped:
+            if pos % spe == 0 or pos >= t.protocol.iterations:
                 on_epoch(t, t.end_epoch(epoch + 1, test, val, stream.normalize))
         active = [t for t in active if not t.finished]
         if active and should_stop():

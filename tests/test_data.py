@@ -1,0 +1,116 @@
+import os
+import tarfile
+
+import pytest
+import torch
+
+from experiments.config import DataConfig, Source
+from experiments.data import DataError, balanced_subset, load, load_imagefolder
+from tests.conftest import CLASSES, make_image_folder
+
+
+def cfg(root, data_dir, **kw) -> DataConfig:
+    return DataConfig(source=Source.imagefolder, root=str(root), dir=str(data_dir), **kw)
+
+
+def make_tar(folder, path):
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-like")  # with a top-level folder, as archives usually have
+    return path
+
+
+def test_folder_and_tarball_decode_to_the_same_tensors(image_folder, tmp_path):
+    a = load(cfg(image_folder, tmp_path / "d1"))
+    b = load(cfg(make_tar(image_folder, tmp_path / "x.tar.gz"), tmp_path / "d2"))
+    assert a.classes == b.classes == sorted(CLASSES)
+    assert a.train.x.dtype == torch.uint8 and a.train.x.shape == (16 * 4, 3, 32, 32)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    assert a.train.y.bincount().tolist() == [16] * 4
+    assert "image folder" in a.description
+
+
+def test_decoded_cache_is_reused_and_never_stale(tmp_path, monkeypatch):
+    src = make_image_folder(tmp_path / "src", 4, 2)
+    first = load(cfg(src, tmp_path / "data"))
+    caches = list((tmp_path / "data").rglob("*.pt"))
+    assert len(caches) == 1
+    import experiments.data as d
+    monkeypatch.setattr(d, "decode", lambda *a: pytest.fail("decoded again despite a valid cache"))
+    assert torch.equal(load(cfg(src, tmp_path / "data")).train.x, first.train.x)
+    monkeypatch.undo()
+    # change one image: the cache key changes, so the new pixels are served
+    from PIL import Image
+    img = src / "train" / "bus" / "0000.png"
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(img)
+    os.utime(img, ns=(1, 1))
+    changed = load(cfg(src, tmp_path / "data"))
+    assert not torch.equal(changed.train.x, first.train.x)
+    assert len(list((tmp_path / "data").rglob("*.pt"))) == 2
+
+
+def test_damaged_cache_is_rebuilt(tmp_path):
+    src = make_image_folder(tmp_path / "src", 2, 1)
+    good = load(cfg(src, tmp_path / "data")).train.x
+    cache = next((tmp_path / "data").rglob("*.pt"))
+    cache.write_bytes(cache.read_bytes()[:100])
+    assert torch.equal(load(cfg(src, tmp_path / "data")).train.x, good)
+
+
+def test_read_only_source_gets_nothing_written_beside_it(tmp_path):
+    src = make_image_folder(tmp_path / "ro", 2, 1)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    os.chmod(src, 0o555)
+    try:
+        load(cfg(src, tmp_path / "data"))
+    finally:
+        os.chmod(src, 0o755)
+    after = sorted(p for p in tmp_path.rglob("*") if "data" not in p.relative_to(tmp_path).parts)
+    assert after == before
+
+
+def test_corrupt_archive_names_the_file_and_the_fix(image_folder, tmp_path):
+    tgz = make_tar(image_folder, tmp_path / "c.tar.gz")
+    tgz.write_bytes(tgz.read_bytes()[: tgz.stat().st_size // 2])
+    with pytest.raises(DataError, match="truncated or corrupt.*copy it again"):
+        load(cfg(tgz, tmp_path / "data"))
+
+
+def test_missing_root_and_wrong_sizes_are_reported(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load(cfg(tmp_path / "nope", tmp_path / "data"))
+    from PIL import Image
+    for split in ("train", "test"):
+        (tmp_path / "big" / split / "a").mkdir(parents=True)
+        Image.new("RGB", (64, 64)).save(tmp_path / "big" / split / "a" / "x.png")
+    with pytest.raises(DataError, match="64x64, expected 32x32"):
+        load(cfg(tmp_path / "big", tmp_path / "data"))
+
+
+def test_cifar10_missing_without_download_names_the_directory_and_both_ways_out(tmp_path):
+    c = DataConfig(source=Source.cifar10, dir=str(tmp_path / "cifar"), download=False)
+    with pytest.raises(DataError) as e:
+        load(c)
+    msg = str(e.value)
+    assert str(tmp_path / "cifar") in msg and "data.download=true" in msg and "data=imagefolder" in msg
+
+
+def test_balanced_subset_is_fixed_balanced_and_not_the_first_n():
+    y = torch.arange(10).repeat_interleave(100)  # sorted by class, as an image folder is
+    idx = balanced_subset(y, 50, seed=0)
+    assert torch.equal(idx, balanced_subset(y, 50, seed=0))
+    assert y[idx].bincount().tolist() == [5] * 10
+    assert not torch.equal(idx, balanced_subset(y, 50, seed=1))
+    assert idx.unique().numel() == 50
+
+
+def test_validation_split_is_disjoint_seeded_and_subsets_apply(image_folder, tmp_path):
+    ds = load(cfg(image_folder, tmp_path / "d", val_size=8, train_size=24, test_size=12))
+    assert len(ds.val) == 8 and len(ds.train) == 24 and len(ds.test) == 12
+    assert ds.val.y.bincount().tolist() == [2] * 4 and ds.test.y.bincount().tolist() == [3] * 4
+    everything = load(cfg(image_folder, tmp_path / "d")).train.x.flatten(1)
+    # no validation image is also a training image
+    val_rows = {bytes(r.numpy()) for r in ds.val.x.flatten(1)}
+    assert not val_rows & {bytes(r.numpy()) for r in ds.train.x.flatten(1)}
+    assert val_rows <= {bytes(r.numpy()) for r in everything}
+    with pytest.raises(DataError, match="train_size"):
+        load(cfg(image_folder, tmp_path / "d", train_size=10_000))
