@@ -80,6 +80,13 @@ class SpeedConfig:
 
 
 @dataclass
+class ProbesConfig:
+    # Fig. 7 layer responses (from the test pass of every epoch) and gradient norms (sampled steps).
+    enabled: bool = True
+    grad_every: int = 10  # measure gradient norms on every 10th step: the epoch mean over those steps
+
+
+@dataclass
 class Config:
     depth: int = 20
     residual: bool = True
@@ -90,6 +97,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
     progress: bool = True
 
 

@@ -23,6 +23,7 @@ from experiments import data as data_mod
 from experiments.config import register
 from experiments.loader import TrainStream, make_normalizer
 from experiments.models import build_model, num_params
+from experiments.probes import Probes
 from experiments.rundir import RunDir, RunError, config_diff, git_commit, run_name
 from experiments.train import Trainer, fit
 
@@ -140,8 +141,9 @@ def _execute_locked(cfg, config, rd: RunDir, model, depth, device, overrides) ->
         model.to(memory_format=torch.channels_last)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if speed_on(cfg.speed.bf16, device) else None
     p = cfg.protocol
+    probes = Probes(model, cfg.probes.grad_every) if cfg.probes.enabled else None
     trainer = Trainer(model, p, warmup=depth >= p.warmup_min_depth and p.optimizer == "sgd",
-                      fused=speed_on(cfg.speed.fused_optimizer, device), autocast=autocast)
+                      fused=speed_on(cfg.speed.fused_optimizer, device), autocast=autocast, probes=probes)
     stream = TrainStream(train, make_normalizer(p.normalize, train.x), p.batch_size, p.augment, cfg.seed)
 
     extra = {"arch": cfg.arch.name, "depth": depth, "residual": cfg.residual, "shortcut": cfg.shortcut.value,
@@ -149,10 +151,12 @@ def _execute_locked(cfg, config, rd: RunDir, model, depth, device, overrides) ->
     if ckpt:
         trainer.load_state_dict(ckpt["trainer"])
         torch.set_rng_state(ckpt["rng"])
-        rd.write_metrics(trainer.history, extra)  # drops any row written after the last checkpoint
+        for name, rows in tables(trainer).items():
+            rd.write_table(name, rows, extra)  # drops any row written after the last checkpoint
         log.info("%s: resuming at iteration %d (epoch %d)", rd.path, trainer.iteration, len(trainer.history))
     else:
-        rd.write_metrics([], extra)
+        for name in tables(trainer):
+            rd.write_table(name, [], extra)
 
     info = {**(info or {}), "status": "running", "config": config, "overrides": overrides,
             "num_params": num_params(model), "depth": depth, "device": str(device),
@@ -170,7 +174,9 @@ def _execute_locked(cfg, config, rd: RunDir, model, depth, device, overrides) ->
     def on_epoch(t: Trainer, row: dict) -> None:
         if t.status == "diverged":
             return
-        rd.append_metrics(row, extra)
+        for name, rows in tables(t).items():
+            rd.append_table(name, [row] if name == "metrics.csv" else [r for r in rows if r["epoch"] == row["epoch"]],
+                            extra)
         rd.save_checkpoint({"trainer": t.state_dict(), "rng": torch.get_rng_state()})
         progress.epoch(row)
 
@@ -200,6 +206,14 @@ def _execute_locked(cfg, config, rd: RunDir, model, depth, device, overrides) ->
         (log.warning if status != "completed" else log.info)("%s: %s. %s", rd.path, status, info["message"])
         if code is not None:
             raise SystemExit(code)
+
+
+def tables(t: Trainer) -> dict:
+    """Each CSV of the run directory and its rows so far."""
+    out = {"metrics.csv": t.history}
+    if t.probes:
+        out.update({"layer_stats.csv": t.probes.layer_rows, "grad_norms.csv": t.probes.grad_rows})
+    return out
 
 
 class Progress:

@@ -18,12 +18,18 @@ from typing import Optional
 
 import torch
 
+IDENTITY_COLUMNS = ["arch", "depth", "residual", "shortcut", "seed", "protocol"]  # so each file stands alone
 COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err", "val_loss", "val_err",
-           "epoch_time_s", "arch", "depth", "residual", "shortcut", "seed", "protocol"]
+           "epoch_time_s"] + IDENTITY_COLUMNS
+TABLES = {  # file -> columns: one row per epoch (metrics) or per epoch and layer (probes)
+    "metrics.csv": COLUMNS,
+    "layer_stats.csv": ["epoch", "layer", "name", "stage", "std"] + IDENTITY_COLUMNS,
+    "grad_norms.csv": ["epoch", "layer", "name", "stage", "kind", "norm", "samples"] + IDENTITY_COLUMNS,
+}
 
 # Keys that say how a run is computed or where things live, not what it computes: they are left out of the
 # directory name and may change between a run and its resumption.
-NOT_IDENTITY = ("device", "data.dir", "data.download", "progress", "speed")
+NOT_IDENTITY = ("device", "data.dir", "data.download", "progress", "speed", "probes")
 # Keys the name already spells out (or that select where results go).
 IN_NAME = ("depth", "residual", "seed", "protocol", "arch", "arch.name", "arch.units_per_stage")
 SAFE = re.compile(r"^[A-Za-z0-9_.,+-]{1,24}$")
@@ -148,16 +154,19 @@ class RunDir:
     def write_info(self, info: dict) -> None:
         atomic_write(self.run_json, json.dumps(info, indent=2, default=str) + "\n")
 
-    # -- metrics.csv: appended and flushed per epoch; rewritten whole from the checkpoint on resume
-    def write_metrics(self, rows: list, extra: dict) -> None:
-        atomic_write(self.metrics, "".join([_csv_line(COLUMNS)] + [_csv_line(_cells({**r, **extra})) for r in rows]))
+    # -- the CSVs: appended and flushed per epoch; rewritten whole from the checkpoint on resume, which drops
+    # any row written after the last checkpoint (so every epoch appears exactly once)
+    def write_table(self, name: str, rows: list, extra: dict) -> None:
+        cols = TABLES[name]
+        atomic_write(self.path / name, "".join([_csv_line(cols)] + [_csv_line(_cells({**r, **extra}, cols)) for r in rows]))
 
-    def append_metrics(self, row: dict, extra: dict) -> None:
-        new = not self.metrics.exists()
-        with open(self.metrics, "a") as f:
+    def append_table(self, name: str, rows: list, extra: dict) -> None:
+        path, cols = self.path / name, TABLES[name]
+        new = not path.exists()
+        with open(path, "a") as f:
             if new:
-                f.write(_csv_line(COLUMNS))
-            f.write(_csv_line(_cells({**row, **extra})))
+                f.write(_csv_line(cols))
+            f.write("".join(_csv_line(_cells({**r, **extra}, cols)) for r in rows))
             f.flush()
             os.fsync(f.fileno())
 
@@ -181,14 +190,14 @@ class RunDir:
                            f"a good copy") from e
 
 
-def _cells(row: dict) -> list:
+def _cells(row: dict, columns: list) -> list:
     def fmt(v):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
         if isinstance(v, float):
             return repr(v)  # shortest exact form: a resumed run's rows compare equal to an uninterrupted one's
         return str(v)
-    return [fmt(row.get(c)) for c in COLUMNS]
+    return [fmt(row.get(c)) for c in columns]
 
 
 def _csv_line(cells) -> str:

@@ -64,8 +64,8 @@ class Trainer:
     """One network: model, optimizer, schedule position and this epoch's running sums (kept on the device)."""
 
     def __init__(self, model: nn.Module, protocol: ProtocolConfig, warmup: bool = False,
-                 fused: bool = False, autocast=None):
-        self.model, self.protocol, self.autocast = model, protocol, autocast
+                 fused: bool = False, autocast=None, probes=None):
+        self.model, self.protocol, self.autocast, self.probes = model, protocol, autocast, probes
         self.optimizer = make_optimizer(model, protocol, fused)
         self.device = next(model.parameters()).device
         self.iteration = 0
@@ -90,11 +90,15 @@ class Trainer:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.set_lr(lr_at(self.iteration, self.protocol, self.warming))
         self.model.train()
-        with self.autocast or _null():
-            out = self.model(x)
-            loss = F.cross_entropy(out.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        probe = self.probes is not None and self.probes.wants(self.iteration)
+        with self.probes.input_grads() if probe else _null():
+            with self.autocast or _null():
+                out = self.model(x)
+                loss = F.cross_entropy(out.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        if probe:
+            self.probes.add_weight_grads()
         self.optimizer.step()
         with torch.no_grad():  # no .item(): the sums stay on the device until the epoch ends
             wrong = (out.argmax(1) != y).sum()
@@ -118,7 +122,10 @@ class Trainer:
             self.status = "diverged"
             return row
         bs = self.protocol.eval_batch_size
-        row["test_loss"], row["test_err"] = evaluate(self.model, test, normalize, bs, self.autocast)
+        with self.probes.responses() if self.probes else _null():  # Fig. 7 from the test pass we make anyway
+            row["test_loss"], row["test_err"] = evaluate(self.model, test, normalize, bs, self.autocast)
+        if self.probes:
+            self.probes.end_epoch(epoch)
         row["val_loss"], row["val_err"] = (evaluate(self.model, val, normalize, bs, self.autocast)
                                            if val is not None else (None, None))
         now = time.perf_counter()
@@ -132,7 +139,8 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "iteration": self.iteration, "warming": self.warming, "sums": self.sums.cpu(),
-                "window": self.window.cpu(), "history": self.history, "status": self.status}
+                "window": self.window.cpu(), "history": self.history, "status": self.status,
+                "probes": self.probes.state_dict() if self.probes else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -141,6 +149,8 @@ class Trainer:
         self.sums.copy_(state["sums"])
         self.window.copy_(state["window"])
         self.history = list(state["history"])
+        if self.probes and state.get("probes"):
+            self.probes.load_state_dict(state["probes"])
 
 
 def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],

@@ -1,0 +1,248 @@
+"""The paper's figures from the tidy frame: Fig. 1 (plain-20 vs plain-56), Fig. 6 (plain vs ResNet
+curves) and final error against depth. Each function returns a Figure and draws only nets present.
+
+Curves are the mean over completed runs of a net at each iteration, shaded min-max when there are
+several; unfinished runs are drawn one by one as faint lines so they are seen but not averaged in.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on the training machines or in tests
+# Figures are built as plain `Figure` objects, not through pyplot: no global figure registry to
+# leak memory when a report draws many, and nothing to close.
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .load import PAPER_FAMILY, FAMILY_NAMES  # noqa: E402
+from .tables import load_peers, summarise  # noqa: E402
+
+ITER_UNIT = 1e4  # the paper's x axis: "iter. (1e4)"
+PAPER_YMAX = 20.0  # Fig. 1 and Fig. 6 show 0-20 % error
+# Fixed colours for the paper's depths, so a depth looks the same in every figure.
+DEPTH_COLOURS = {20: "tab:orange", 32: "tab:blue", 44: "tab:green", 56: "tab:red",
+                 110: "tab:purple", 1202: "tab:brown"}
+SPARE_COLOURS = ["tab:cyan", "tab:olive", "tab:pink", "tab:gray", "black", "gold"]
+
+
+class NothingToPlot(ValueError):
+    """The nets a figure needs are absent; the report notes it and goes on."""
+
+
+def select(frame: pd.DataFrame, family: str) -> pd.DataFrame:
+    rows = frame[frame["family"] == family]
+    if family == PAPER_FAMILY:  # the paper's curves are option-A ResNets; option B is table-only
+        rows = rows[~rows["net"].astype(str).str.endswith("(B)")]
+    return rows
+
+
+def series_plural(family: str, residual: bool) -> str:
+    return "ResNets" if family == PAPER_FAMILY and residual else f"{series_name(family, residual)} nets"
+
+
+def series_name(family: str, residual: bool) -> str:
+    if family == PAPER_FAMILY:
+        return "ResNet" if residual else "plain"
+    name = "MiniModel" if family == "minimodel" else family
+    return f"{name}-{'res' if residual else 'plain'}"
+
+
+def depth_colours(depths) -> dict:
+    spare = iter(SPARE_COLOURS * 4)
+    return {d: DEPTH_COLOURS[d] if d in DEPTH_COLOURS else next(spare) for d in sorted(set(depths))}
+
+
+def _mean_curve(runs: pd.DataFrame, column: str):
+    wide = runs.pivot_table(index="iteration", columns="run", values=column, aggfunc="mean")
+    return wide.index.to_numpy() / ITER_UNIT, wide.mean(axis=1), wide.min(axis=1), wide.max(axis=1)
+
+
+def _draw_net(ax, rows: pd.DataFrame, column: str, colour, style: str, width: float) -> list:
+    """Draw one net's curve; return the y values that must stay visible (for the y limit)."""
+    finished = rows[rows["finished"].astype(bool)]
+    ends = []
+    if len(finished):
+        x, mean, low, high = _mean_curve(finished, column)
+        ax.plot(x, mean, color=colour, linestyle=style, linewidth=width)
+        if finished["run"].nunique() > 1:
+            ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
+        ends.append(mean.iloc[-1])
+    for _, run in rows[~rows["finished"].astype(bool)].groupby("run"):
+        ax.plot(run["iteration"] / ITER_UNIT, run[column], color=colour, linestyle=style,
+                linewidth=width * 0.6, alpha=0.35)
+        if finished.empty:
+            ends.append(run[column].iloc[-1])
+    return ends
+
+
+def _legend(ax, rows: pd.DataFrame, colours: dict) -> None:
+    """One entry per net (not per line style), below the axes where it can never hide a curve."""
+    handles = []
+    for group in _by_depth(rows):
+        net = group["net"].iloc[0]
+        unfinished = not group["finished"].astype(bool).any()
+        handles.append(Line2D([], [], color=colours[int(group["depth"].iloc[0])], linewidth=2,
+                              alpha=0.5 if unfinished else 1.0,
+                              label=net + (" (unfinished)" if unfinished else "")))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=min(len(handles), 3), frameon=False)
+
+
+def _limits(axes, ends, rows: pd.DataFrame) -> bool:
+    """The paper's 0-20 %, unless a curve ends above it (e.g. a short CPU run): then show all of
+    every curve. Same limits on every panel, as in the paper. Returns whether it widened."""
+    widened = max((e for e in ends if e == e), default=0.0) > PAPER_YMAX
+    top = PAPER_YMAX
+    if widened:
+        peak = max(max(line.get_ydata(), default=0.0) for ax in axes for line in ax.get_lines())
+        top = float(min(100.0, math.ceil((peak + 2) / 10) * 10))
+    for ax in axes:
+        ax.set_ylim(0, top)
+        ax.set_xlim(0, rows["iteration"].max() / ITER_UNIT * 1.02)
+    return widened
+
+
+def _by_depth(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    return [g for _, g in sorted(rows.groupby("net"), key=lambda kv: (kv[1]["depth"].iloc[0], kv[0]))]
+
+
+def _notes(rows: pd.DataFrame, widened: bool) -> str:
+    notes = []
+    if rows["run"].nunique() > rows["net"].nunique():
+        notes.append("mean over seeds, shaded min-max")
+    if not rows["finished"].astype(bool).all():
+        notes.append("faint: unfinished runs")
+    if widened:
+        notes.append(f"y-axis widened beyond the paper's 0-{PAPER_YMAX:g}%: curves end above it")
+    return "; ".join(notes)
+
+
+def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> Figure:
+    plain = select(frame, family)
+    plain = plain[~plain["residual"].astype(bool)]
+    if depths is None:
+        present = sorted(plain["depth"].unique())
+        depths = (20, 56) if family == PAPER_FAMILY else tuple(present[:1] + present[-1:])
+    wanted = [f"{series_name(family, False)}-{d}" for d in depths]
+    missing = [name for name, d in zip(wanted, depths) if d not in set(plain["depth"])]
+    if missing or len(set(depths)) < 2:
+        raise NothingToPlot(f"Figure 1 needs {' and '.join(wanted) or 'two plain depths'}; "
+                            f"missing: {', '.join(missing) or 'a second depth'}")
+    rows = plain[plain["depth"].isin(depths)]
+    colours = depth_colours(depths)
+    fig = Figure(figsize=(11, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    ends = []
+    for ax, column, what in [(axes[0], "train_err", "training error (%)"),
+                             (axes[1], "test_err", "test error (%)")]:
+        for net_rows in _by_depth(rows):
+            ends += _draw_net(ax, net_rows, column, colours[int(net_rows["depth"].iloc[0])], "-", 1.6)
+        ax.set_xlabel("iter. (1e4)")
+        ax.set_ylabel(what)
+        ax.set_title(what.split(" (")[0])
+        ax.grid(alpha=0.3)
+        _legend(ax, rows, colours)
+    widened = _limits(axes, ends, rows)
+    title = f"Figure 1 (He et al. 2016) on CIFAR-10: {' vs '.join(wanted)}"
+    if family != PAPER_FAMILY:
+        title += f" - {FAMILY_NAMES.get(family, family)}"
+    note = _notes(rows, widened)
+    fig.suptitle(title + (f"\n({note})" if note else ""))
+    return fig
+
+
+def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
+    rows = select(frame, family)
+    if rows.empty:
+        raise NothingToPlot(f"Figure 6: no {FAMILY_NAMES.get(family, family)} runs")
+    colours = depth_colours(rows["depth"].unique())  # same colour per depth in both panels
+    fig = Figure(figsize=(12, 5.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    ends = []
+    for ax, residual in [(axes[0], False), (axes[1], True)]:
+        panel = rows[rows["residual"] == residual]
+        for net_rows in _by_depth(panel):
+            colour = colours[int(net_rows["depth"].iloc[0])]
+            # Fig. 6: dashed = training error, bold = test error
+            ends += _draw_net(ax, net_rows, "train_err", colour, "--", 1.2)
+            ends += _draw_net(ax, net_rows, "test_err", colour, "-", 2.4)
+        name = series_plural(family, residual)
+        ax.set_title(name if len(panel) else f"{name}: no runs")
+        ax.set_xlabel("iter. (1e4)")
+        ax.set_ylabel("error (%)")
+        ax.grid(alpha=0.3)
+        if len(panel):
+            _legend(ax, panel, colours)
+    widened = _limits(axes, ends, rows)
+    title = "Figure 6 (He et al. 2016) on CIFAR-10: dashed = training error, bold = test error"
+    if family != PAPER_FAMILY:
+        title = f"{FAMILY_NAMES.get(family, family)}: Figure-6 style; dashed = training error, bold = test error"
+    note = _notes(rows, widened)
+    fig.suptitle(title + (f"\n({note})" if note else ""))
+    return fig
+
+
+def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
+    rows = select(frame, family)
+    if rows.empty:
+        raise NothingToPlot(f"error vs depth: no {FAMILY_NAMES.get(family, family)} runs")
+    table = summarise(rows)
+    fig = Figure(figsize=(11, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    styles = {False: ("tab:red", "o"), True: ("tab:blue", "s")}
+    for ax, column, what in [(axes[0], "train_err", "final training error (%)"),
+                             (axes[1], "test_err", "final test error (%)")]:
+        for residual, (colour, marker) in styles.items():
+            part = table[table["residual"] == residual].sort_values("depth")
+            if part.empty:
+                continue
+            ax.errorbar(part["depth"], part[f"{column}_mean"],
+                        yerr=part[f"{column}_std"].fillna(0.0), color=colour, marker=marker,
+                        capsize=4, linewidth=1.6, label=series_name(family, residual))
+            for _, r in part[part["from_unfinished"]].iterrows():
+                ax.annotate("unfinished", (r["depth"], r[f"{column}_mean"]),
+                            textcoords="offset points", xytext=(4, 6), fontsize=8, color=colour)
+        if column == "test_err" and family == PAPER_FAMILY:
+            _paper_points(ax, table)
+        ax.set_xticks(sorted(table["depth"].unique()))
+        ax.set_xlabel("depth (weighted layers)")
+        ax.set_ylabel(what)
+        ax.set_title(what.replace("final ", "").split(" (")[0] + " at the last epoch")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    several = (table["n"] > 1).any()
+    title = "Degradation on CIFAR-10: final error against depth, plain vs residual"
+    if family != PAPER_FAMILY:
+        title = f"{FAMILY_NAMES.get(family, family)}: final error against depth"
+    fig.suptitle(title + ("\n(error bars: sample std over seeds)" if several else "\n(one run per net)"))
+    return fig
+
+
+def _paper_points(ax, table: pd.DataFrame) -> None:
+    """The paper's numbers at the depths we ran: Table 6 for ResNets, Fig. 6 read-offs for plain."""
+    peers = load_peers()
+    res_depths, plain_depths = (table.loc[table["residual"] == r, "depth"] for r in (True, False))
+    paper = peers[(peers["kind"] == "paper_table") & peers["depth"].isin(res_depths)]
+    if len(paper):
+        ax.plot(paper["depth"], paper["test_err"], linestyle="none", marker="x", markersize=8,
+                color="black", zorder=4, label="ResNet, paper Table 6")
+    read = peers[(peers["kind"] == "paper_figure_readoff") & peers["depth"].isin(plain_depths)]
+    if len(read):
+        mid = (read["test_err_low"] + read["test_err_high"]) / 2
+        ax.errorbar(read["depth"], mid, yerr=(read["test_err_high"] - read["test_err_low"]) / 2,
+                    linestyle="none", marker="o", markerfacecolor="none", color="black",
+                    capsize=3, zorder=4, label="plain, read off paper Fig. 6 (approx.)")
+
+
+def save(fig: Figure, out_dir, stem: str) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
+    fig.savefig(paths[0], dpi=200, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths

@@ -1,0 +1,173 @@
+"""`python -m analysis.report --runs DIR --out DIR`: figures, Table 6, report.md and index.html.
+
+Partial results are the normal case while a sweep runs, so nothing here assumes a complete grid:
+absent nets skip their figure with a note, and every missing, unfinished or unreadable run is
+listed in the report.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from . import figures, text
+from .load import FAMILY_NAMES, PAPER_FAMILY, RunSet, scan_runs
+from .provenance import header_line, machine_lines
+from .render import to_html, to_markdown
+from .tables import table6, table6_blocks, write_table6
+
+TITLE = "He et al. 2016 §4.2 on CIFAR-10: plain vs residual nets (the degradation problem)"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Read every run under --runs (metrics.csv + run.json per run directory) and "
+                    "write the paper's figures, Table 6, report.md and index.html into --out.")
+    parser.add_argument("--runs", required=True, help="directory holding one sub-directory per run")
+    parser.add_argument("--out", required=True, help="directory for figures, tables and the report")
+    parser.add_argument("--depths", default="20,32,44,56",
+                        help="depths expected for plain and ResNet (missing ones are listed)")
+    args = parser.parse_args(argv)
+    runs_dir, out_dir = Path(args.runs), Path(args.out)
+    if not runs_dir.is_dir():
+        print(f"error: no runs found under {runs_dir} (directory does not exist): "
+              "run `make sweep` first", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the problems are listed in the report instead
+        runset = scan_runs(runs_dir)
+    if runset.frame.empty:
+        unreadable = f" ({len(runset.runs)} run directories, none readable)" if len(runset.runs) else ""
+        print(f"error: no runs found under {runs_dir}{unreadable}: run `make sweep` first",
+              file=sys.stderr)
+        return 2
+    depths = tuple(int(d) for d in args.depths.split(",") if d.strip())
+    written = build_report(runset, runs_dir, out_dir, depths)
+    for problem in runset.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print("wrote:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPECTED_DEPTHS) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = runset.frame
+    table = table6(frame)
+    written = write_table6(table, frame, out_dir)
+    families = list(dict.fromkeys(frame["family"]))
+    paper_present = PAPER_FAMILY in families and not figures.select(frame, PAPER_FAMILY).empty
+    blocks = [("h", 1, TITLE)]
+    if paper_present:
+        blocks.append(("p", text.verdict(table)))
+    else:
+        blocks.append(("p", "**Verdict: cannot judge**: no run of the paper's nets "
+                       f"(`{PAPER_FAMILY}`); only {', '.join(families)}."))
+    blocks.append(("p", _status_line(runset, runs_dir)))
+
+    sections = []
+    if paper_present:
+        sections += [
+            ("Figure 1: plain-20 vs plain-56", "fig1_plain",
+             lambda: figures.fig1_plain(frame), lambda: text.fig1_paragraph(table, frame)),
+            ("Figure 6: training curves, plain vs ResNet", "fig6",
+             lambda: figures.fig6(frame), lambda: text.fig6_paragraph(table)),
+            ("Final error against depth", "degradation",
+             lambda: figures.degradation(frame), lambda: text.degradation_paragraph(table)),
+        ]
+    for family in families:
+        if family == PAPER_FAMILY:
+            continue
+        name = FAMILY_NAMES.get(family, family)
+        sections += [
+            (f"{name}: Figure-6 style curves", f"{family}_fig6",
+             lambda f=family: figures.fig6(frame, f), lambda f=family: text.fig6_paragraph(table, f)),
+            (f"{name}: final error against depth", f"{family}_degradation",
+             lambda f=family: figures.degradation(frame, f),
+             lambda f=family: text.degradation_paragraph(table, f)),
+        ]
+    for heading, stem, draw, describe in sections:
+        blocks.append(("h", 2, heading))
+        try:
+            fig = draw()
+        except figures.NothingToPlot as why:
+            blocks.append(("p", f"Figure skipped: {why}."))
+            continue
+        written += figures.save(fig, out_dir, stem)
+        blocks += [("img", f"{stem}.png", heading), ("p", describe())]
+
+    blocks += table6_blocks(table, frame, level=2)
+    if paper_present:
+        blocks.append(("p", text.table_paragraph(table)))
+    blocks += _runs_blocks(runset, table, depths if paper_present else ())
+    blocks += [("h", 2, "What produced these results"), ("p", header_line(frame)),
+               ("ul", machine_lines(frame))]
+
+    md_path, html_path = out_dir / "report.md", out_dir / "index.html"
+    md_path.write_text(to_markdown(blocks))
+    html_path.write_text(to_html(blocks, TITLE))
+    return written + [md_path, html_path]
+
+
+def _status_line(runset: RunSet, runs_dir: Path) -> str:
+    counts = runset.runs["status"].value_counts()
+    listed = ", ".join(f"{n} {status}" for status, n in counts.items())
+    text_ = (f"{len(runset.runs)} run directories under `{runs_dir}` ({listed}); "
+             f"{runset.frame['run'].nunique()} with readable epoch rows. Final errors are those of "
+             "the last logged epoch; figures average completed runs and draw unfinished ones faint.")
+    frame = runset.frame
+    option_b = sorted(set(frame.loc[(frame["family"] == PAPER_FAMILY)
+                                    & frame["net"].astype(str).str.endswith("(B)"), "net"]))
+    if option_b:
+        text_ += (f" Option-B ResNets ({', '.join(option_b)}) are in the table only: the figures "
+                  "show option A, as the paper's CIFAR-10 figures do.")
+    return text_
+
+
+def _runs_blocks(runset: RunSet, table: pd.DataFrame, depths) -> list:
+    runs = runset.runs
+    blocks = [("h", 2, "Runs: missing, unfinished and unreadable")]
+    missing = text.missing_cells(table, depths) if depths else []
+    blocks.append(("p", ("Missing cells (no run at all): " + ", ".join(missing) + ".") if missing
+                   else "Missing cells: none of the expected nets is missing." if depths
+                   else "Missing cells: not checked (no run of the paper's family)."))
+    unfinished = runs[runs["status"] != "completed"]
+    blocks.append(("p", "Unfinished runs (drawn faint, left out of the means when the net has a "
+                   "completed run): " + (", ".join(
+                       f"`{r['run']}` ({r['status']}, {_int_text(r['epochs'])} epochs)"
+                       for _, r in unfinished.iterrows()) if len(unfinished) else "none") + "."))
+    blocks.append(("p", "Problems while reading (skipped or repaired):"))
+    blocks.append(("ul", runset.problems or ["none"]))
+    rows = [[f"`{r['run']}`", _text(r["net"]), _int_text(r["seed"]), r["status"],
+             _int_text(r["epochs"]), _int_text(r["iteration"]), _num(r["train_err"]),
+             _num(r["test_err"]), _text(r["problem"]) or "-"] for _, r in runs.iterrows()]
+    blocks.append(("table", ["run", "net", "seed", "status", "epochs", "last iteration",
+                             "final train err. (%)", "final test err. (%)", "problems"], rows))
+    return blocks
+
+
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def _int_text(value) -> str:
+    try:
+        return f"{int(value)}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _num(value) -> str:
+    try:
+        return f"{float(value):.2f}" if float(value) == float(value) else "-"
+    except (TypeError, ValueError):
+        return "-"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

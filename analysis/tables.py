@@ -1,0 +1,217 @@
+"""Table 6: final errors per net over seeds, next to the paper's and public reproductions' numbers.
+
+Only the paper's family (`resnet_cifar`, option-A ResNets and plain nets) is put next to the
+paper; other families get their own table with no paper columns, since their numbers measure a
+different model. Plain nets have no paper number: the paper shows them only as curves (Fig. 6).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .load import FAMILY_NAMES, PAPER_FAMILY, final_rows
+from .provenance import header_line
+from .render import to_markdown
+
+PEERS_CSV = Path(__file__).with_name("peers.csv")
+PAPER_URL = "https://arxiv.org/abs/1512.03385"
+PEER_PREFIX = "peer: "
+
+
+def load_peers(path=PEERS_CSV) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per net. Completed runs only, unless a net has none (then `from_unfinished`)."""
+    columns = ["family", "net", "residual", "depth", "shortcut", "n", "n_unfinished",
+               "from_unfinished", "seeds", "test_err_mean", "test_err_std", "train_err_mean",
+               "train_err_std", "final_iteration", "params"]
+    last = final_rows(frame)
+    rows = []
+    for (family, net), group in last.groupby(["family", "net"], sort=False):
+        finished = group[group["finished"].astype(bool)]
+        used = finished if len(finished) else group
+        params = pd.to_numeric(used["num_params"], errors="coerce").dropna()
+        seeds = sorted(pd.to_numeric(used["seed"], errors="coerce").dropna().astype(int))
+        rows.append({
+            "family": family, "net": net, "residual": bool(group["residual"].iloc[0]),
+            "depth": int(group["depth"].iloc[0]), "shortcut": group["shortcut"].iloc[0],
+            "n": len(used), "n_unfinished": int((~group["finished"].astype(bool)).sum()),
+            "from_unfinished": finished.empty, "seeds": " ".join(map(str, seeds)),
+            # sample std (ddof=1): NaN for a single run, not a misleading 0
+            "test_err_mean": used["test_err"].mean(), "test_err_std": used["test_err"].std(ddof=1),
+            "train_err_mean": used["train_err"].mean(),
+            "train_err_std": used["train_err"].std(ddof=1),
+            "final_iteration": used["iteration"].max(),
+            "params": int(params.mode().iloc[0]) if len(params) else np.nan,
+        })
+    table = pd.DataFrame(rows, columns=columns)
+    order = (table["family"] != PAPER_FAMILY, table["family"], table["residual"], table["depth"],
+             table["net"])
+    return table.iloc[np.lexsort(order[::-1])].reset_index(drop=True) if len(table) else table
+
+
+def comparable_with_paper(row) -> bool:
+    # the paper's Table 6 and Fig. 6 nets are the resnet_cifar family with option-A shortcuts
+    return row["family"] == PAPER_FAMILY and not str(row["net"]).endswith("(B)")
+
+
+def table6(frame: pd.DataFrame, peers: pd.DataFrame | None = None) -> pd.DataFrame:
+    peers = load_peers() if peers is None else peers
+    table = summarise(frame)
+    paper = peers[peers["kind"] == "paper_table"].set_index("net")
+    readoff = peers[peers["kind"] == "paper_figure_readoff"].set_index("net")
+    sources = list(dict.fromkeys(peers.loc[peers["kind"] == "reproduction", "source"]))
+    paper_err, paper_params, read, notes = [], [], [], []
+    peer_cols = {source: [] for source in sources}
+    for _, row in table.iterrows():
+        ok, net = comparable_with_paper(row), row["net"]
+        in_table = ok and row["residual"] and net in paper.index
+        in_figure = ok and not row["residual"] and net in readoff.index
+        paper_err.append(paper.at[net, "test_err"] if in_table else np.nan)
+        paper_params.append(paper.at[net, "params"] if in_table else
+                            readoff.at[net, "params"] if in_figure else np.nan)
+        read.append(_readoff_text(readoff.loc[net]) if in_figure else "")
+        notes.append(_paper_note(row, ok, in_table, paper))
+        for source in sources:
+            hit = peers[(peers["source"] == source) & (peers["net"] == net)]
+            peer_cols[source].append(hit["test_err"].iloc[0] if ok and len(hit) else np.nan)
+    table["paper_test_err"] = paper_err
+    table["paper_params"] = paper_params
+    table["paper_fig6_readoff"] = read
+    table["paper_note"] = notes
+    for source in sources:
+        table[PEER_PREFIX + source] = peer_cols[source]
+    return table
+
+
+def _readoff_text(entry) -> str:
+    low, high = entry["test_err_low"], entry["test_err_high"]
+    return f"≈{low:g}" if low == high else f"≈{low:g}–{high:g}"
+
+
+def _paper_note(row, ok: bool, in_table: bool, paper: pd.DataFrame) -> str:
+    if row["family"] != PAPER_FAMILY:
+        return "different family: not comparable with the paper"
+    if not ok:
+        return "option B: the paper's Table 6 nets use option A"
+    if not row["residual"]:
+        return "curve only (the paper gives plain nets only in Fig. 6)"
+    if not in_table:
+        return "not in the paper's Table 6"
+    note = paper.at[row["net"], "note"]
+    return "Table 6" + (f"; {note}" if isinstance(note, str) and "best of" in note else "")
+
+
+def fmt_stat(mean, std, n) -> str:
+    if mean != mean:
+        return "–"
+    spread = f" ± {std:.2f}" if std == std else ""
+    return f"{mean:.2f}{spread} (n={int(n)})"
+
+
+def table6_blocks(table: pd.DataFrame, frame: pd.DataFrame, peers: pd.DataFrame | None = None,
+                  level: int = 1) -> list:
+    peers = load_peers() if peers is None else peers
+    blocks = [("h", level, "Table 6: CIFAR-10 error (%) at the end of training"),
+              ("p", header_line(frame) + " Errors are those of each run's last epoch: "
+               "mean ± sample std (ddof=1) over runs, n = number of runs.")]
+    ours = table[table.apply(comparable_with_paper, axis=1)] if len(table) else table
+    others = table.drop(ours.index)
+    if len(ours):
+        blocks += _paper_family_blocks(ours, peers)
+    if len(others):
+        blocks += [("h", level + 1, "Other nets: not comparable with the paper's Table 6"),
+                   ("p", "These are not the paper's nets (another model family or another "
+                    "shortcut option), so no paper or reproduction number is put next to them."),
+                   ("table", ["net", "family", "test err. (%)", "train err. (%)", "params",
+                              "why not compared"],
+                    [[_net_cell(r), FAMILY_NAMES.get(r["family"], r["family"]),
+                      fmt_stat(r["test_err_mean"], r["test_err_std"], r["n"]),
+                      fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]),
+                      _fmt_params(r["params"]), r["paper_note"]]
+                     for _, r in others.iterrows()])]
+    if len(table) and table["from_unfinished"].any():
+        blocks.append(("p", "† no completed run of this net: statistics over unfinished runs."))
+    return blocks
+
+
+def _paper_family_blocks(ours: pd.DataFrame, peers: pd.DataFrame) -> list:
+    peer_columns = [c for c in ours.columns if c.startswith(PEER_PREFIX) and ours[c].notna().any()]
+    header = ["net", "test err. (%)", "train err. (%)", "params", "paper Table 6 [1]"]
+    header += [f"{short_source(c[len(PEER_PREFIX):])} [{i + 3}]" for i, c in enumerate(peer_columns)]
+    rows = []
+    for _, r in ours.iterrows():
+        if r["residual"]:
+            paper = f"{r['paper_test_err']:.2f}" if r["paper_test_err"] == r["paper_test_err"] else "–"
+            if "best of" in r["paper_note"]:
+                paper += " (best of 5)"
+        else:
+            paper = "curve only [2]" + (f"; {r['paper_fig6_readoff']}" if r["paper_fig6_readoff"] else "")
+        params = _fmt_params(r["params"])
+        if r["params"] == r["paper_params"]:
+            params += " ✓"
+        elif r["paper_params"] == r["paper_params"] and r["params"] == r["params"]:
+            params += f" (paper {int(r['paper_params']):,})"
+        cells = [_net_cell(r),
+                 fmt_stat(r["test_err_mean"], r["test_err_std"], r["n"]),
+                 fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]), params, paper]
+        cells += [_peer_cell(peers, c[len(PEER_PREFIX):], r["net"]) for c in peer_columns]
+        rows.append(cells)
+    paper_rows = peers[peers["kind"] == "paper_table"]
+    notes = [f"[1] He, Zhang, Ren, Sun, \"Deep Residual Learning for Image Recognition\", CVPR 2016, "
+             f"Table 6 ({PAPER_URL}): test error of one run per net (ResNet-110: best of 5, mean "
+             f"6.61 ± 0.16); recipe: {paper_rows['recipe'].iloc[0]}. ✓: parameter count equals the "
+             "paper's net (exact count of the option-A architecture; plain nets have the same).",
+             "[2] The paper gives plain nets only as training curves (Figure 6), no numbers. "
+             "≈ values are approximate read-offs of that figure by reproductions, not paper numbers."]
+    for i, column in enumerate(peer_columns):
+        source = column[len(PEER_PREFIX):]
+        info = peers[peers["source"] == source].iloc[0]
+        notes.append(f"[{i + 3}] {source}: {info['recipe']} ({info['url_or_repo']}).")
+    notes.append("Our errors are the last epoch's; reproductions that picked the best epoch on "
+                 "the test set report optimistic numbers.")
+    return [("table", header, rows), ("ul", notes)]
+
+
+def short_source(source: str) -> str:
+    """`a-martyn/resnet (final epoch)` -> `a-martyn (final epoch)`: the repository owner names it."""
+    owner = source.split("/")[0]
+    return owner + (" " + source[source.index("("):] if "(" in source else "")
+
+
+def _peer_cell(peers: pd.DataFrame, source: str, net: str) -> str:
+    hit = peers[(peers["source"] == source) & (peers["net"] == net)]
+    if hit.empty or hit["test_err"].isna().all():
+        return "–"
+    row = hit.iloc[0]
+    text = f"{row['test_err']:.2f}"
+    if row["test_err_std"] == row["test_err_std"]:
+        text += f" ± {row['test_err_std']:.2f}"
+    if row["train_err"] == row["train_err"]:
+        text += f" (train {row['train_err']:.2f})"
+    return text
+
+
+def _fmt_params(value) -> str:
+    return f"{int(value):,}" if value == value else "?"
+
+
+def _net_cell(row) -> str:
+    if row["from_unfinished"]:
+        return row["net"] + " †"
+    if row["n_unfinished"]:
+        return f"{row['net']} (+{row['n_unfinished']} unfinished run(s) left out)"
+    return row["net"]
+
+
+def write_table6(table: pd.DataFrame, frame: pd.DataFrame, out_dir) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / "table6.csv", out_dir / "table6.md"
+    table.to_csv(csv_path, index=False, float_format="%.4f")
+    md_path.write_text(to_markdown(table6_blocks(table, frame)))
+    return [csv_path, md_path]

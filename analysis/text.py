@@ -1,0 +1,205 @@
+"""Sentences generated from the numbers, so the report says what the data says (even if that is
+the opposite of the paper). Every function takes the per-net table from `tables.table6`.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .figures import series_plural
+from .load import PAPER_FAMILY
+from .tables import comparable_with_paper, load_peers
+
+EXPECTED_DEPTHS = (20, 32, 44, 56)  # Fig. 6 left panel and Table 6's first rows
+PAPER_ITERATIONS = 64_000
+
+
+def pct(value) -> str:
+    return f"{value:.2f}%"
+
+
+def _nets(table: pd.DataFrame, residual: bool, family: str = PAPER_FAMILY) -> pd.DataFrame:
+    rows = table[(table["family"] == family) & (table["residual"] == residual)]
+    if family == PAPER_FAMILY:
+        rows = rows[rows.apply(comparable_with_paper, axis=1)] if len(rows) else rows
+    return rows.sort_values("depth")
+
+
+def _ends(rows: pd.DataFrame):
+    """Shallowest and deepest net to compare, preferring the paper's 20 and 56 when present."""
+    if len(rows) < 2:
+        return None
+    usual = rows[rows["depth"].isin(EXPECTED_DEPTHS)]
+    pick = usual if len(usual) >= 2 else rows
+    return pick.iloc[0], pick.iloc[-1]
+
+
+def compare(deep, shallow, column: str, what: str) -> tuple[int, str]:
+    """-> (sign of deep - shallow, 'plain-56 ends with higher training error than plain-20: a vs b')."""
+    a, b = float(deep[f"{column}_mean"]), float(shallow[f"{column}_mean"])
+    sign = int(a > b) - int(a < b)
+    word = {1: "higher", -1: "lower", 0: "the same"}[sign]
+    text = (f"{deep['net']} ends with {word} {what} {'than' if sign else 'as'} "
+            f"{shallow['net']}: {pct(a)} vs {pct(b)}")
+    spread = max(deep[f"{column}_std"], shallow[f"{column}_std"])
+    if sign and spread == spread and abs(a - b) <= spread:
+        text += " (a difference within the seed-to-seed std)"
+    return sign, text
+
+
+def _caveats(rows: pd.DataFrame) -> str:
+    notes = []
+    if rows["from_unfinished"].any():
+        notes.append("some of these numbers come from unfinished runs")
+    last = rows["final_iteration"].max()
+    if last == last and last < 0.9 * PAPER_ITERATIONS:
+        notes.append(f"runs stop at {int(last):,} iterations where the paper trains for "
+                     f"{PAPER_ITERATIONS:,}, so this is provisional")
+    return (" Caveat: " + "; ".join(notes) + ".") if notes else ""
+
+
+def verdict(table: pd.DataFrame) -> str:
+    plain, res = _nets(table, False), _nets(table, True)
+    pair = _ends(plain)
+    if pair is None:
+        have = ", ".join(plain["net"]) or "none"
+        return ("**Verdict: cannot judge the degradation problem yet**: it needs plain nets at two "
+                f"depths (plain nets with results: {have}).")
+    shallow, deep = pair
+    train_sign, train_text = compare(deep, shallow, "train_err", "training error")
+    test_sign, test_text = compare(deep, shallow, "test_err", "test error")
+    clauses, res_ok = [train_text, test_text], None
+    res_pair = _ends(res)
+    if res_pair is not None:
+        sign, text = compare(res_pair[1], res_pair[0], "test_err", "test error")
+        clauses.append(text)
+        res_ok = sign < 0
+    same = res[res["depth"] == deep["depth"]]
+    if len(same):
+        sign, text = compare(same.iloc[0], deep, "train_err", "training error")
+        clauses.append(text)
+        res_ok = (res_ok is not False) and sign < 0
+    if train_sign > 0 and test_sign > 0 and res_ok is not False:
+        head = "degradation problem reproduced" + ("" if res_ok else " for plain nets (no ResNets to compare)")
+    elif train_sign > 0 and test_sign > 0:
+        head = "partly reproduced: plain nets degrade with depth, but the ResNets do not behave as in the paper"
+    elif train_sign > 0:
+        head = "partly reproduced: the deeper plain net trains worse, but does not test worse"
+    else:
+        head = "not reproduced: the deeper plain net does not have higher training error"
+    used = pd.concat([plain, res])
+    return f"**Verdict: {head}.** " + "; ".join(clauses) + "." + _caveats(used)
+
+
+def fig1_paragraph(table: pd.DataFrame, frame: pd.DataFrame) -> str:
+    pair = _ends(_nets(table, False))
+    shallow, deep = pair
+    parts = [compare(deep, shallow, c, w)[1] for c, w in
+             [("train_err", "training error"), ("test_err", "test error")]]
+    above = _fraction_above(frame, deep["net"], shallow["net"], "train_err")
+    text = "At the last epoch, " + "; ".join(parts) + "."
+    if above is not None:
+        text += (f" Over training, {deep['net']}'s training error is above {shallow['net']}'s at "
+                 f"{above:.0%} of the logged epochs.")
+    return text + (" In the paper's Figure 1 the 56-layer plain net has higher training and test "
+                   "error than the 20-layer one throughout training.")
+
+
+def _fraction_above(frame: pd.DataFrame, deep: str, shallow: str, column: str):
+    rows = frame[frame["finished"].astype(bool)] if frame["finished"].any() else frame
+    wide = rows[rows["net"].isin([deep, shallow])].pivot_table(
+        index="iteration", columns="net", values=column, aggfunc="mean").dropna()
+    if wide.empty or deep not in wide or shallow not in wide:
+        return None
+    return float((wide[deep] > wide[shallow]).mean())
+
+
+def _trend(rows: pd.DataFrame, column: str) -> str:
+    values = list(rows[f"{column}_mean"])
+    steps = [b - a for a, b in zip(values, values[1:])]
+    listed = ", ".join(f"{r['net']} {pct(r[f'{column}_mean'])}" for _, r in rows.iterrows())
+    if not steps:
+        return listed
+    if all(s > 0 for s in steps):
+        how = "rises with every step in depth"
+    elif all(s < 0 for s in steps):
+        how = "falls with every step in depth"
+    else:
+        how = "is not monotonic in depth"
+    return f"{listed}: it {how}"
+
+
+def fig6_paragraph(table: pd.DataFrame, family: str = PAPER_FAMILY) -> str:
+    parts = []
+    for residual in (False, True):
+        rows = _nets(table, residual, family)
+        if len(rows):
+            parts.append(f"{series_plural(family, residual)}, final test error: "
+                         f"{_trend(rows, 'test_err')}; final training error: "
+                         f"{_trend(rows, 'train_err')}.")
+    text = " ".join(p[0].upper() + p[1:] for p in parts)
+    if family == PAPER_FAMILY:
+        text += (" In the paper (Fig. 6) plain nets get worse with depth (test error read off as "
+                 "about 9-9.5% for plain-20 to 13-13.5% for plain-56), ResNets better "
+                 "(Table 6: 8.75% for ResNet-20 to 6.97% for ResNet-56).")
+    return text
+
+
+def degradation_paragraph(table: pd.DataFrame, family: str = PAPER_FAMILY) -> str:
+    plain, res = _nets(table, False, family), _nets(table, True, family)
+    parts = []
+    for rows, residual in [(plain, False), (res, True)]:
+        pair = _ends(rows)
+        if pair is not None:
+            a, b = pair
+            delta = b["train_err_mean"] - a["train_err_mean"]
+            parts.append(f"{series_plural(family, residual)}: final training error goes from "
+                         f"{pct(a['train_err_mean'])} at depth {a['depth']} to "
+                         f"{pct(b['train_err_mean'])} at depth {b['depth']} ({delta:+.2f} points)")
+    both = sorted(set(plain["depth"]) & set(res["depth"]))
+    if both:
+        d = both[-1]
+        p, r = plain[plain["depth"] == d].iloc[0], res[res["depth"] == d].iloc[0]
+        gap = p["test_err_mean"] - r["test_err_mean"]
+        parts.append(f"at depth {d} the residual net's final test error is {abs(gap):.2f} points "
+                     f"{'below' if gap > 0 else 'above'} the plain net's "
+                     f"({pct(r['test_err_mean'])} vs {pct(p['test_err_mean'])})")
+    if not parts:
+        return "Too few nets to compare across depth."
+    text = "; ".join(parts) + "."
+    return text[0].upper() + text[1:]
+
+
+def table_paragraph(table: pd.DataFrame) -> str:
+    ours = table[table.apply(comparable_with_paper, axis=1)] if len(table) else table
+    if ours.empty:
+        return "No net of the paper's family: nothing to compare with Table 6."
+    res = ours[ours["residual"] & ours["paper_test_err"].notna()]
+    parts = []
+    if len(res):
+        parts.append("Against the paper's Table 6: " + ", ".join(
+            f"{r['net']} {pct(r['test_err_mean'])} vs {pct(r['paper_test_err'])} "
+            f"({r['test_err_mean'] - r['paper_test_err']:+.2f})" for _, r in res.iterrows()) + ".")
+        peers = load_peers()
+        deepest = res.iloc[-1]["net"]
+        theirs = peers[(peers["kind"] == "reproduction") & (peers["net"] == deepest)]["test_err"]
+        if len(theirs):
+            parts.append(f"Public reproductions report {pct(theirs.min())} to {pct(theirs.max())} "
+                         f"for {deepest}.")
+    known = ours[ours["params"].notna() & ours["paper_params"].notna()]
+    wrong = known[known["params"] != known["paper_params"]]
+    if len(known) and wrong.empty:
+        parts.append(f"Parameter counts equal the paper's architecture for all {len(known)} nets.")
+    elif len(wrong):
+        parts.append("Parameter counts differ from the paper's architecture for: " + ", ".join(
+            f"{r['net']} ({int(r['params']):,} vs {int(r['paper_params']):,})"
+            for _, r in wrong.iterrows()) + ".")
+    if (~ours["residual"]).any():
+        parts.append("Plain nets have no paper number: the paper shows them only as curves.")
+    return " ".join(parts)
+
+
+def missing_cells(table: pd.DataFrame, depths=EXPECTED_DEPTHS) -> list[str]:
+    have = set(_nets(table, False)["depth"]), set(_nets(table, True)["depth"])
+    return ([f"plain-{d}" for d in depths if d not in have[0]]
+            + [f"ResNet-{d}" for d in depths if d not in have[1]])
+

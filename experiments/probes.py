@@ -1,0 +1,136 @@
+"""What the network does inside (Sec. 4.2 "Analysis of Layer Responses", Fig. 7), and how gradients flow.
+
+- Layer responses: the std of each 3x3 layer's output after BN and before the ReLU/addition, over the
+  test set. Measured during the evaluation every epoch already does, by forward hooks: no extra pass.
+- Gradient norms: the L2 norm of each 3x3 conv's weight gradient and of the gradient reaching each
+  block's input, averaged over the steps of an epoch (sampled every `every` steps to keep the cost low).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+
+def response_points(model: nn.Module) -> list:
+    """[(name, stage, module)] whose outputs are the "responses" of the 3x3 layers, in network order.
+
+    resnet_cifar: the BN after each 3x3 conv (post-BN, pre-ReLU/addition, as the paper measures).
+    minimodel (pre-activation): each 3x3 conv itself, whose output goes on into the next BN or the addition.
+    """
+    from experiments.models import CifarResNet
+    if isinstance(model, CifarResNet):
+        points = [("conv1", 0, model.bn1)]
+        for s, stage in enumerate(model.stages, 1):
+            for b, block in enumerate(stage):
+                points += [(f"stage{s}.{b}.conv1", s, block.bn1), (f"stage{s}.{b}.conv2", s, block.bn2)]
+        return points
+    points = []
+    for s, stage in enumerate(model.stages, 1):
+        for b, unit in enumerate(stage):
+            points += [(f"stage{s}.{b}.conv1", s, unit.conv1), (f"stage{s}.{b}.conv2", s, unit.conv2)]
+    return points
+
+
+def conv_weights(model: nn.Module) -> list:
+    """[(name, stage, weight)] of the 3x3 convs, in the order of `response_points`."""
+    from experiments.models import CifarResNet
+    if isinstance(model, CifarResNet):
+        out = [("conv1", 0, model.conv1.weight)]
+    else:
+        out = []
+    for s, stage in enumerate(model.stages, 1):
+        for b, block in enumerate(stage):
+            out += [(f"stage{s}.{b}.conv1", s, block.conv1.weight), (f"stage{s}.{b}.conv2", s, block.conv2.weight)]
+    return out
+
+
+def blocks(model: nn.Module) -> list:
+    return [(f"stage{s}.{b}", s, block) for s, stage in enumerate(model.stages, 1) for b, block in enumerate(stage)]
+
+
+class Probes:
+    def __init__(self, model: nn.Module, every: int = 10):
+        self.model, self.every = model, max(1, every)
+        self.points, self.weights, self.blocks = response_points(model), conv_weights(model), blocks(model)
+        dev = next(model.parameters()).device
+        self.moments = torch.zeros(len(self.points), 3, dtype=torch.float64, device=dev)  # [n, sum, sum of squares]
+        self.grad_sums = torch.zeros(len(self.weights) + len(self.blocks), device=dev)
+        self.samples = 0
+        self.layer_rows: list = []
+        self.grad_rows: list = []
+
+    # -- layer responses, during an evaluation
+    @contextmanager
+    def responses(self):
+        def hook(i):
+            def record(module, inputs, out):
+                o = out.detach().double()
+                self.moments[i] += torch.stack([o.new_tensor(o.numel()), o.sum(), (o * o).sum()])
+            return record
+        handles = [m.register_forward_hook(hook(i)) for i, (_, _, m) in enumerate(self.points)]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def response_std(self) -> torch.Tensor:
+        n, s, ss = self.moments.T
+        return (ss / n - (s / n) ** 2).clamp_min(0).sqrt()
+
+    # -- gradients, during a training step
+    def wants(self, iteration: int) -> bool:
+        return iteration % self.every == 0
+
+    @contextmanager
+    def input_grads(self):
+        """Record the norm of the gradient reaching each block's input during the backward pass inside."""
+        offset = len(self.weights)
+
+        def pre_hook(i):
+            def record(grad):  # returns None: the gradient itself flows on unchanged
+                self.grad_sums[offset + i] += grad.detach().float().norm()
+
+            def attach(module, inputs):
+                if inputs[0].requires_grad:
+                    inputs[0].register_hook(record)
+            return attach
+        handles = [m.register_forward_pre_hook(pre_hook(i)) for i, (_, _, m) in enumerate(self.blocks)]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def add_weight_grads(self) -> None:
+        grads = [w.grad.detach().float() for _, _, w in self.weights]
+        self.grad_sums[: len(grads)] += torch.stack(torch._foreach_norm(grads))
+        self.samples += 1
+
+    # -- per epoch: turn the sums into rows, reset
+    def end_epoch(self, epoch: int) -> None:
+        if self.moments[:, 0].sum() > 0:
+            std = self.response_std().tolist()
+            self.layer_rows += [{"epoch": epoch, "layer": i + 1, "name": name, "stage": stage, "std": v}
+                                for i, ((name, stage, _), v) in enumerate(zip(self.points, std))]
+        if self.samples:
+            means = (self.grad_sums / self.samples).tolist()
+            named = [(n, s, "weight") for n, s, _ in self.weights] + [(n, s, "input") for n, s, _ in self.blocks]
+            self.grad_rows += [{"epoch": epoch, "layer": i + 1 if kind == "weight" else i + 1 - len(self.weights),
+                                "name": name, "stage": stage, "kind": kind, "norm": v, "samples": self.samples}
+                               for i, ((name, stage, kind), v) in enumerate(zip(named, means))]
+        self.moments.zero_()
+        self.grad_sums.zero_()
+        self.samples = 0
+
+    def state_dict(self) -> dict:
+        return {"moments": self.moments.cpu(), "grad_sums": self.grad_sums.cpu(), "samples": self.samples,
+                "layer_rows": self.layer_rows, "grad_rows": self.grad_rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.moments.copy_(state["moments"])
+        self.grad_sums.copy_(state["grad_sums"])
+        self.samples = state["samples"]
+        self.layer_rows, self.grad_rows = list(state["layer_rows"]), list(state["grad_rows"])

@@ -1,0 +1,389 @@
+"""analysis/ on synthetic runs with known final errors: tables, figures, the report CLI, partial runs."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import figures, report
+from analysis.load import final_rows, load_runs, net_label, scan_runs
+from analysis.tables import table6
+
+EPOCHS, ITERS_PER_EPOCH = 6, 391
+PARAMS = {20: 269722, 32: 464154, 44: 658586, 56: 853018}
+COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err",
+           "val_loss", "val_err", "epoch_time_s", "arch", "depth", "residual", "shortcut", "seed",
+           "protocol"]
+# (depth, residual) -> final (train_err, test_err) per seed: plain nets degrade, ResNets improve.
+FINALS = {
+    (20, False): [(0.9, 9.5), (1.1, 9.8), (1.0, 9.6)],
+    (32, False): [(1.6, 10.4), (1.8, 10.1)],
+    (44, False): [(2.4, 11.9), (2.2, 12.2)],
+    (56, False): [(3.1, 13.0), (3.5, 13.4), (2.9, 12.9)],
+    (20, True): [(0.8, 8.6), (0.9, 8.9)],
+    (32, True): [(0.6, 7.7)],
+    (44, True): [(0.45, 7.3), (0.5, 7.2)],
+    (56, True): [(0.3, 7.0), (0.35, 7.2)],
+}
+
+
+def curve(final: float, start: float = 60.0) -> list[float]:
+    # ends exactly at `final` in the last epoch, so the tests know every final value
+    return [final + (start - final) * ((EPOCHS - e) / (EPOCHS - 1)) ** 2 for e in range(1, EPOCHS + 1)]
+
+
+def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tuple[float, float],
+              arch: str = "resnet_cifar", status: str = "completed", epochs: int = EPOCHS,
+              name: str | None = None, params: int | None = None) -> Path:
+    name = name or f"{arch}-depth={depth}-residual={str(residual).lower()}-seed={seed}"
+    run_dir = runs_dir / name
+    run_dir.mkdir(parents=True)
+    train, test = curve(final[0]), curve(final[1])
+    rows = [{"epoch": e, "iteration": e * ITERS_PER_EPOCH, "lr": 0.1, "train_loss": 1.0,
+             "train_err": train[e - 1], "test_loss": 1.0, "test_err": test[e - 1],
+             "val_loss": None, "val_err": None, "epoch_time_s": 10.0, "arch": arch,
+             "depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
+             "protocol": "quick"} for e in range(1, epochs + 1)]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(run_dir / "metrics.csv", index=False)
+    # the shape experiments/run.py writes (only the keys analysis/ reads, plus a few)
+    info = {"status": status, "num_params": params or PARAMS.get(depth, 1000 * depth),
+            "config": {"depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
+                       "arch": {"name": arch},
+                       "protocol": {"name": "quick", "iterations": EPOCHS * ITERS_PER_EPOCH},
+                       "data": {"source": "imagefolder", "root": "../shared/datasets",
+                                "train_size": None, "test_size": None}},
+            "data_sizes": {"train": 50000, "val": 0, "test": 10000},
+            "data_description": "image-folder copy at ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz",
+            "device_name": "Test GPU", "versions": {"python": "3.11", "torch": "2.4", "torchvision": "0.19"},
+            "git_commit": "abc1234", "started_at": "2024-01-01T00:00:00", "ended_at": None,
+            "run_dir": str(run_dir)}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    return run_dir
+
+
+def write_grid(runs_dir: Path, finals=FINALS, skip=()) -> Path:
+    for (depth, residual), values in finals.items():
+        if (depth, residual) in skip:
+            continue
+        for seed, final in enumerate(values):
+            write_run(runs_dir, depth, residual, seed, final)
+    return runs_dir
+
+
+@pytest.fixture
+def grid(tmp_path) -> Path:
+    return write_grid(tmp_path / "runs")
+
+
+@pytest.fixture
+def frame(grid) -> pd.DataFrame:
+    return load_runs(grid)
+
+
+def lines_by_style(ax) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in ax.get_lines():
+        counts[line.get_linestyle()] = counts.get(line.get_linestyle(), 0) + 1
+    return counts
+
+
+# ---- load ---------------------------------------------------------------------------------------
+
+def test_load_runs_is_tidy(frame):
+    runs = sum(len(v) for v in FINALS.values())
+    assert frame["run"].nunique() == runs and len(frame) == runs * EPOCHS
+    for column in ["run", "status", "num_params", "finished", "net", "family", *COLUMNS]:
+        assert column in frame
+    assert set(frame["net"]) == {f"plain-{d}" for d in PARAMS} | {f"ResNet-{d}" for d in PARAMS}
+    assert frame["finished"].all() and (frame["family"] == "resnet_cifar").all()
+    last = final_rows(frame)
+    assert len(last) == runs and (last["epoch"] == EPOCHS).all()
+
+
+def test_net_labels():
+    assert net_label("resnet_cifar", 20, False) == "plain-20"
+    assert net_label("resnet_cifar", 56, True, "A") == "ResNet-56"
+    assert net_label("resnet_cifar", 56, True, "B") == "ResNet-56 (B)"
+    assert net_label("minimodel", 3, False) == "MiniModel-plain-3"
+    assert net_label("minimodel", 3, True) == "MiniModel-res-3"
+
+
+# ---- Table 6 ------------------------------------------------------------------------------------
+
+def test_table6_mean_std_n_match_the_inputs(frame):
+    table = table6(frame).set_index("net")
+    for (depth, residual), values in FINALS.items():
+        row = table.loc[net_label("resnet_cifar", depth, residual)]
+        trains, tests = [v[0] for v in values], [v[1] for v in values]
+        assert row["n"] == len(values)
+        assert row["test_err_mean"] == pytest.approx(statistics.mean(tests))
+        assert row["train_err_mean"] == pytest.approx(statistics.mean(trains))
+        if len(values) > 1:  # sample std, ddof=1
+            assert row["test_err_std"] == pytest.approx(statistics.stdev(tests))
+            assert row["train_err_std"] == pytest.approx(statistics.stdev(trains))
+        else:
+            assert np.isnan(row["test_err_std"]) and np.isnan(row["train_err_std"])
+        assert row["params"] == PARAMS[depth]
+    assert table.loc["ResNet-20", "paper_test_err"] == 8.75
+    assert table.loc["ResNet-56", "paper_params"] == 853018
+    assert np.isnan(table.loc["plain-56", "paper_test_err"])
+    assert "curve only" in table.loc["plain-56", "paper_note"]
+    assert table.loc["plain-56", "peer: nabla0001/resnet"] == 12.95
+
+
+def test_table6_leaves_out_unfinished_runs_unless_no_other(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, 20, False, 0, (1.0, 9.0))
+    write_run(runs, 20, False, 1, (30.0, 40.0), status="interrupted", epochs=3)
+    write_run(runs, 56, False, 0, (20.0, 30.0), status="running", epochs=2)
+    table = table6(load_runs(runs)).set_index("net")
+    assert table.loc["plain-20", "n"] == 1 and table.loc["plain-20", "n_unfinished"] == 1
+    assert table.loc["plain-20", "test_err_mean"] == pytest.approx(9.0)
+    assert table.loc["plain-56", "from_unfinished"]
+    assert table.loc["plain-56", "test_err_mean"] == pytest.approx(curve(30.0)[1])
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+def test_fig6_lines_styles_labels_and_ylim(frame):
+    fig = figures.fig6(frame)
+    left, right = fig.axes[:2]
+    assert len(fig.axes) == 2
+    assert lines_by_style(left) == {"--": 4, "-": 4}  # 2 lines (train, test) per plain depth
+    assert lines_by_style(right) == {"--": 4, "-": 4}
+    for ax in (left, right):
+        assert ax.get_xlabel() == "iter. (1e4)" and ax.get_ylabel() == "error (%)"
+        assert ax.get_ylim() == (0.0, 20.0)
+        solid = [l for l in ax.get_lines() if l.get_linestyle() == "-"]
+        dashed = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
+        assert min(l.get_linewidth() for l in solid) > max(l.get_linewidth() for l in dashed)
+    assert [t.get_text() for t in left.get_legend().get_texts()] == [
+        "plain-20", "plain-32", "plain-44", "plain-56"]
+    assert [t.get_text() for t in right.get_legend().get_texts()] == [
+        "ResNet-20", "ResNet-32", "ResNet-44", "ResNet-56"]
+    # same colour for the same depth in both panels
+    colour = {l.get_label(): l.get_color() for l in left.get_legend().legend_handles}
+    assert colour["plain-56"] == {l.get_label(): l.get_color()
+                                  for l in right.get_legend().legend_handles}["ResNet-56"]
+    # x in units of 1e4 iterations
+    assert left.get_lines()[0].get_xdata()[-1] == pytest.approx(EPOCHS * ITERS_PER_EPOCH / 1e4)
+    assert "dashed" in fig._suptitle.get_text()
+
+
+def test_fig6_widens_ylim_when_errors_stay_high(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, 20, False, 0, (45.0, 48.0))
+    write_run(runs, 20, True, 0, (40.0, 42.0))
+    fig = figures.fig6(load_runs(runs))
+    top = fig.axes[0].get_ylim()[1]
+    assert top > 48.0 and fig.axes[1].get_ylim()[1] == top
+    assert "widened" in fig._suptitle.get_text()
+    assert lines_by_style(fig.axes[0]) == {"--": 1, "-": 1}
+
+
+def test_fig1_plain(frame):
+    fig = figures.fig1_plain(frame)
+    assert len(fig.axes) == 2
+    train_ax, test_ax = fig.axes
+    assert train_ax.get_ylabel() == "training error (%)" and test_ax.get_ylabel() == "test error (%)"
+    assert train_ax.get_xlabel() == "iter. (1e4)"
+    for ax in fig.axes:
+        assert len(ax.get_lines()) == 2  # plain-20 and plain-56 only
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain-20", "plain-56"]
+        assert ax.get_ylim() == (0.0, 20.0)
+    # mean over seeds at the last epoch is the mean of the known finals
+    ends = sorted(l.get_ydata()[-1] for l in test_ax.get_lines())
+    assert ends == pytest.approx(sorted(statistics.mean(v[1] for v in FINALS[(d, False)]) for d in (20, 56)))
+
+
+def test_fig1_skipped_without_plain_56(tmp_path):
+    runs = write_grid(tmp_path / "runs", skip={(56, False)})
+    with pytest.raises(figures.NothingToPlot, match="plain-56"):
+        figures.fig1_plain(load_runs(runs))
+
+
+def test_degradation(frame):
+    fig = figures.degradation(frame)
+    assert len(fig.axes) == 2
+    train_ax, test_ax = fig.axes
+    assert train_ax.get_ylabel() == "final training error (%)"
+    assert test_ax.get_ylabel() == "final test error (%)"
+    assert train_ax.get_xlabel() == "depth (weighted layers)"
+    assert list(train_ax.get_xticks()) == [20, 32, 44, 56]
+    assert [t.get_text() for t in train_ax.get_legend().get_texts()] == ["plain", "ResNet"]
+    assert "paper Table 6" in " ".join(t.get_text() for t in test_ax.get_legend().get_texts())
+    plain_line = train_ax.containers[0].lines[0]
+    assert list(plain_line.get_ydata()) == pytest.approx(
+        [statistics.mean(v[0] for v in FINALS[(d, False)]) for d in (20, 32, 44, 56)])
+
+
+def test_save_writes_png_and_svg(frame, tmp_path):
+    paths = figures.save(figures.degradation(frame), tmp_path / "out", "deg")
+    assert [p.name for p in paths] == ["deg.png", "deg.svg"] and all(p.stat().st_size for p in paths)
+
+
+# ---- report -------------------------------------------------------------------------------------
+
+REPORT_FILES = ["fig1_plain.png", "fig1_plain.svg", "fig6.png", "fig6.svg", "degradation.png",
+                "degradation.svg", "table6.md", "table6.csv", "report.md", "index.html"]
+
+
+def test_report_writes_everything_with_the_verdict(grid, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(grid), "--out", str(out)]) == 0
+    for name in REPORT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    assert "report.md" in capsys.readouterr().out
+    md = (out / "report.md").read_text()
+    train20 = statistics.mean(v[0] for v in FINALS[(20, False)])
+    train56 = statistics.mean(v[0] for v in FINALS[(56, False)])
+    assert "**Verdict: degradation problem reproduced.**" in md
+    assert (f"plain-56 ends with higher training error than plain-20: "
+            f"{train56:.2f}% vs {train20:.2f}%") in md
+    for name in ["fig1_plain.png", "fig6.png", "degradation.png"]:
+        assert f"]({name})" in md and f'src="{name}"' in (out / "index.html").read_text()
+    assert "Missing cells: none" in md
+    table_md = (out / "table6.md").read_text()
+    assert "image-folder JPEG copy, not the original CIFAR-10 files" in table_md
+    tests56 = [v[1] for v in FINALS[(56, False)]]
+    assert f"{statistics.mean(tests56):.2f} ± {statistics.stdev(tests56):.2f} (n=3)" in table_md
+    assert "curve only" in table_md and "Test GPU" in md and "abc1234" in md
+
+
+def test_report_opposite_data_gives_opposite_sentence(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, 20, False, 0, (3.0, 12.0))
+    write_run(runs, 56, False, 0, (1.0, 9.0))
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "**Verdict: not reproduced" in md
+    assert "plain-56 ends with lower training error than plain-20: 1.00% vs 3.00%" in md
+
+
+def test_report_handles_partial_results(tmp_path):
+    runs = write_grid(tmp_path / "runs", skip={(32, True), (56, False)})
+    write_run(runs, 56, False, 0, (10.0, 20.0), status="interrupted", epochs=3, name="p56-killed")
+    cut = write_run(runs, 44, True, 7, (0.4, 7.1), name="r44-truncated")
+    text = (cut / "metrics.csv").read_text()
+    (cut / "metrics.csv").write_text(text[:-9])  # killed mid-line: last row loses its end
+    bad = write_run(runs, 20, True, 7, (0.7, 8.0), name="r20-corrupt-json")
+    (bad / "run.json").write_text('{"status": "compl')
+    (runs / "empty-run").mkdir()
+    (runs / "empty-run" / "run.json").write_text(json.dumps({"status": "failed"}))
+
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "Missing cells (no run at all): ResNet-32." in md  # plain-56 exists, unfinished
+    assert "`p56-killed` (interrupted, 3 epochs)" in md
+    assert "r44-truncated: metrics.csv truncated" in md
+    assert "r20-corrupt-json: run.json unreadable" in md
+    assert "empty-run: metrics.csv missing" in md
+    assert "(from unfinished runs" not in md and "unfinished runs" in md
+    with pytest.warns(UserWarning) as record:
+        frame = load_runs(runs)
+    assert len(record) == 3  # truncated csv, corrupt json, missing csv: one warning each
+    assert len(frame[frame["run"] == "r44-truncated"]) == EPOCHS - 1
+    assert frame.loc[frame["run"] == "r20-corrupt-json", "status"].eq("unknown").all()
+    for name in REPORT_FILES:
+        assert (out / name).exists(), name
+
+
+def test_report_skips_a_figure_whose_nets_are_absent(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, 20, True, 0, (0.8, 8.6))
+    write_run(runs, 56, True, 0, (0.3, 7.0))
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "Figure skipped: Figure 1 needs plain-20 and plain-56" in md
+    assert not (out / "fig1_plain.png").exists() and (out / "fig6.png").exists()
+    assert "cannot judge" in md
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "unreadable"])
+def test_report_without_runs_fails_clearly(tmp_path, capsys, make):
+    runs = tmp_path / "runs"
+    if make != "missing":
+        runs.mkdir()
+    if make == "unreadable":
+        (runs / "r").mkdir()
+        (runs / "r" / "run.json").write_text("{")
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"no runs found under {runs}" in err[0] and "make sweep" in err[0]
+
+
+def test_report_help():
+    with pytest.raises(SystemExit) as exit_:
+        report.main(["--help"])
+    assert exit_.value.code == 0
+
+
+# ---- other families -----------------------------------------------------------------------------
+
+def test_minimodel_is_labelled_and_kept_away_from_the_paper(grid, tmp_path):
+    for depth, residual, final in [(3, False, (5.0, 20.0)), (6, False, (9.0, 24.0)),
+                                   (3, True, (4.0, 19.0)), (6, True, (3.0, 18.0))]:
+        write_run(grid, depth, residual, 0, final, arch="minimodel", params=5000)
+    frame = load_runs(grid)
+    mini = frame[frame["family"] == "minimodel"]
+    assert set(mini["net"]) == {"MiniModel-plain-3", "MiniModel-plain-6",
+                                "MiniModel-res-3", "MiniModel-res-6"}
+    table = table6(frame).set_index("net")
+    paper_cols = ["paper_test_err", "paper_params"] + [c for c in table if c.startswith("peer: ")]
+    assert table.loc[list(mini["net"].unique()), paper_cols].isna().all().all()
+    assert table.loc["ResNet-56", paper_cols].notna().any()
+
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(grid), "--out", str(out)]) == 0
+    table_md = (out / "table6.md").read_text()
+    paper_part, other_part = table_md.split("Other nets: not comparable")
+    assert "MiniModel" not in paper_part and "MiniModel-plain-6" in other_part
+    assert (out / "minimodel_fig6.png").exists() and (out / "minimodel_degradation.png").exists()
+    fig = figures.fig6(frame, "minimodel")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "MiniModel-plain-3", "MiniModel-plain-6"]
+    assert "ResNet" not in " ".join(t.get_text() for ax in fig.axes
+                                    for t in ax.get_legend().get_texts())
+    # the paper family's figures never draw minimodel nets
+    assert len(figures.fig6(frame).axes[0].get_lines()) == 8
+
+
+def test_scan_runs_reports_problems_without_raising(tmp_path):
+    runs = tmp_path / "runs"
+    d = write_run(runs, 20, False, 0, (1.0, 9.0))
+    (d / "metrics.csv").write_text((d / "metrics.csv").read_text() + "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18\n")
+    with pytest.warns(UserWarning):
+        result = scan_runs(runs)
+    assert len(result.frame) == EPOCHS and any("malformed" in p for p in result.problems)
+
+
+def test_option_b_resnets_stay_out_of_the_paper_columns_and_figures(frame, grid):
+    run = write_run(grid, 20, True, 5, (0.7, 8.1), name="resnet20-B")
+    metrics = pd.read_csv(run / "metrics.csv")
+    metrics["shortcut"] = "B"
+    metrics.to_csv(run / "metrics.csv", index=False)
+    frame = load_runs(grid)
+    assert "ResNet-20 (B)" in set(frame["net"])
+    table = table6(frame).set_index("net")
+    assert np.isnan(table.loc["ResNet-20 (B)", "paper_test_err"])
+    assert "option B" in table.loc["ResNet-20 (B)", "paper_note"]
+    assert table.loc["ResNet-20", "n"] == len(FINALS[(20, True)])  # B run not mixed into option A
+    assert lines_by_style(figures.fig6(frame).axes[1]) == {"--": 4, "-": 4}
+
+
+def test_model_columns_missing_from_metrics_come_from_the_config(tmp_path):
+    runs = tmp_path / "results" / "quick" / "runs"
+    run = write_run(runs, 56, False, 3, (3.0, 13.0))
+    metrics = pd.read_csv(run / "metrics.csv").drop(columns=["arch", "depth", "residual", "seed"])
+    metrics.to_csv(run / "metrics.csv", index=False)
+    (runs / "never-started").mkdir()
+    with pytest.warns(UserWarning, match="wrote nothing"):
+        result = scan_runs(tmp_path / "results" / "quick")  # the parent of runs/ works too
+    assert set(result.frame["net"]) == {"plain-56"} and (result.frame["seed"] == 3).all()
+    assert list(result.runs["run"]) == ["never-started", run.name]
