@@ -7,6 +7,7 @@ PROTOCOL ?= paper
 DEPTHS ?= 20,32,44,56
 SEEDS ?= 0
 OVERRIDES ?=
+RESULTS ?= results
 
 .PHONY: help install test test-all sweep plots bench clean-smoke
 
@@ -28,6 +29,15 @@ test: install  ## the test suite (CPU, a few minutes; slow and GPU tests exclude
 test-all: install  ## every test, the slow ones too (GPU tests skip without CUDA)
 	$(PY) -m pytest -q -m ''
 
-sweep: install  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures
-	@echo "make sweep: not yet -- the sweep and its analysis land with the sweep issue." \
-	      "For now: $(PY) -m experiments.run depth=56 residual=false" && exit 2
+FORCE ?=
+ARCH ?= resnet_cifar
+SIZES = $(if $(filter minimodel,$(ARCH)),arch=minimodel arch.units_per_stage=$(or $(UNITS),1,2,3,4),depth=$(DEPTHS))
+SWEEP = -m protocol=$(PROTOCOL) $(SIZES) residual=false,true seed=$(SEEDS) $(if $(FORCE),force=true) \
+	hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs $(OVERRIDES)
+
+sweep: install  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
+	$(PY) -m experiments.run $(SWEEP); status=$$?; \
+	$(MAKE) --no-print-directory plots PROTOCOL=$(PROTOCOL) RESULTS=$(RESULTS); exit $$status
+
+plots: install  ## redraw results/PROTOCOL/ (figures, tables, report) from whatever runs exist
+	$(PY) -m analysis.report --runs $(RESULTS)/$(PROTOCOL)/runs --out $(RESULTS)/$(PROTOCOL)

@@ -99,6 +99,7 @@ class Config:
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     progress: bool = True
+    force: bool = False  # start a sweep even when it would run for days on a CPU
 
 
 def register() -> None:

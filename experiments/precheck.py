@@ -73,6 +73,32 @@ def known_keys() -> list:
     return list(walk(Config, ""))
 
 
+def sweep_defaults(args: list) -> list:
+    """The config's grid (hydra.sweeper.params) for the keys the command line leaves out."""
+    from omegaconf import OmegaConf
+    params = OmegaConf.load(CONF_DIR / "config.yaml").hydra.sweeper.params
+    given = {a.lstrip("+~").split("=")[0] for a in args if "=" in a}
+    return [f"{k}={v}" for k, v in params.items() if k not in given]
+
+
+def too_long_for_cpu(configs: list) -> Optional[str]:
+    """A sweep that would keep a CPU busy for more than two hours must be asked for explicitly."""
+    import torch
+    from experiments.sweep import CPU_LIMIT_S, cpu_estimate_s
+
+    on_cpu = [c for c in configs if c.device.value == "cpu" or (c.device.value == "auto" and not torch.cuda.is_available())]
+    if not on_cpu or any(c.force for c in configs):
+        return None
+    # MiniModel's convs are ~4x wider per layer than the paper's nets
+    est = sum(cpu_estimate_s(c.protocol.iterations, c.depth if c.arch.name == "resnet_cifar" else
+                             4 * (8 * c.arch.units_per_stage + 2), c.protocol.batch_size) for c in on_cpu)
+    if est <= CPU_LIMIT_S:
+        return None
+    from experiments.run import fmt_duration
+    return (f"this sweep would take about {fmt_duration(est)} on this CPU ({len(on_cpu)} runs, no GPU found): "
+            f"run `make sweep PROTOCOL=quick` for the CPU-sized version, or add FORCE=1 (force=true) to start it anyway")
+
+
 def check(args: list) -> Optional[str]:
     """None if every cell composes and has a valid size; else the one-line reason."""
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
@@ -84,16 +110,19 @@ def check(args: list) -> Optional[str]:
     from experiments.models import blocks_per_stage
 
     register()
+    multirun = any(a in ("-m", "--multirun") for a in args)
     try:
-        all_cells = cells(args)
+        all_cells = cells(args + (sweep_defaults(args) if multirun else []))
     except Exception as e:  # an override Hydra cannot parse at all
         return " ".join(str(e).split())
+    composed = []
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for overrides in all_cells:
             try:
                 cfg = compose("config", overrides=overrides)
             except Exception as e:
                 return one_line(e, overrides)
+            composed.append(cfg)
             if cfg.arch.name == "resnet_cifar":
                 try:
                     blocks_per_stage(cfg.depth)
@@ -101,4 +130,4 @@ def check(args: list) -> Optional[str]:
                     return str(e)
             if cfg.data.source.value == "imagefolder" and OmegaConf.is_missing(cfg.data, "root"):
                 return "data=imagefolder needs data.root=PATH (a folder with train/ and test/, or a .tar.gz of one)"
-    return None
+    return too_long_for_cpu(composed) if multirun else None

@@ -251,9 +251,14 @@ def main(cfg: DictConfig) -> str:
         RunDir(hc.runtime.output_dir).remove_if_empty()
         if hc.mode == RunMode.MULTIRUN:  # one bad cell must not stop the sweep; the summary lists it
             log.error("error: %s", e)
-            return "failed"
+            return f"failed ({e})"
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except Exception as e:
+        if hc.mode == RunMode.MULTIRUN:
+            log.exception("%s failed", hc.runtime.output_dir)
+            return f"failed ({type(e).__name__}: {e})"
+        raise
 
 
 def cli() -> None:
@@ -263,6 +268,9 @@ def cli() -> None:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
     main()
+    from experiments.sweep import SweepSummary
+    if SweepSummary.failed():
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ TABLES = {  # file -> columns: one row per epoch (metrics) or per epoch and laye
 
 # Keys that say how a run is computed or where things live, not what it computes: they are left out of the
 # directory name and may change between a run and its resumption.
-NOT_IDENTITY = ("device", "data.dir", "data.download", "progress", "speed", "probes")
+NOT_IDENTITY = ("device", "data.dir", "data.download", "progress", "speed", "probes", "force")
 # Keys the name already spells out (or that select where results go).
 IN_NAME = ("depth", "residual", "seed", "protocol", "arch", "arch.name", "arch.units_per_stage")
 SAFE = re.compile(r"^[A-Za-z0-9_.,+-]{1,24}$")
