@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import figures, text
+from . import figures, probes_figures, text
 from .load import FAMILY_NAMES, PAPER_FAMILY, RunSet, scan_runs
 from .provenance import header_line, machine_lines
 from .render import to_html, to_markdown
@@ -104,6 +104,9 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
     blocks += table6_blocks(table, frame, level=2)
     if paper_present:
         blocks.append(("p", text.table_paragraph(table)))
+    probe_blocks, probe_files = probes_figures.report_blocks(runs_dir, out_dir)  # Fig. 7, gradients
+    blocks += probe_blocks
+    written += probe_files
     blocks += _runs_blocks(runset, table, depths if paper_present else ())
     blocks += [("h", 2, "What produced these results"), ("p", header_line(frame)),
                ("ul", machine_lines(frame))]

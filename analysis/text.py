@@ -1,5 +1,6 @@
 """Sentences generated from the numbers, so the report says what the data says (even if that is
-the opposite of the paper). Every function takes the per-net table from `tables.table6`.
+the opposite of the paper). Every function takes the per-net table from `tables.table6`, except the
+probe paragraphs at the end, which take the per-net tables of `probes_figures`.
 """
 from __future__ import annotations
 
@@ -203,3 +204,158 @@ def missing_cells(table: pd.DataFrame, depths=EXPECTED_DEPTHS) -> list[str]:
     return ([f"plain-{d}" for d in depths if d not in have[0]]
             + [f"ResNet-{d}" for d in depths if d not in have[1]])
 
+
+# ---- probes: Figure 7 and gradient norms (tables from probes_figures) ----------------------------
+
+VANISHING_RATIO = 0.01  # first layers' gradient two orders of magnitude below the last layers'
+
+
+def times(ratio: float) -> str:
+    """0.82x, 1,343x, 0.001x: enough digits to read an order of magnitude."""
+    if ratio != ratio:
+        return "n/a"
+    if ratio >= 10:
+        return f"{ratio:,.0f}x"
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
+def _epochs_text(first: int, last: int) -> str:
+    return f"epoch {first}" if first == last else f"epochs {first}-{last}"
+
+
+def fig7_paragraph(profile: pd.DataFrame) -> str:
+    """`profile`: probes_figures.final_profile (std per net and layer at the last epoch)."""
+    if profile.empty:
+        return "No layer responses to describe."
+    family = profile["family"].iloc[0]
+    nets = profile.groupby("net").agg(depth=("depth", "first"), residual=("residual", "first"),
+                                      median=("value", "median"), unfinished=("unfinished", "any"))
+    nets = nets.sort_values(["residual", "depth"])
+    epochs = profile["epoch"].astype(int)
+    listing = ", ".join(f"{net} {r['median']:.2f}" + (" (unfinished)" if r["unfinished"] else "")
+                        for net, r in nets.iterrows())
+    out = [f"At the last epoch ({_epochs_text(epochs.min(), epochs.max())}), median std of the 3x3 "
+           f"layer responses: {listing}."]
+    plain, res = nets[~nets["residual"]], nets[nets["residual"]]
+    common = sorted(set(plain["depth"]) & set(res["depth"]))
+    smaller = []
+    for d in common:
+        p_net, r_net = plain.index[plain["depth"] == d][0], res.index[res["depth"] == d][0]
+        p_med, r_med = plain.loc[p_net, "median"], res.loc[r_net, "median"]
+        p_val = profile.loc[profile["net"] == p_net].sort_values("layer")["value"].to_numpy()
+        r_val = profile.loc[profile["net"] == r_net].sort_values("layer")["value"].to_numpy()
+        layers = ""
+        if len(p_val) == len(r_val):
+            layers = f", smaller at {int((r_val < p_val).sum())} of {len(r_val)} layers"
+        smaller.append((r_med < p_med, f"{r_net} {r_med:.2f} vs {p_net} {p_med:.2f}{layers}"))
+    res_name, plain_name = series_plural(family, True), series_plural(family, False)
+    if smaller:
+        n = sum(s for s, _ in smaller)
+        out.append(f"{res_name}' median response is smaller than the {plain_name}' at {n} of "
+                   f"{len(smaller)} depth(s) with both: " + "; ".join(t for _, t in smaller) + ".")
+    deeper = None
+    if len(res) >= 2:
+        medians = list(res["median"])
+        deeper = medians[-1] < medians[0]
+        steps = [b - a for a, b in zip(medians, medians[1:])]
+        how = ("falls with every step in depth" if all(s < 0 for s in steps) else
+               "rises with every step in depth" if all(s > 0 for s in steps) else "is not monotonic in depth")
+        out.append(f"Among {res_name}, the median {how} ({res.index[0]} {medians[0]:.2f}, "
+                   f"{res.index[-1]} {medians[-1]:.2f}).")
+    if not smaller:
+        head = f"{plain_name} and {res_name} cannot be compared (no depth with both)"
+    else:
+        n = sum(s for s, _ in smaller)
+        all_smaller = True if n == len(smaller) else False if n == 0 else None
+        if all_smaller is True and deeper is not False:
+            head = "as in the paper"
+        elif all_smaller is False and deeper is not True:
+            head = "not as in the paper"
+        else:
+            head = "partly as in the paper (" + (
+                f"{res_name} respond less than {plain_name}, but the deepest of them does not "
+                "respond less than the shallowest" if all_smaller else
+                f"{res_name} respond less than {plain_name} at only some depths" if all_smaller is None
+                else f"{res_name} do not respond less than {plain_name}") + ")"
+    text = f"**Layer responses: {head}.** " + " ".join(out)
+    if family == PAPER_FAMILY:
+        text += (' The paper (Fig. 7) finds that "ResNets have generally smaller responses than '
+                 'their plain counterparts" and that "the deeper ResNet has smaller magnitudes of '
+                 'responses" (ResNet-20, 56 and 110).')
+    return text
+
+
+def gradients_paragraph(ratios: pd.DataFrame, input_ratios: pd.DataFrame | None = None) -> str:
+    """`ratios`: probes_figures.gradient_ratios (first/last layers' weight-gradient norm per net);
+    `input_ratios`: the same for the gradients at block inputs."""
+    if ratios.empty:
+        return "No weight-gradient norms to compare."
+    family = ratios["family"].iloc[0]
+    plain, res = ratios[~ratios["residual"]], ratios[ratios["residual"]]
+    if plain.empty:
+        return ("**Gradients: cannot judge vanishing in plain nets**: no plain net has gradient "
+                "norms. " + _ratio_listing(ratios) + ".")
+    usual = plain[plain["depth"] == 56] if family == PAPER_FAMILY else plain.iloc[0:0]
+    p = (usual if len(usual) else plain).iloc[-1]  # plain-56 as in the paper, else the deepest
+    ends = [("early", int(p["early_epoch"]), p["early_ratio"]),
+            ("late", int(p["late_epoch"]), p["late_ratio"])]
+    if ends[0][1] == ends[1][1]:
+        ends = ends[1:]  # a single logged epoch
+    vanishing = [e for _, e, r in ends if r < VANISHING_RATIO]
+    if not vanishing:
+        head = f"no vanishing gradients in {p['net']}"
+    elif len(vanishing) == len(ends):
+        head = f"vanishing gradients in {p['net']}"
+    else:
+        head = f"vanishing gradients in {p['net']} at epoch {vanishing[0]} only"
+    k = int(p["edge"])
+    at = " and ".join(f"{times(r)} at epoch {e}" for _, e, r in ends)
+    out = [f"**Gradients: {head}.** Mean weight-gradient norm of its first {k} 3x3 layers over that "
+           f"of its last {k}: {at} (vanishing would be below {times(VANISHING_RATIO)}, two orders "
+           "of magnitude)."]
+    if family == PAPER_FAMILY and usual.empty:
+        out.append(f"(plain-56, the paper's case, has no gradient norms: {p['net']} is the deepest "
+                   "plain net with them.)")
+    larger = [(e, r) for _, e, r in ends if r > 1 / VANISHING_RATIO]
+    if larger:
+        out.append(f"At epoch {larger[0][0]} its first layers get {times(larger[0][1])} the gradient "
+                   "norm of its last: the opposite of vanishing.")
+    twin = res[res["depth"] == p["depth"]]
+    if len(twin):
+        r = twin.iloc[0]
+        out.append(f"{r['net']}: {times(r['early_ratio'])} at epoch {int(r['early_epoch'])} and "
+                   f"{times(r['late_ratio'])} at epoch {int(r['late_epoch'])}"
+                   + (f"; {p['net']}'s ratio at the last epoch is {times(p['late_ratio'] / r['late_ratio'])} "
+                      f"{r['net']}'s." if r["late_ratio"] > 0 else "."))
+    others = ratios[~ratios["net"].isin([p["net"], *twin["net"]])]
+    if len(others):
+        out.append("Other nets (first/last, first and last epoch): " + _ratio_listing(others) + ".")
+    if input_ratios is not None and len(input_ratios):
+        q = input_ratios[input_ratios["net"] == p["net"]]
+        if len(q):
+            q = q.iloc[0]
+            out.append(f"Gradient norm at the inputs of {p['net']}'s first {int(q['edge'])} blocks over "
+                       f"that at its last {int(q['edge'])}: {times(q['early_ratio'])} at epoch "
+                       f"{int(q['early_epoch'])}, {times(q['late_ratio'])} at epoch {int(q['late_epoch'])}.")
+    if family == PAPER_FAMILY:
+        out.append("Norms are of whole tensors: a last-stage 3x3 weight has 16 times as many entries as "
+                   "a first-stage one (64x64 vs 16x16 filters), so equal per-entry gradients would "
+                   "already read about 0.25x.")
+        claim = ('with BN "the backward propagated gradients exhibit healthy norms", so the '
+                 'degradation "is unlikely to be caused by vanishing gradients"')
+        if vanishing:
+            out.append(f"This disagrees with the paper (§4.1): {claim}.")
+        elif larger:
+            out.append(f"No vanishing, as in the paper (§4.1: {claim}); but at epoch {larger[0][0]} "
+                       f"{p['net']}'s norms are far from even across depth, the other way.")
+        else:
+            out.append(f"This agrees with the paper (§4.1): {claim}.")
+    if ratios["unfinished"].any():
+        out.append("Caveat: some nets have only unfinished runs; their last epoch is the last logged.")
+    return " ".join(out)
+
+
+def _ratio_listing(ratios: pd.DataFrame) -> str:
+    return "; ".join(f"{r['net']} {times(r['early_ratio'])} at epoch {int(r['early_epoch'])}, "
+                     f"{times(r['late_ratio'])} at epoch {int(r['late_epoch'])}"
+                     for _, r in ratios.iterrows())

@@ -73,9 +73,9 @@ class SpeedConfig:
     # "auto" = on for CUDA, off for CPU.
     channels_last: str = "auto"
     bf16: str = "auto"  # autocast to bf16 with fp32 master weights; BN statistics stay fp32
-    fused_optimizer: str = "auto"
+    foreach: bool = True  # SGD as multi-tensor ops (off: a per-parameter loop; same math)
     cudnn_benchmark: bool = True
-    cuda_graphs: str = "auto"  # capture the training step once and replay it
+    cuda_graphs: str = "auto"  # capture the training step once and replay it (CUDA, SGD)
     threads: int = 0  # CPU threads for torch; 0 = torch's default
 
 

@@ -94,7 +94,7 @@ def too_long_for_cpu(configs: list) -> Optional[str]:
                              4 * (8 * c.arch.units_per_stage + 2), c.protocol.batch_size) for c in on_cpu)
     if est <= CPU_LIMIT_S:
         return None
-    from experiments.run import fmt_duration
+    from experiments.runner import fmt_duration
     return (f"this sweep would take about {fmt_duration(est)} on this CPU ({len(on_cpu)} runs, no GPU found): "
             f"run `make sweep PROTOCOL=quick` for the CPU-sized version, or add FORCE=1 (force=true) to start it anyway")
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from experiments.config import ProtocolConfig
 from experiments.data import Split
 from experiments.loader import Normalizer, TrainStream, iterate_eval
+from experiments.optim import ForeachSGD
 
 
 def lr_at(iteration: int, p: ProtocolConfig, warming: bool = False) -> float:
@@ -26,14 +27,19 @@ def lr_at(iteration: int, p: ProtocolConfig, warming: bool = False) -> float:
     return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002, in the CSV
 
 
-def make_optimizer(model: nn.Module, p: ProtocolConfig, fused: bool = False) -> torch.optim.Optimizer:
+class AdamWithSetLR(torch.optim.Adam):
+    def set_lr(self, lr: float) -> None:
+        for group in self.param_groups:
+            group["lr"] = lr
+
+
+def make_optimizer(model: nn.Module, p: ProtocolConfig, foreach: bool = True):
     if p.optimizer == "sgd":
         # Weight decay on every parameter, BN's included, as in the paper's Torch/Caffe setups.
-        kw = {"fused": True} if fused else {}
-        return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, **kw)
+        return ForeachSGD(model.parameters(), p.lr, p.momentum, p.weight_decay, foreach)
     if p.optimizer == "adam":
         # Keras defaults: beta 0.9 / 0.999, epsilon 1e-7.
-        return torch.optim.Adam(model.parameters(), lr=p.lr, eps=1e-7, weight_decay=p.weight_decay)
+        return AdamWithSetLR(model.parameters(), lr=p.lr, eps=1e-7, weight_decay=p.weight_decay)
     raise ValueError(f"protocol.optimizer={p.optimizer!r}: expected sgd or adam")
 
 
@@ -64,9 +70,9 @@ class Trainer:
     """One network: model, optimizer, schedule position and this epoch's running sums (kept on the device)."""
 
     def __init__(self, model: nn.Module, protocol: ProtocolConfig, warmup: bool = False,
-                 fused: bool = False, autocast=None, probes=None):
+                 foreach: bool = True, autocast=None, probes=None, cuda_graph: bool = False):
         self.model, self.protocol, self.autocast, self.probes = model, protocol, autocast, probes
-        self.optimizer = make_optimizer(model, protocol, fused)
+        self.optimizer = make_optimizer(model, protocol, foreach)
         self.device = next(model.parameters()).device
         self.iteration = 0
         self.warming = warmup  # Sec. 4.2, 110 layers: lr 0.01 until training error < 80%
@@ -76,6 +82,9 @@ class Trainer:
         self.status = "running"
         self.epoch_started = time.perf_counter()
         self._lr = None
+        # CUDA graphs: the whole step captured once, replayed on static input buffers (SGD only)
+        self.graphed = None if cuda_graph and protocol.optimizer == "sgd" and self.device.type == "cuda" else False
+        self.cuda_stream = None  # set by fit() when several trainers share the GPU
 
     @property
     def finished(self) -> bool:
@@ -83,14 +92,29 @@ class Trainer:
 
     def set_lr(self, lr: float) -> None:
         if lr != self._lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            self.optimizer.set_lr(lr)
             self._lr = lr
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.set_lr(lr_at(self.iteration, self.protocol, self.warming))
         self.model.train()
         probe = self.probes is not None and self.probes.wants(self.iteration)
+        if probe or self.graphed is False:
+            self._step(x, y, probe)  # eager: always for probed steps (hooks cannot live in a graph)
+        else:
+            if self.graphed is None:
+                from experiments.fastpath import CapturedStep
+                self.graphed = CapturedStep.capture(self, x, y)
+            self.graphed.replay(x, y)
+        self.iteration += 1
+        if self.warming and self.iteration % self.protocol.warmup_check_every == 0:
+            wrong, seen = self.window.tolist()
+            self.window.zero_()
+            if 100.0 * wrong / seen < self.protocol.warmup_until_err:
+                self.warming = False  # and back to protocol.lr, as the paper does
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, probe: bool = False) -> None:
+        """Forward, backward, update, running sums: all on the device, no host sync (what a graph captures)."""
         with self.probes.input_grads() if probe else _null():
             with self.autocast or _null():
                 out = self.model(x)
@@ -103,14 +127,7 @@ class Trainer:
         with torch.no_grad():  # no .item(): the sums stay on the device until the epoch ends
             wrong = (out.argmax(1) != y).sum()
             self.sums += torch.stack([loss.detach().float() * len(y), wrong.float(), self.sums.new_tensor(len(y))])
-            if self.warming:
-                self.window += torch.stack([wrong.float(), self.window.new_tensor(len(y))])
-        self.iteration += 1
-        if self.warming and self.iteration % self.protocol.warmup_check_every == 0:
-            wrong, seen = self.window.tolist()
-            self.window.zero_()
-            if 100.0 * wrong / seen < self.protocol.warmup_until_err:
-                self.warming = False  # and back to protocol.lr, as the paper does
+            self.window += torch.stack([wrong.float(), self.window.new_tensor(len(y))])
 
     def end_epoch(self, epoch: int, test: Split, val: Optional[Split], normalize: Normalizer) -> dict:
         """Close epoch `epoch` (1-based): the row of metrics.csv, or status 'diverged' when the loss is not finite."""
@@ -160,12 +177,23 @@ def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
     spe = stream.steps_per_epoch
     active = [t for t in trainers if not t.finished]
     pos = min((t.iteration for t in active), default=0)
+    streams = len(active) > 1 and stream.split.x.is_cuda
     while active:
         epoch, k = divmod(pos, spe)
         x, y = stream.batch(epoch, k)
         stepped = [t for t in active if t.iteration == pos]
-        for t in stepped:
-            t.step(x, y)
+        if streams:  # each network on its own CUDA stream, so their small kernels overlap on the GPU
+            main = torch.cuda.current_stream()
+            for t in stepped:
+                t.cuda_stream = t.cuda_stream or torch.cuda.Stream()
+                t.cuda_stream.wait_stream(main)  # the batch is ready
+                with torch.cuda.stream(t.cuda_stream):
+                    t.step(x, y)
+            for t in stepped:
+                main.wait_stream(t.cuda_stream)  # nothing on the main stream overtakes a step
+        else:
+            for t in stepped:
+                t.step(x, y)
         pos += 1
         for t in stepped:
             if pos % spe == 0 or pos >= t.protocol.iterations:

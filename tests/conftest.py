@@ -58,7 +58,7 @@ def compose(overrides: list):
 
 def run_inprocess(overrides: list, run_dir: Path) -> str:
     """experiments.run.execute on the composed config: what the CLI does, minus process start-up."""
-    from experiments.run import execute
+    from experiments.runner import execute
     return execute(compose(overrides), run_dir, overrides)
 
 

@@ -143,7 +143,7 @@ def test_warmup_runs_at_low_lr_until_training_error_is_under_the_threshold_then_
     original = t.optimizer.step
 
     def spy(*a, **kw):
-        lrs.append(t.optimizer.param_groups[0]["lr"])
+        lrs.append(round(t.optimizer.lr.item(), 6))
         return original(*a, **kw)
     t.optimizer.step = spy
     run_all([t], train, test)
@@ -152,3 +152,24 @@ def test_warmup_runs_at_low_lr_until_training_error_is_under_the_threshold_then_
     stuck.warming = True
     run_all([stuck], train, test)
     assert stuck.warming  # never below -1%: stays in warm-up
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_foreach_sgd_is_torch_sgd(foreach):
+    from experiments.optim import ForeachSGD
+    torch.manual_seed(0)
+    a, b = CifarResNet(8, True), CifarResNet(8, True)
+    b.load_state_dict(a.state_dict())
+    ours = ForeachSGD(a.parameters(), 0.1, 0.9, 1e-4, foreach=foreach)
+    ref = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for i in range(4):
+        if i == 2:
+            ours.set_lr(0.01)
+            ref.param_groups[0]["lr"] = 0.01
+        for model, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
