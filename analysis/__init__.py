@@ -5,5 +5,6 @@ imports `experiments/`, so results from another machine or another version can b
 `python -m analysis.report --runs DIR --out DIR` writes everything; the modules are:
 load (files -> one tidy frame), tables (Table 6 + peers.csv, the paper's and reproductions'
 numbers), figures (Fig. 1, Fig. 6, error vs depth), text (sentences generated from the numbers),
-provenance (protocol, data, machines), render (markdown / HTML), report (the CLI).
+provenance (protocol, data, machines), probes_figures (Fig. 7 layer responses, gradient norms),
+render (markdown / HTML), report (the CLI).
 """
