@@ -9,7 +9,7 @@ SEEDS ?= 0
 OVERRIDES ?=
 RESULTS ?= results
 
-.PHONY: help install test test-all sweep plots bench clean-smoke
+.PHONY: help install test test-all sweep plots bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ SWEEP = -m protocol=$(PROTOCOL) $(SIZES) residual=false,true seed=$(SEEDS) $(if 
 sweep: install  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
 	$(PY) -m experiments.run $(SWEEP); status=$$?; \
 	$(MAKE) --no-print-directory plots PROTOCOL=$(PROTOCOL) RESULTS=$(RESULTS); exit $$status
+
+bench: install  ## throughput of (a) conventional, (b) ours, (c) ours x8 concurrently -> results/bench/
+	$(PY) -m experiments.bench --out $(RESULTS)/bench $(OVERRIDES)
 
 plots: install  ## redraw results/PROTOCOL/ (figures, tables, report) from whatever runs exist
 	$(PY) -m analysis.report --runs $(RESULTS)/$(PROTOCOL)/runs --out $(RESULTS)/$(PROTOCOL)

@@ -126,12 +126,14 @@ def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> 
     plain = plain[~plain["residual"].astype(bool)]
     if depths is None:
         present = sorted(plain["depth"].unique())
-        depths = (20, 56) if family == PAPER_FAMILY else tuple(present[:1] + present[-1:])
+        # the paper's pair when both ran, else the shallowest and the deepest plain nets present
+        paper_pair = family == PAPER_FAMILY and {20, 56} <= set(present)
+        depths = (20, 56) if paper_pair else tuple(present[:1] + present[-1:])
     wanted = [f"{series_name(family, False)}-{d}" for d in depths]
     missing = [name for name, d in zip(wanted, depths) if d not in set(plain["depth"])]
     if missing or len(set(depths)) < 2:
-        raise NothingToPlot(f"Figure 1 needs {' and '.join(wanted) or 'two plain depths'}; "
-                            f"missing: {', '.join(missing) or 'a second depth'}")
+        raise NothingToPlot(f"Figure 1 needs two plain nets (the paper's are plain-20 and plain-56); "
+                            f"present: {', '.join(wanted) or 'none'}")
     rows = plain[plain["depth"].isin(depths)]
     colours = depth_colours(depths)
     fig = Figure(figsize=(11, 4.8), layout="constrained")

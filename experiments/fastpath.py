@@ -16,13 +16,21 @@ WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuDNN autotunin
 
 
 class CapturedStep:
-    def __init__(self, graph: torch.cuda.CUDAGraph, x: torch.Tensor, y: torch.Tensor):
-        self.graph, self.x, self.y = graph, x, y
+    """Two graphs over the same tensors: the plain step, and the step with the gradient probes (their hooks
+    ran once, at capture; the norms they compute are kernels in the graph like any other)."""
 
-    def replay(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self, graph, probed_graph, x: torch.Tensor, y: torch.Tensor):
+        self.graph, self.probed_graph, self.x, self.y = graph, probed_graph, x, y
+
+    def replay(self, x: torch.Tensor, y: torch.Tensor, probe: bool = False) -> bool:
+        """Run the step; False if there is no graph for it (the caller then steps eagerly)."""
+        graph = self.probed_graph if probe else self.graph
+        if graph is None:
+            return False
         self.x.copy_(x)  # also converts to the static buffer's memory format (channels_last)
         self.y.copy_(y)
-        self.graph.replay()
+        graph.replay()
+        return True
 
     @classmethod
     def capture(cls, trainer, x: torch.Tensor, y: torch.Tensor):
@@ -46,13 +54,34 @@ class CapturedStep:
             trainer.optimizer.zero_grad(set_to_none=True)  # grads are then allocated inside the graph's pool
             with torch.cuda.graph(graph):
                 trainer._step(static_x, static_y)
-            return cls(graph, static_x, static_y)
         except Exception as e:  # an odd driver or op: train eagerly rather than not at all
             torch.cuda.synchronize()
             restore(trainer, saved)
             log.warning("CUDA graph capture failed (%s: %s); continuing without graphs (speed.cuda_graphs=off "
                         "silences this)", type(e).__name__, e)
             return False
+        return cls(graph, cls._capture_probed(trainer, graph, static_x, static_y), static_x, static_y)
+
+    @staticmethod
+    def _capture_probed(trainer, graph, static_x, static_y):
+        if trainer.probes is None:
+            return None
+        saved = snapshot(trainer) + [trainer.probes.grad_sums.detach().clone()]
+        try:
+            probed = torch.cuda.CUDAGraph()
+            trainer.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(probed):  # its own memory pool: the two graphs interleave in any order
+                trainer._step(static_x, static_y, probe=True)
+            return probed
+        except Exception as e:
+            torch.cuda.synchronize()
+            log.warning("CUDA graph capture of the probed step failed (%s: %s); probed steps run eagerly",
+                        type(e).__name__, e)
+            return None
+        finally:
+            with torch.no_grad():
+                for t, s in zip(state_tensors(trainer) + [trainer.probes.grad_sums], saved):
+                    t.copy_(s)
 
 
 def snapshot(trainer) -> list:

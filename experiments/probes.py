@@ -105,9 +105,9 @@ class Probes:
                 h.remove()
 
     def add_weight_grads(self) -> None:
+        """Device ops only (a captured graph can replay them); the caller counts the sample."""
         grads = [w.grad.detach().float() for _, _, w in self.weights]
         self.grad_sums[: len(grads)] += torch.stack(torch._foreach_norm(grads))
-        self.samples += 1
 
     # -- per epoch: turn the sums into rows, reset
     def end_epoch(self, epoch: int) -> None:

@@ -177,7 +177,7 @@ def _open_locked(cfg, config, rd: RunDir, device, overrides):
         model.to(memory_format=torch.channels_last)
     # bf16 autocast keeps fp32 master weights, and BN runs (and keeps its statistics) in fp32 under it;
     # no cast cache, which a captured graph could not refresh
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
                 if speed_on(cfg.speed.bf16, device) else None)
     p = cfg.protocol
     trainer = Trainer(model, p, warmup=depth >= p.warmup_min_depth and p.optimizer == "sgd",

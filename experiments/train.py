@@ -99,13 +99,13 @@ class Trainer:
         self.set_lr(lr_at(self.iteration, self.protocol, self.warming))
         self.model.train()
         probe = self.probes is not None and self.probes.wants(self.iteration)
-        if probe or self.graphed is False:
-            self._step(x, y, probe)  # eager: always for probed steps (hooks cannot live in a graph)
-        else:
-            if self.graphed is None:
-                from experiments.fastpath import CapturedStep
-                self.graphed = CapturedStep.capture(self, x, y)
-            self.graphed.replay(x, y)
+        if self.graphed is None:
+            from experiments.fastpath import CapturedStep
+            self.graphed = CapturedStep.capture(self, x, y)
+        if not (self.graphed and self.graphed.replay(x, y, probe)):
+            self._step(x, y, probe)  # eager: no graph, or no graph for a probed step
+        if probe:
+            self.probes.samples += 1
         self.iteration += 1
         if self.warming and self.iteration % self.protocol.warmup_check_every == 0:
             wrong, seen = self.window.tolist()

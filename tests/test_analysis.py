@@ -200,10 +200,13 @@ def test_fig1_plain(frame):
     assert ends == pytest.approx(sorted(statistics.mean(v[1] for v in FINALS[(d, False)]) for d in (20, 56)))
 
 
-def test_fig1_skipped_without_plain_56(tmp_path):
+def test_fig1_without_plain_56_compares_the_shallowest_and_deepest_plain_nets(tmp_path):
     runs = write_grid(tmp_path / "runs", skip={(56, False)})
-    with pytest.raises(figures.NothingToPlot, match="plain-56"):
-        figures.fig1_plain(load_runs(runs))
+    fig = figures.fig1_plain(load_runs(runs))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["plain-20", "plain-44"]
+    only_one = write_grid(tmp_path / "one", skip={(d, False) for d in (32, 44, 56)})
+    with pytest.raises(figures.NothingToPlot, match="two plain nets"):
+        figures.fig1_plain(load_runs(only_one))
 
 
 def test_degradation(frame):
@@ -300,7 +303,7 @@ def test_report_skips_a_figure_whose_nets_are_absent(tmp_path):
     out = tmp_path / "out"
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
-    assert "Figure skipped: Figure 1 needs plain-20 and plain-56" in md
+    assert "Figure skipped: Figure 1 needs two plain nets" in md
     assert not (out / "fig1_plain.png").exists() and (out / "fig6.png").exists()
     assert "cannot judge" in md
 

@@ -1,0 +1,126 @@
+"""Sweeps: stable per-cell directories, resume after interruption, failures isolated, the concurrent
+launcher equal to running the cells one by one, and the CPU guard."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments.rundir import RunDir
+from tests.conftest import ROOT, cli
+
+GRID = ["-m", "depth=8,14", "residual=false,true", "seed=0"]
+
+
+def sweep_args(tiny, out, *extra):
+    return GRID + tiny + [f"hydra.sweep.dir={out}", *extra]
+
+
+def tables(out):
+    """{run dir name: {csv name: rows without timings}} for every run under `out`."""
+    result = {}
+    for run in sorted(p for p in out.iterdir() if p.is_dir()):
+        result[run.name] = {}
+        for name in ("metrics.csv", "layer_stats.csv", "grad_norms.csv"):
+            with open(run / name) as f:
+                result[run.name][name] = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
+    return result
+
+
+@pytest.fixture(scope="module")
+def sequential(image_folder, tmp_path_factory):
+    """The grid run the ordinary way: one cell after another."""
+    base = tmp_path_factory.mktemp("seq")
+    tiny = ["protocol=smoke", "data=imagefolder", f"data.root={image_folder}", f"data.dir={base / 'data'}",
+            "data.train_size=0", "data.test_size=0", "protocol.batch_size=16", "protocol.iterations=8",
+            "protocol.milestones=[4,6]", "device=cpu", "speed.threads=1"]
+    r = cli(sweep_args(tiny, base / "runs"), timeout=300)
+    assert r.returncode == 0, r.stderr
+    return base / "runs", r
+
+
+def test_each_cell_gets_its_stable_directory_and_the_sweep_ends_with_a_summary(sequential):
+    out, r = sequential
+    names = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert [n.split("-data=")[0] for n in names] == [
+        "depth=14-residual=false-seed=0", "depth=14-residual=true-seed=0",
+        "depth=8-residual=false-seed=0", "depth=8-residual=true-seed=0"]
+    assert all(json.loads((out / n / "run.json").read_text())["status"] == "completed" for n in names)
+    assert "sweep: 4 cells, 4 completed." in r.stdout
+
+
+def test_the_concurrent_launcher_writes_the_same_files_and_numbers_as_cells_run_one_by_one(sequential, tiny, tmp_path):
+    seq_out, _ = sequential
+    r = cli(sweep_args(tiny, tmp_path / "runs", "hydra/launcher=concurrent"), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Training 4 cells together" in r.stdout
+    conc = tables(tmp_path / "runs")
+    assert conc == tables(seq_out)  # same names, columns and values (CPU, fixed seeds)
+    for name in conc:
+        a = json.loads((tmp_path / "runs" / name / "run.json").read_text())
+        b = json.loads((seq_out / name / "run.json").read_text())
+        assert set(a) == set(b) and a["num_params"] == b["num_params"] and a["status"] == "completed"
+        assert (tmp_path / "runs" / name / "checkpoint.pt").exists()
+
+
+def test_rerun_after_an_interruption_finishes_without_redoing_finished_cells(tiny, tmp_path):
+    out = tmp_path / "runs"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    args = sweep_args(tiny, out, "protocol.iterations=40", "protocol.milestones=[20,30]")
+    p = subprocess.Popen([sys.executable, "-m", "experiments.run", *args], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:  # wait until one cell is done and another started
+        infos = [json.loads(f.read_text()) for f in out.glob("*/run.json")]
+        if any(i["status"] == "completed" for i in infos) and len(infos) >= 2:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM
+    done = {f.parent.name: f.stat().st_mtime_ns for f in out.glob("*/metrics.csv")
+            if json.loads((f.parent / "run.json").read_text())["status"] == "completed"}
+    assert done and len(done) < 4
+
+    r = cli(args, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("nothing to do") == len(done)
+    assert {f.parent.name: f.stat().st_mtime_ns for f in out.glob("*/metrics.csv") if f.parent.name in done} == done
+    assert all(json.loads(f.read_text())["status"] == "completed" for f in out.glob("*/run.json"))
+    assert len(list(out.glob("*/run.json"))) == 4
+
+
+def test_a_failing_cell_does_not_stop_the_others_and_is_listed(sequential, tiny, tmp_path):
+    out = tmp_path / "runs"
+    seq_names = sorted(p.name for p in sequential[0].iterdir() if p.is_dir())
+    blocked = RunDir(out / seq_names[0])
+    blocked.lock()  # another process "owns" this cell
+    try:
+        r = cli(sweep_args(tiny, out), timeout=300)
+    finally:
+        blocked.unlock()
+    assert r.returncode == 1
+    assert "sweep: 4 cells, 3 completed" in r.stdout and "failed" in r.stdout and seq_names[0] in r.stdout
+    assert sum(json.loads(f.read_text())["status"] == "completed" for f in out.glob("*/run.json")) == 3
+
+
+def test_a_paper_sweep_on_a_cpu_states_its_estimate_instead_of_starting(tmp_path):
+    r = cli(["-m", "protocol=paper", "device=cpu"], cwd=tmp_path)
+    assert r.returncode == 2
+    assert "would take about" in r.stderr and "PROTOCOL=quick" in r.stderr and "FORCE=1" in r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_make_sweep_runs_the_grid_and_then_the_analysis(image_folder, tmp_path):
+    overrides = (f"data=imagefolder data.root={image_folder} data.dir={tmp_path / 'data'} data.train_size=0 "
+                 f"data.test_size=0 protocol.batch_size=16 protocol.iterations=8 protocol.milestones=[4,6]")
+    r = subprocess.run(["make", "sweep", "PROTOCOL=smoke", "DEPTHS=8,14", f"RESULTS={tmp_path}",
+                        f"OVERRIDES={overrides}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for f in ("fig1_plain.png", "fig6.png", "degradation.png", "table6.md", "table6.csv", "report.md",
+              "fig7.png", "gradients.png"):
+        assert (tmp_path / "smoke" / f).exists(), f
