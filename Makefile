@@ -13,7 +13,8 @@ RESULTS ?= results
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) OVERRIDES='$(OVERRIDES)'"
+	@echo "  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS))"
+	@echo "             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)'"
 
 install: $(VENV)/.installed  ## create .venv/ and install the project with its test extras
 
@@ -31,9 +32,13 @@ test-all: install  ## every test, the slow ones too (GPU tests skip without CUDA
 
 FORCE ?=
 ARCH ?= resnet_cifar
-SIZES = $(if $(filter minimodel,$(ARCH)),arch=minimodel arch.units_per_stage=$(or $(UNITS),1,2,3,4),depth=$(DEPTHS))
+UNITS ?= 1,2,3,4
+# MiniModel's size is its units per stage; depth is then fixed to one value, which it ignores
+SIZES = $(if $(filter minimodel,$(ARCH)),arch=minimodel arch.units_per_stage=$(UNITS) depth=20,depth=$(DEPTHS))
+# with a GPU the cells train together in one process (experiments/concurrent.py); else one after another
+LAUNCHER ?= $(shell $(PY) -c "import torch; print('concurrent' if torch.cuda.is_available() else 'basic')" 2>/dev/null || echo basic)
 SWEEP = -m protocol=$(PROTOCOL) $(SIZES) residual=false,true seed=$(SEEDS) $(if $(FORCE),force=true) \
-	hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs $(OVERRIDES)
+	hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs hydra/launcher=$(LAUNCHER) $(OVERRIDES)
 
 sweep: install  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
 	$(PY) -m experiments.run $(SWEEP); status=$$?; \

@@ -47,6 +47,8 @@ def launch(hydra_context, config, job_overrides, initial_job_idx: int) -> list:
     statuses = dict(zip(map(id, cells), train_cells(cells))) if cells else {}
     returns = []
     for overrides, sweep_config, run_dir, cell in jobs:
+        with open_dict(sweep_config):
+            sweep_config.hydra.runtime.output_dir = str(run_dir)
         ret = JobReturn(overrides=overrides, cfg=sweep_config, hydra_cfg=sweep_config, working_dir=str(run_dir),
                         task_name=sweep_config.hydra.job.name, status=JobStatus.COMPLETED,
                         _return_value=cell if isinstance(cell, str) else statuses[id(cell)])

@@ -96,17 +96,23 @@ def balanced_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 # --- torchvision's CIFAR-10 -------------------------------------------------------------------------
 
+def cifar10_missing_message(data_dir: Path) -> str:
+    return (f"CIFAR-10 not found (or failed its checksum) in {data_dir}: set data.download=true to fetch it "
+            f"into {data_dir} (needs network), or use data=imagefolder data.root=PATH with a copy of CIFAR-10 in "
+            f"train/<class>/ and test/<class>/ folders")
+
+
 def load_cifar10(data_dir: Path, download: bool):
     import torchvision  # slow to import; only this source needs it
 
-    way_out = (f"set data.download=true to fetch it into {data_dir} (needs network), or use "
-               f"data=imagefolder data.root=PATH with a copy of CIFAR-10 in train/<class>/ and test/<class>/ folders")
+    way_out = (f"data=imagefolder data.root=PATH with a copy of CIFAR-10 in train/<class>/ and test/<class>/ "
+               f"folders")
     try:
         splits = [torchvision.datasets.CIFAR10(str(data_dir), train=t, download=download) for t in (True, False)]
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
-        raise DataError(f"CIFAR-10 not found (or failed its checksum) in {data_dir}: {way_out}") from e
+        raise DataError(cifar10_missing_message(data_dir)) from e
     except OSError as e:  # no network, DNS failure, refused connection, disk full
-        raise DataError(f"could not download CIFAR-10 into {data_dir} ({e}): {way_out.split(', or ')[1]}") from e
+        raise DataError(f"could not download CIFAR-10 into {data_dir} ({e}): use {way_out}") from e
     train, test = (Split(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(s.targets))
                    for s in splits)
     return train, test, splits[0].classes, f"torchvision CIFAR-10 (original files) in {data_dir}"

@@ -99,6 +99,17 @@ def too_long_for_cpu(configs: list) -> Optional[str]:
             f"run `make sweep PROTOCOL=quick` for the CPU-sized version, or add FORCE=1 (force=true) to start it anyway")
 
 
+def missing_data(data) -> Optional[str]:
+    """The cheap half of the data checks, so a sweep with no data fails once, before its first cell."""
+    from experiments.data import cifar10_missing_message
+    if data.source.value == "imagefolder":
+        root = Path(data.root)
+        return None if root.exists() else (f"data.root={root} does not exist: point it at a folder with "
+                                           f"train/<class>/ and test/<class>/ images, or at a .tar.gz of such a folder")
+    folder = Path(data.dir) / "cifar-10-batches-py"
+    return None if data.download or folder.is_dir() else cifar10_missing_message(Path(data.dir))
+
+
 def check(args: list) -> Optional[str]:
     """None if every cell composes and has a valid size; else the one-line reason."""
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
@@ -107,7 +118,7 @@ def check(args: list) -> Optional[str]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
     from experiments.config import register
-    from experiments.models import blocks_per_stage
+    from experiments.models import blocks_per_stage, build_model
 
     register()
     multirun = any(a in ("-m", "--multirun") for a in args)
@@ -123,11 +134,19 @@ def check(args: list) -> Optional[str]:
             except Exception as e:
                 return one_line(e, overrides)
             composed.append(cfg)
-            if cfg.arch.name == "resnet_cifar":
-                try:
+            try:
+                if cfg.arch.name == "resnet_cifar":
                     blocks_per_stage(cfg.depth)
-                except ValueError as e:
-                    return str(e)
+                else:
+                    build_model(cfg.arch.name, cfg.depth, cfg.residual, units_per_stage=cfg.arch.units_per_stage)
+            except ValueError as e:
+                return str(e)
             if cfg.data.source.value == "imagefolder" and OmegaConf.is_missing(cfg.data, "root"):
                 return "data=imagefolder needs data.root=PATH (a folder with train/ and test/, or a .tar.gz of one)"
+            missing = missing_data(cfg.data)
+            if missing:
+                return missing
+    if multirun and any(c.arch.name != "resnet_cifar" for c in composed) and len({c.depth for c in composed}) > 1:
+        return ("depth does not apply to arch=minimodel, whose size is arch.units_per_stage: give one depth "
+                "(e.g. depth=20) so the default depth grid does not repeat each cell")
     return too_long_for_cpu(composed) if multirun else None

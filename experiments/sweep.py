@@ -8,7 +8,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("experiments")
 
@@ -31,7 +31,8 @@ class SweepSummary(Callback):
         SweepSummary.results = []
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        name = job_return.working_dir or "?"
+        hydra_cfg = job_return.hydra_cfg or {}
+        name = OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir", default=None) or job_return.working_dir
         if job_return.status == JobStatus.COMPLETED:
             status = job_return._return_value or "completed"
         else:
