@@ -15,6 +15,7 @@ and the probes' overhead. Writes results/bench/bench.csv and bench.md.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import time
@@ -159,14 +160,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=0, help="timed steps per measurement (default: 200 on CUDA, 10 on CPU)")
     ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--warmup", type=int, default=-1, help="untimed steps first (default: 20 on CUDA, 2 on CPU)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--compare", type=int, default=0, metavar="SEEDS",
+                    help="instead: train plain-20 on the quick protocol with the fast path and with fp32 eager "
+                         "(speed.*=off), SEEDS seeds each, and compare the final errors")
     ap.add_argument("overrides", nargs="*", help="data options as for experiments.run, e.g. data=imagefolder data.root=PATH")
     args = ap.parse_args(argv)
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
     on_cuda = device.type == "cuda"
+    if args.compare:
+        return compare(args.compare, device, Path(args.out), args.overrides)
     steps = args.steps or (200 if on_cuda else 10)  # a multiple of 10: probed steps in their real share
-    warmup = 20 if on_cuda else 2
+    warmup = args.warmup if args.warmup >= 0 else (20 if on_cuda else 2)
     split = bench_data(args.overrides)
     name = torch.cuda.get_device_name(device) if on_cuda else (platform.processor() or "cpu")
     print(f"bench on {name}: {len(split)} training images, {steps} timed steps per measurement")
@@ -205,20 +212,60 @@ def main(argv=None) -> int:
     return 0
 
 
+SLOW_PATH = ["speed.bf16=off", "speed.channels_last=off", "speed.cuda_graphs=off", "speed.foreach=false"]
+
+
+def compare(seeds: int, device, out: Path, overrides: list, extra=("protocol=quick", "depth=20", "residual=false")) -> int:
+    """Same results: the fast path's final errors against fp32 eager's, each over `seeds` seeds."""
+    import statistics
+    from experiments.runner import execute
+    finals = {}
+    for name, speed in (("fast", []), ("fp32_eager", SLOW_PATH)):
+        finals[name] = []
+        for seed in range(seeds):
+            ov = [*extra, f"seed={seed}", f"device={device.type}", "progress=false", *speed, *overrides]
+            run_dir = out / "compare" / f"{name}-seed={seed}"
+            status = execute(compose(ov), run_dir, ov)
+            if status != "completed":
+                raise RuntimeError(f"{run_dir}: {status}")
+            with open(run_dir / "metrics.csv") as f:
+                row = list(csv.DictReader(f))[-1]
+            finals[name].append((float(row["train_err"]), float(row["test_err"])))
+    lines = [f"# Same results: fast path vs fp32 eager ({', '.join(extra)}), {seeds} seeds each", "",
+             "| path | final train error (%) | final test error (%) |", "| --- | --- | --- |"]
+    for name, vals in finals.items():
+        cells = []
+        for i in (0, 1):
+            xs = [v[i] for v in vals]
+            sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
+            cells.append(f"{statistics.mean(xs):.2f} ± {sd:.2f}")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    diff = abs(statistics.mean(v[1] for v in finals["fast"]) - statistics.mean(v[1] for v in finals["fp32_eager"]))
+    spread = max(statistics.stdev(v[1] for v in vals) if len(vals) > 1 else 0.0 for vals in finals.values())
+    lines += ["", f"Difference of the mean test errors: {diff:.2f} points; largest seed-to-seed std: {spread:.2f}."]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def compose(overrides: list):
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from experiments.config import register
+    from experiments.precheck import CONF_DIR
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
 def bench_data(overrides: list) -> Split:
     """The training split named by data overrides (as `make sweep` takes them), else synthetic images."""
     if not overrides:
         g = torch.Generator().manual_seed(0)
         return Split(torch.randint(0, 256, (5120, 3, 32, 32), dtype=torch.uint8, generator=g),
                      torch.randint(0, 10, (5120,), generator=g))
-    from hydra import compose, initialize_config_dir
-    from experiments.config import register
     from experiments.data import load
-    from experiments.precheck import CONF_DIR
-    register()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return load(cfg.data).train
+    return load(compose(overrides).data).train
 
 
 def fmt_s(s: float) -> str:
@@ -226,7 +273,6 @@ def fmt_s(s: float) -> str:
 
 
 def write(rows: list, summary: dict, out: Path) -> None:
-    import csv
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "bench.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["pipeline", "depth", "residual", "images_per_s"])

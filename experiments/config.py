@@ -23,6 +23,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Switch(str, Enum):
+    auto = "auto"  # on for CUDA, off for CPU
+    on = "on"
+    off = "off"
+
+
 class Source(str, Enum):
     cifar10 = "cifar10"
     imagefolder = "imagefolder"
@@ -71,11 +77,11 @@ class ProtocolConfig:
 class SpeedConfig:
     # How a run is computed, never what it computes: none of these is part of a run's identity.
     # "auto" = on for CUDA, off for CPU.
-    channels_last: str = "auto"
-    bf16: str = "auto"  # autocast to bf16 with fp32 master weights; BN statistics stay fp32
+    channels_last: Switch = Switch.auto
+    bf16: Switch = Switch.auto  # autocast to bf16 with fp32 master weights; BN statistics stay fp32
     foreach: bool = True  # SGD as multi-tensor ops (off: a per-parameter loop; same math)
     cudnn_benchmark: bool = True
-    cuda_graphs: str = "auto"  # capture the training step once and replay it (CUDA, SGD)
+    cuda_graphs: Switch = Switch.auto  # capture the training step once and replay it (CUDA, SGD)
     threads: int = 0  # CPU threads for torch; 0 = torch's default
 
 

@@ -28,6 +28,10 @@ from experiments.train import Trainer, fit
 log = logging.getLogger("experiments")
 
 
+# The commit of the code this process loaded (read once: a long sweep outlives later commits).
+COMMIT = git_commit()
+
+
 class UserError(Exception):
     """Bad input: the message names the problem and the fix."""
 
@@ -42,7 +46,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def speed_on(value: str, device: torch.device) -> bool:
+def speed_on(value, device: torch.device) -> bool:
+    value = getattr(value, "value", value)  # a Switch enum or its name
     return value == "on" or (value == "auto" and device.type == "cuda")
 
 
@@ -199,7 +204,7 @@ def _open_locked(cfg, config, rd: RunDir, device, overrides):
         "status": "running", "config": config, "overrides": overrides, "num_params": num_params(model),
         "depth": depth, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "versions": versions(), "git_commit": git_commit(), "data_description": ds.description,
+        "versions": versions(), "git_commit": COMMIT, "data_description": ds.description,
         "data_sizes": {"train": len(ds.train), "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test)},
         "steps_per_epoch": spe, "run_dir": str(rd.path), "command": " ".join(sys.argv), "ended_at": None,
         "message": ""})

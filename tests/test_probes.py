@@ -1,0 +1,110 @@
+"""The probes record what a direct computation gives, on a tiny net with hand-set weights."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from experiments.config import ProtocolConfig
+from experiments.data import Split
+from experiments.loader import pixel_mean
+from experiments.models import CifarResNet
+from experiments.probes import Probes, response_points
+from experiments.train import Trainer, evaluate
+
+
+def hand_set(residual: bool) -> CifarResNet:
+    """Depth 8 (one block per stage) with every weight set by a formula, BN statistics set by hand."""
+    model = CifarResNet(8, residual)
+    with torch.no_grad():
+        for i, conv in enumerate(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)):
+            n = conv.weight.numel()
+            conv.weight.copy_(torch.linspace(-1, 1, n).view_as(conv.weight).roll(i) / (n / conv.out_channels) ** 0.5)
+        for i, bn in enumerate(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.fill_(1 + 0.1 * i)
+            bn.bias.fill_(0.05 * i)
+            bn.running_mean.fill_(0.01 * i)
+            bn.running_var.fill_(1 + 0.2 * i)
+        model.fc.weight.copy_(torch.linspace(-0.5, 0.5, model.fc.weight.numel()).view_as(model.fc.weight))
+        model.fc.bias.zero_()
+    return model
+
+
+def images(n=12):
+    g = torch.Generator().manual_seed(0)
+    return Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10)
+
+
+def direct_responses(model, x):
+    """Each 3x3 layer's output after BN, before ReLU/addition, written out as in CifarResNet.forward."""
+    out = []
+    h = model.bn1(model.conv1(x))
+    out.append(h)
+    h = F.relu(h)
+    for stage in model.stages:
+        for block in stage:
+            a = block.bn1(block.conv1(h))
+            b = block.bn2(block.conv2(F.relu(a)))
+            out += [a, b]
+            h = F.relu(b + block.shortcut(h) if block.shortcut is not None else b)
+    return out
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_recorded_response_std_equals_the_direct_computation(residual):
+    model, split = hand_set(residual).eval(), images()
+    norm = pixel_mean(split.x)
+    probes = Probes(model)
+    with probes.responses():
+        evaluate(model, split, norm, batch_size=5)  # three batches: the moments must add up across them
+    probes.end_epoch(1)
+    with torch.no_grad():
+        expected = [r.double().std(unbiased=False).item() for r in direct_responses(model, norm(split.x))]
+    recorded = [row["std"] for row in probes.layer_rows]
+    assert [row["name"] for row in probes.layer_rows] == [n for n, _, _ in response_points(model)]
+    assert recorded == pytest.approx(expected, rel=1e-6)
+    assert len(set(round(v, 6) for v in recorded)) > 3  # hand-set weights give distinct layers
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_recorded_gradient_norms_equal_the_direct_computation(residual):
+    model, split = hand_set(residual), images(8)
+    norm = pixel_mean(split.x)
+    x, y = norm(split.x), split.y
+
+    # direct: one forward/backward with every block input kept
+    ref = hand_set(residual).train()
+    inputs = []
+    h = F.relu(ref.bn1(ref.conv1(x)))
+    for stage in ref.stages:
+        for block in stage:
+            h.retain_grad()
+            inputs.append(h)
+            h = block(h)
+    F.cross_entropy(ref.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)), y).backward()
+    convs = [ref.conv1] + [c for stage in ref.stages for b in stage for c in (b.conv1, b.conv2)]
+    expected_weight = [c.weight.grad.norm().item() for c in convs]
+    expected_input = [t.grad.norm().item() for t in inputs]
+
+    trainer = Trainer(model, ProtocolConfig(lr=0.1), probes=Probes(model, every=1))
+    trainer.step(x, y)
+    trainer.probes.end_epoch(1)
+    rows = trainer.probes.grad_rows
+    assert [r["norm"] for r in rows if r["kind"] == "weight"] == pytest.approx(expected_weight, rel=1e-5)
+    assert [r["norm"] for r in rows if r["kind"] == "input"] == pytest.approx(expected_input, rel=1e-5)
+    assert [r["layer"] for r in rows if r["kind"] == "input"] == [1, 2, 3]
+    assert all(r["samples"] == 1 for r in rows)
+
+
+def test_gradient_norms_are_the_mean_over_sampled_steps_only():
+    model, split = hand_set(False), images(8)
+    x, y = pixel_mean(split.x)(split.x), split.y
+    trainer = Trainer(model, ProtocolConfig(lr=0.0), probes=Probes(model, every=2))  # lr 0: same grads each step
+    for _ in range(4):
+        trainer.step(x, y)
+    trainer.probes.end_epoch(1)
+    fresh = hand_set(False)
+    once = Trainer(fresh, ProtocolConfig(lr=0.0), probes=Probes(fresh, every=1))
+    once.step(x, y)
+    once.probes.end_epoch(1)
+    assert {r["samples"] for r in trainer.probes.grad_rows} == {2}  # steps 0 and 2 of 4
+    assert [r["norm"] for r in trainer.probes.grad_rows] == pytest.approx([r["norm"] for r in once.probes.grad_rows],
+                                                                        rel=1e-5)
