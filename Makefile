@@ -9,7 +9,7 @@ SEEDS ?= 0
 OVERRIDES ?=
 RESULTS ?= results
 
-.PHONY: help install test test-all sweep plots bench
+.PHONY: help install test test-all sweep plots bench gpu-bundle
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,13 @@ sweep: install  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the f
 
 bench: install  ## throughput of (a) conventional, (b) ours, (c) ours x8 concurrently -> results/bench/
 	$(PY) -m experiments.bench --out $(RESULTS)/bench $(OVERRIDES)
+
+gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to carry to a GPU machine with no registry
+	mkdir -p .whl .carry
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux2014_x86_64 -d .whl hydra-core==1.3.8 omegaconf==2.3.1
+	$(PYTHON) -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3
+	cp ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz .carry/
 
 plots: install  ## redraw results/PROTOCOL/ (figures, tables, report) from whatever runs exist
 	$(PY) -m analysis.report --runs $(RESULTS)/$(PROTOCOL)/runs --out $(RESULTS)/$(PROTOCOL)

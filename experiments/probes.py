@@ -67,7 +67,8 @@ class Probes:
         def hook(i):
             def record(module, inputs, out):
                 o = out.detach().double()
-                self.moments[i] += torch.stack([o.new_tensor(o.numel()), o.sum(), (o * o).sum()])
+                s = o.sum()
+                self.moments[i] += torch.stack([torch.full_like(s, o.numel()), s, (o * o).sum()])  # no host copy
             return record
         handles = [m.register_forward_hook(hook(i)) for i, (_, _, m) in enumerate(self.points)]
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from typing import Callable, Optional
 
 import torch
@@ -50,20 +51,12 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: 
     model.eval()
     sums = torch.zeros(2, device=split.y.device)
     for x, y in iterate_eval(split, normalize, batch_size):
-        with autocast or _null():
+        with autocast or nullcontext():
             out = model(x).float()
         sums += torch.stack([F.cross_entropy(out, y, reduction="sum"), (out.argmax(1) != y).sum()])
     model.train(was_training)
     loss, wrong = sums.tolist()  # the one host sync of an evaluation
     return loss / len(split), 100.0 * wrong / len(split)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 class Trainer:
@@ -115,8 +108,8 @@ class Trainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, probe: bool = False) -> None:
         """Forward, backward, update, running sums: all on the device, no host sync (what a graph captures)."""
-        with self.probes.input_grads() if probe else _null():
-            with self.autocast or _null():
+        with self.probes.input_grads() if probe else nullcontext():
+            with self.autocast or nullcontext():
                 out = self.model(x)
                 loss = F.cross_entropy(out.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -125,9 +118,10 @@ class Trainer:
             self.probes.add_weight_grads()
         self.optimizer.step()
         with torch.no_grad():  # no .item(): the sums stay on the device until the epoch ends
-            wrong = (out.argmax(1) != y).sum()
-            self.sums += torch.stack([loss.detach().float() * len(y), wrong.float(), self.sums.new_tensor(len(y))])
-            self.window += torch.stack([wrong.float(), self.window.new_tensor(len(y))])
+            wrong = (out.argmax(1) != y).sum().float()
+            seen = torch.full_like(wrong, len(y))  # a fill kernel, not a host-to-device copy (graph-safe)
+            self.sums += torch.stack([loss.detach().float() * len(y), wrong, seen])
+            self.window += torch.stack([wrong, seen])
 
     def end_epoch(self, epoch: int, test: Split, val: Optional[Split], normalize: Normalizer) -> dict:
         """Close epoch `epoch` (1-based): the row of metrics.csv, or status 'diverged' when the loss is not finite."""
@@ -139,7 +133,7 @@ class Trainer:
             self.status = "diverged"
             return row
         bs = self.protocol.eval_batch_size
-        with self.probes.responses() if self.probes else _null():  # Fig. 7 from the test pass we make anyway
+        with self.probes.responses() if self.probes else nullcontext():  # Fig. 7 from the test pass we make anyway
             row["test_loss"], row["test_err"] = evaluate(self.model, test, normalize, bs, self.autocast)
         if self.probes:
             self.probes.end_epoch(epoch)
