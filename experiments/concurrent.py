@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf, open_dict, read_write
 
 from experiments.rundir import RunDir, RunError
 from experiments.runner import UserError, open_cell, train_cells
@@ -47,8 +47,8 @@ def launch(hydra_context, config, job_overrides, initial_job_idx: int) -> list:
     statuses = dict(zip(map(id, cells), train_cells(cells))) if cells else {}
     returns = []
     for overrides, sweep_config, run_dir, cell in jobs:
-        with open_dict(sweep_config):
-            sweep_config.hydra.runtime.output_dir = str(run_dir)
+        with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
+            sweep_config.hydra.runtime.output_dir = str(run_dir)  # what the sweep summary names
         ret = JobReturn(overrides=overrides, cfg=sweep_config, hydra_cfg=sweep_config, working_dir=str(run_dir),
                         task_name=sweep_config.hydra.job.name, status=JobStatus.COMPLETED,
                         _return_value=cell if isinstance(cell, str) else statuses[id(cell)])

@@ -143,10 +143,9 @@ def check(args: list) -> Optional[str]:
                 return str(e)
             if cfg.data.source.value == "imagefolder" and OmegaConf.is_missing(cfg.data, "root"):
                 return "data=imagefolder needs data.root=PATH (a folder with train/ and test/, or a .tar.gz of one)"
-            missing = missing_data(cfg.data)
-            if missing:
-                return missing
     if multirun and any(c.arch.name != "resnet_cifar" for c in composed) and len({c.depth for c in composed}) > 1:
         return ("depth does not apply to arch=minimodel, whose size is arch.units_per_stage: give one depth "
                 "(e.g. depth=20) so the default depth grid does not repeat each cell")
-    return too_long_for_cpu(composed) if multirun else None
+    problem = too_long_for_cpu(composed) if multirun else None
+    # the data last: a command that is wrong in itself should say so before asking for data
+    return problem or next(filter(None, (missing_data(c.data) for c in composed)), None)

@@ -31,7 +31,7 @@ def test_flop_count_grows_with_depth_as_the_convolutions_do():
     f20, f56 = bench.flops_per_image(20, True), bench.flops_per_image(56, True)
     # forward ~41 MFLOP-MACs for ResNet-20 (82 MFLOP), x3 for forward + backward
     assert 2.0e8 < f20 < 3.0e8
-    assert 2.7 < f56 / f20 < 3.0
+    assert 2.8 < f56 / f20 < 3.3  # 54 vs 18 convs in the blocks, plus the shared stem and head
 
 
 def test_fast_numeric_path_matches_fp32_eager_within_seed_spread(tiny, tmp_path):
