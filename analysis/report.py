@@ -66,8 +66,11 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
     if paper_present:
         blocks.append(("p", text.verdict(table)))
     else:
-        blocks.append(("p", "**Verdict: cannot judge**: no run of the paper's nets "
+        blocks.append(("p", "**Verdict on the paper's nets: cannot judge**: no run of them "
                        f"(`{PAPER_FAMILY}`); only {', '.join(families)}."))
+    for family in families:
+        if family != PAPER_FAMILY:
+            blocks.append(("p", text.family_verdict(table, family, figures.FAMILY_NAMES.get(family, family))))
     blocks.append(("p", _status_line(runset, runs_dir)))
 
     sections = []

@@ -58,6 +58,20 @@ def _caveats(rows: pd.DataFrame) -> str:
     return (" Caveat: " + "; ".join(notes) + ".") if notes else ""
 
 
+def family_verdict(table: pd.DataFrame, family: str, name: str) -> str:
+    """The same question for another family: does its plain net degrade with depth, and its residual one?"""
+    plain, res = _ends(_nets(table, False, family)), _ends(_nets(table, True, family))
+    if plain is None:
+        return f"**{name}: cannot judge**: it needs plain nets at two depths."
+    sign, plain_text = compare(plain[1], plain[0], "train_err", "training error")
+    clauses = [plain_text]
+    if res is not None:
+        clauses.append(compare(res[1], res[0], "train_err", "training error")[1])
+    head = "the deeper plain net trains worse (degradation)" if sign > 0 else "no degradation of the plain nets"
+    return f"**{name}: {head}.** " + "; ".join(clauses) + "." + _caveats(pd.concat([_nets(table, False, family),
+                                                                                    _nets(table, True, family)]))
+
+
 def verdict(table: pd.DataFrame) -> str:
     plain, res = _nets(table, False), _nets(table, True)
     pair = _ends(plain)

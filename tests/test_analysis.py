@@ -355,6 +355,10 @@ def test_minimodel_is_labelled_and_kept_away_from_the_paper(grid, tmp_path):
                                     for t in ax.get_legend().get_texts())
     # the paper family's figures never draw minimodel nets
     assert len(figures.fig6(frame).axes[0].get_lines()) == 8
+    # a verdict of its own, from its numbers (final = (train, test)): plain-6 trains worse than plain-3
+    assert ("MiniModel (Keras-tutorial family, not the paper's nets): the deeper plain net trains worse "
+            "(degradation).** MiniModel-plain-6 ends with higher training error than MiniModel-plain-3: "
+            "9.00% vs 5.00%") in (out / "report.md").read_text()
 
 
 def test_scan_runs_reports_problems_without_raising(tmp_path):
