@@ -29,7 +29,7 @@ from experiments.data import Split
 from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet
 from experiments.probes import Probes
-from experiments.train import Trainer
+from experiments.train import Trainer, step_all
 
 DEPTHS = (20, 32, 44, 56)
 PAPER_IMAGES = 64_000 * 128  # one network of the paper's protocol
@@ -127,25 +127,12 @@ def ours(split: Split, nets, device, warmup: int, steps: int, probes: bool = Tru
     trainers = fast_trainers(nets, device, probes)
     stream = TrainStream(split, pixel_mean(split.x), 128, "crop_flip", seed=0)
     concurrent = len(trainers) > 1 and device.type == "cuda"
-    for t in trainers:
-        t.cuda_stream = torch.cuda.Stream() if concurrent else None
     start = None
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
             start = time.perf_counter()
-        x, y = stream.batch(*divmod(i, stream.steps_per_epoch))
-        if concurrent:
-            main = torch.cuda.current_stream()
-            for t in trainers:
-                t.cuda_stream.wait_stream(main)
-                with torch.cuda.stream(t.cuda_stream):
-                    t.step(x, y)
-            for t in trainers:
-                main.wait_stream(t.cuda_stream)
-        else:
-            for t in trainers:
-                t.step(x, y)
+        step_all(trainers, *stream.batch(*divmod(i, stream.steps_per_epoch)), streams=concurrent)  # as fit() does
     sync(device)
     return 128 * steps / (time.perf_counter() - start)
 

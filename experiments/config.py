@@ -109,6 +109,5 @@ class Config:
 
 
 def register() -> None:
-    cs = ConfigStore.instance()
     # The group YAMLs merge into the typed nodes of `Config`, so they are checked against it too.
     ConfigStore.instance().store(name="schema", node=Config)

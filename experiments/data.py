@@ -105,8 +105,7 @@ def cifar10_missing_message(data_dir: Path) -> str:
 def load_cifar10(data_dir: Path, download: bool):
     import torchvision  # slow to import; only this source needs it
 
-    way_out = (f"data=imagefolder data.root=PATH with a copy of CIFAR-10 in train/<class>/ and test/<class>/ "
-               f"folders")
+    way_out = "data=imagefolder data.root=PATH with a copy of CIFAR-10 in train/<class>/ and test/<class>/ folders"
     try:
         splits = [torchvision.datasets.CIFAR10(str(data_dir), train=t, download=download) for t in (True, False)]
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"

@@ -164,6 +164,23 @@ class Trainer:
             self.probes.load_state_dict(state["probes"])
 
 
+def step_all(trainers: list, x: torch.Tensor, y: torch.Tensor, streams: bool = False) -> None:
+    """One step of each trainer on the same batch; with `streams`, each network on its own CUDA stream so
+    their small kernels overlap on the GPU."""
+    if not streams:
+        for t in trainers:
+            t.step(x, y)
+        return
+    main = torch.cuda.current_stream()
+    for t in trainers:
+        t.cuda_stream = t.cuda_stream or torch.cuda.Stream()
+        t.cuda_stream.wait_stream(main)  # the batch is ready
+        with torch.cuda.stream(t.cuda_stream):
+            t.step(x, y)
+    for t in trainers:
+        main.wait_stream(t.cuda_stream)  # nothing on the main stream overtakes a step
+
+
 def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
         on_epoch: Callable[[Trainer, dict], None], should_stop: Callable[[], bool] = lambda: False) -> bool:
     """Train every unfinished trainer to its protocol's end on the one stream. Trainers that are further along
@@ -176,18 +193,7 @@ def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
         epoch, k = divmod(pos, spe)
         x, y = stream.batch(epoch, k)
         stepped = [t for t in active if t.iteration == pos]
-        if streams:  # each network on its own CUDA stream, so their small kernels overlap on the GPU
-            main = torch.cuda.current_stream()
-            for t in stepped:
-                t.cuda_stream = t.cuda_stream or torch.cuda.Stream()
-                t.cuda_stream.wait_stream(main)  # the batch is ready
-                with torch.cuda.stream(t.cuda_stream):
-                    t.step(x, y)
-            for t in stepped:
-                main.wait_stream(t.cuda_stream)  # nothing on the main stream overtakes a step
-        else:
-            for t in stepped:
-                t.step(x, y)
+        step_all(stepped, x, y, streams)
         pos += 1
         for t in stepped:
             if pos % spe == 0 or pos >= t.protocol.iterations:

@@ -6,7 +6,6 @@ import signal
 import time
 
 import pytest
-import torch
 
 from experiments.rundir import COLUMNS, RunDir
 from tests.conftest import cli, popen, run_inprocess

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from experiments.config import DataConfig, Source
-from experiments.data import DataError, balanced_subset, load, load_imagefolder
+from experiments.data import DataError, balanced_subset, load
 from tests.conftest import CLASSES, make_image_folder
 
 

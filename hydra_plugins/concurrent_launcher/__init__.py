@@ -3,7 +3,7 @@
 Hydra finds launchers in the `hydra_plugins` namespace package; the work is done in `experiments`.
 """
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.launcher import Launcher
