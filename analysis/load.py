@@ -147,6 +147,45 @@ def _dict(parent: dict, key: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def read_table(text: str, name: str, fallback: dict, columns, numeric, required,
+               problems: list[str]) -> pd.DataFrame | None:
+    """One of a run's CSVs, read as tolerantly as a half-written file needs: a cut-off last line or a
+    malformed one is dropped, model columns a writer omitted come from run.json, and every drop is listed."""
+    # A run killed mid-write leaves a last line without its newline: its numbers may be cut short.
+    if text and not text.endswith("\n") and text.count("\n") >= 1:
+        text = text[: text.rfind("\n") + 1]
+        problems.append(f"{name} truncated: incomplete last line dropped")
+    bad_lines = []
+    try:
+        rows = pd.read_csv(io.StringIO(text), engine="python",
+                           on_bad_lines=lambda line: bad_lines.append(line))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        problems.append(f"{name} unparsable ({err.__class__.__name__})")
+        return None
+    if bad_lines:
+        problems.append(f"{name}: {len(bad_lines)} malformed line(s) dropped")
+    # Older or partial writers may omit model columns: take them from the resolved config.
+    for column, value in fallback.items():
+        if column not in rows:
+            rows[column] = value
+        elif value is not None:
+            rows[column] = rows[column].fillna(value)
+    for column in columns:
+        if column not in rows:
+            rows[column] = float("nan")
+    for column in numeric:
+        if column in rows:
+            rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    rows["residual"] = rows["residual"].map(_as_bool)
+    rows["shortcut"] = rows["shortcut"].astype(object).where(rows["shortcut"].notna(), None)
+    complete = rows[required].notna().all(axis=1)
+    if not complete.all():
+        problems.append(f"{name}: {int((~complete).sum())} row(s) with missing required "
+                        f"values dropped (need {', '.join(required)})")
+        rows = rows[complete].copy()
+    return rows
+
+
 def _read_metrics(path: Path, fallback: dict, problems: list[str]) -> pd.DataFrame | None:
     try:
         text = path.read_text()
@@ -156,37 +195,9 @@ def _read_metrics(path: Path, fallback: dict, problems: list[str]) -> pd.DataFra
     except OSError as err:
         problems.append(f"metrics.csv unreadable ({err})")
         return None
-    # A run killed mid-write leaves a last line without its newline: its numbers may be cut short.
-    if text and not text.endswith("\n") and text.count("\n") >= 1:
-        text = text[: text.rfind("\n") + 1]
-        problems.append("metrics.csv truncated: incomplete last line dropped")
-    bad_lines = []
-    try:
-        rows = pd.read_csv(io.StringIO(text), engine="python",
-                           on_bad_lines=lambda line: bad_lines.append(line))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        problems.append(f"metrics.csv unparsable ({err.__class__.__name__})")
+    rows = read_table(text, "metrics.csv", fallback, OPTIONAL, NUMERIC, REQUIRED, problems)
+    if rows is None:
         return None
-    if bad_lines:
-        problems.append(f"metrics.csv: {len(bad_lines)} malformed line(s) dropped")
-    # Older or partial writers may omit model columns: take them from the resolved config.
-    for column, value in fallback.items():
-        if column not in rows:
-            rows[column] = value
-        elif value is not None:
-            rows[column] = rows[column].fillna(value)
-    for column in OPTIONAL:
-        if column not in rows:
-            rows[column] = float("nan")
-    for column in NUMERIC:
-        rows[column] = pd.to_numeric(rows[column], errors="coerce")
-    rows["residual"] = rows["residual"].map(_as_bool)
-    rows["shortcut"] = rows["shortcut"].astype(object).where(rows["shortcut"].notna(), None)
-    complete = rows[REQUIRED].notna().all(axis=1)
-    if not complete.all():
-        problems.append(f"metrics.csv: {int((~complete).sum())} row(s) with missing required "
-                        f"values dropped (need {', '.join(REQUIRED)})")
-        rows = rows[complete].copy()
     # a resumed run may log an epoch twice: the later row is the one the run continued from
     repeated = rows.duplicated(subset="iteration", keep="last")
     if repeated.any():

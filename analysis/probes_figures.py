@@ -13,7 +13,6 @@ when the file lacks it.
 """
 from __future__ import annotations
 
-import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from matplotlib.figure import Figure
 
 from . import text
 from .figures import NothingToPlot, depth_colours, save, select, series_plural
-from .load import (FAMILY_NAMES, PAPER_FAMILY, _as_bool, _has_files, _read_meta, _run_dirs,
+from .load import (FAMILY_NAMES, PAPER_FAMILY, _has_files, _read_meta, read_table, _run_dirs,
                    net_label)
 
 LAYER_STATS, GRAD_NORMS = "layer_stats.csv", "grad_norms.csv"
@@ -91,36 +90,9 @@ def read_probe(run_dir: Path, filename: str):
         content = (run_dir / filename).read_text()
     except OSError as err:
         return None, [f"{filename} unreadable ({err.__class__.__name__})"]
-    if content and not content.endswith("\n") and content.count("\n") >= 1:
-        content = content[: content.rfind("\n") + 1]
-        problems.append(f"{filename} truncated: incomplete last line dropped")
-    bad_lines = []
-    try:
-        rows = pd.read_csv(io.StringIO(content), engine="python",
-                           on_bad_lines=lambda line: bad_lines.append(line))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        return None, problems + [f"{filename} unparsable ({err.__class__.__name__})"]
-    if bad_lines:
-        problems.append(f"{filename}: {len(bad_lines)} malformed line(s) dropped")
-    for column, value in fallback.items():
-        if column not in rows:
-            rows[column] = value
-        elif value is not None:
-            rows[column] = rows[column].fillna(value)
-    for column in COLUMNS[filename]:
-        if column not in rows:
-            rows[column] = float("nan")
-    for column in NUMERIC:
-        if column in rows:
-            rows[column] = pd.to_numeric(rows[column], errors="coerce")
-    rows["residual"] = rows["residual"].map(_as_bool)
-    rows["shortcut"] = rows["shortcut"].astype(object).where(rows["shortcut"].notna(), None)
-    required = REQUIRED[filename]
-    complete = rows[required].notna().all(axis=1)
-    if not complete.all():
-        problems.append(f"{filename}: {int((~complete).sum())} row(s) with missing required "
-                        f"values dropped (need {', '.join(required)})")
-        rows = rows[complete].copy()
+    rows = read_table(content, filename, fallback, COLUMNS[filename], NUMERIC, REQUIRED[filename], problems)
+    if rows is None:
+        return None, problems
     keys = ["kind", "epoch", "layer"] if filename == GRAD_NORMS else ["epoch", "layer"]
     repeated = rows.duplicated(subset=keys, keep="last")  # a resumed run may write an epoch twice
     if repeated.any():
