@@ -28,8 +28,7 @@ from experiments.config import ProtocolConfig
 from experiments.data import Split
 from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet
-from experiments.probes import Probes
-from experiments.train import Trainer, step_all
+from experiments.train import step_all
 
 DEPTHS = (20, 32, 44, 56)
 PAPER_IMAGES = 64_000 * 128  # one network of the paper's protocol
@@ -109,16 +108,14 @@ def conventional(split: Split, depth: int, residual: bool, device, warmup: int, 
 # --- (b), (c) ours --------------------------------------------------------------------------------------
 
 def fast_trainers(nets, device, probes: bool) -> list:
-    on_cuda = device.type == "cuda"
+    """Exactly what a run with the default speed.* and probes.* trains (runner.make_trainer)."""
+    from experiments.config import ProbesConfig, SpeedConfig
+    from experiments.runner import make_trainer
     out = []
     for depth, residual in nets:
         torch.manual_seed(0)
-        model = CifarResNet(depth, residual).to(device)
-        if on_cuda:
-            model.to(memory_format=torch.channels_last)
-        out.append(Trainer(model, ProtocolConfig(), autocast=torch.autocast("cuda", dtype=torch.bfloat16,
-                                                                            cache_enabled=False) if on_cuda else None,
-                           probes=Probes(model, 10) if probes else None, cuda_graph=on_cuda))
+        out.append(make_trainer(CifarResNet(depth, residual), depth, ProtocolConfig(), device, SpeedConfig(),
+                                ProbesConfig().grad_every if probes else 0))
     return out
 
 

@@ -123,11 +123,22 @@ def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def weighted_depth(arch: str, depth: int, units_per_stage: int = 3) -> int:
+    """The weighted-layer depth of an `arch` of conf/arch/, or a ValueError saying why the size is impossible.
+    Builds nothing, so a sweep's every cell can be checked before any trains."""
+    if arch == "resnet_cifar":
+        blocks_per_stage(depth)
+        return depth
+    if arch == "minimodel":
+        from experiments.minimodel import minimodel_depth
+        return minimodel_depth(units_per_stage)
+    raise ValueError(f"arch={arch!r}: expected resnet_cifar or minimodel")
+
+
 def build_model(arch: str, depth: int, residual: bool, shortcut: str = "A", units_per_stage: int = 3):
     """(model, weighted-layer depth) for an `arch` name of conf/arch/."""
+    layers = weighted_depth(arch, depth, units_per_stage)
     if arch == "resnet_cifar":
-        return CifarResNet(depth, residual, shortcut), depth
-    if arch == "minimodel":
-        from experiments.minimodel import MiniModel, minimodel_depth
-        return MiniModel(units_per_stage, residual), minimodel_depth(units_per_stage)
-    raise ValueError(f"arch={arch!r}: expected resnet_cifar or minimodel")
+        return CifarResNet(depth, residual, shortcut), layers
+    from experiments.minimodel import MiniModel
+    return MiniModel(units_per_stage, residual), layers

@@ -118,7 +118,7 @@ def check(args: list) -> Optional[str]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
     from experiments.config import register
-    from experiments.models import blocks_per_stage, build_model
+    from experiments.models import weighted_depth
 
     register()
     multirun = any(a in ("-m", "--multirun") for a in args)
@@ -135,10 +135,7 @@ def check(args: list) -> Optional[str]:
                 return one_line(e, overrides)
             composed.append(cfg)
             try:
-                if cfg.arch.name == "resnet_cifar":
-                    blocks_per_stage(cfg.depth)
-                else:
-                    build_model(cfg.arch.name, cfg.depth, cfg.residual, units_per_stage=cfg.arch.units_per_stage)
+                weighted_depth(cfg.arch.name, cfg.depth, cfg.arch.units_per_stage)
             except ValueError as e:
                 return str(e)
             if cfg.data.source.value == "imagefolder" and OmegaConf.is_missing(cfg.data, "root"):

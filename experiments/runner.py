@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import data as data_mod
 from experiments.loader import TrainStream, make_normalizer
-from experiments.models import build_model, num_params
+from experiments.models import build_model, num_params, weighted_depth
 from experiments.probes import Probes
 from experiments.rundir import RunDir, RunError, config_diff, git_commit
 from experiments.train import Trainer, fit
@@ -73,6 +73,21 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.Dataset:
         _datasets[key] = data_mod.Dataset(ds.train.to(device), ds.test.to(device),
                                           ds.val.to(device) if ds.val is not None else None, ds.classes, ds.description)
     return _datasets[key]
+
+
+def make_trainer(model, depth: int, protocol, device: torch.device, speed, probe_every: int = 10) -> Trainer:
+    """The model on `device` with the `speed` switches applied, wrapped in its Trainer: what every run (and
+    `make bench`) trains. probe_every=0: no probes."""
+    model.to(device)
+    if speed_on(speed.channels_last, device):
+        model.to(memory_format=torch.channels_last)
+    # bf16 autocast keeps fp32 master weights, and BN runs (and keeps its statistics) in fp32 under it;
+    # no cast cache, which a captured graph could not refresh
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+                if speed_on(speed.bf16, device) else None)
+    return Trainer(model, protocol, warmup=depth >= protocol.warmup_min_depth and protocol.optimizer == "sgd",
+                   foreach=speed.foreach, autocast=autocast, probes=Probes(model, probe_every) if probe_every else None,
+                   cuda_graph=speed_on(speed.cuda_graphs, device))
 
 
 class StopFlag:
@@ -145,7 +160,7 @@ def open_cell(cfg: DictConfig, run_dir: Path, overrides: list):
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     device = resolve_device(cfg.device.value)
     try:
-        build_model(cfg.arch.name, cfg.depth, cfg.residual, cfg.shortcut.value, cfg.arch.units_per_stage)
+        weighted_depth(cfg.arch.name, cfg.depth, cfg.arch.units_per_stage)
     except ValueError as e:
         raise UserError(str(e)) from e
     rd = RunDir(run_dir)
@@ -177,18 +192,8 @@ def _open_locked(cfg, config, rd: RunDir, device, overrides):
 
     torch.manual_seed(cfg.seed)  # the weights: the same seed gives the same initial network
     model, depth = build_model(cfg.arch.name, cfg.depth, cfg.residual, cfg.shortcut.value, cfg.arch.units_per_stage)
-    model.to(device)
-    if speed_on(cfg.speed.channels_last, device):
-        model.to(memory_format=torch.channels_last)
-    # bf16 autocast keeps fp32 master weights, and BN runs (and keeps its statistics) in fp32 under it;
-    # no cast cache, which a captured graph could not refresh
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-                if speed_on(cfg.speed.bf16, device) else None)
     p = cfg.protocol
-    trainer = Trainer(model, p, warmup=depth >= p.warmup_min_depth and p.optimizer == "sgd",
-                      foreach=cfg.speed.foreach, autocast=autocast,
-                      probes=Probes(model, cfg.probes.grad_every) if cfg.probes.enabled else None,
-                      cuda_graph=speed_on(cfg.speed.cuda_graphs, device))
+    trainer = make_trainer(model, depth, p, device, cfg.speed, cfg.probes.grad_every if cfg.probes.enabled else 0)
     extra = {"arch": cfg.arch.name, "depth": depth, "residual": cfg.residual, "shortcut": cfg.shortcut.value,
              "seed": cfg.seed, "protocol": p.name}
     cell = Cell(cfg, rd, trainer, ds, extra, info or {})

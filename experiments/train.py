@@ -121,7 +121,8 @@ class Trainer:
             wrong = (out.argmax(1) != y).sum().float()
             seen = torch.full_like(wrong, len(y))  # a fill kernel, not a host-to-device copy (graph-safe)
             self.sums += torch.stack([loss.detach().float() * len(y), wrong, seen])
-            self.window += torch.stack([wrong, seen])
+            if self.warming:  # warming only ever ends, so a graph captured without this never needs it
+                self.window += torch.stack([wrong, seen])
 
     def end_epoch(self, epoch: int, test: Split, val: Optional[Split], normalize: Normalizer) -> dict:
         """Close epoch `epoch` (1-based): the row of metrics.csv, or status 'diverged' when the loss is not finite."""
