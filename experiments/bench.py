@@ -25,9 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from experiments.config import ProtocolConfig
+from experiments.config import compose
 from experiments.data import Split
+from experiments.device import resolve_device
 from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet
+from experiments.progress import fmt_duration
 from experiments.train import step_all
 
 DEPTHS = (20, 32, 44, 56)
@@ -110,7 +113,7 @@ def conventional(split: Split, depth: int, residual: bool, device, warmup: int, 
 def fast_trainers(nets, device, probes: bool) -> list:
     """Exactly what a run with the default speed.* and probes.* trains (runner.make_trainer)."""
     from experiments.config import ProbesConfig, SpeedConfig
-    from experiments.runner import make_trainer
+    from experiments.train import make_trainer
     out = []
     for depth, residual in nets:
         torch.manual_seed(0)
@@ -151,8 +154,7 @@ def main(argv=None) -> int:
                          "(speed.*=off), SEEDS seeds each, and compare the final errors")
     ap.add_argument("overrides", nargs="*", help="data options as for experiments.run, e.g. data=imagefolder data.root=PATH")
     args = ap.parse_args(argv)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = resolve_device(args.device)
     on_cuda = device.type == "cuda"
     if args.compare:
         return compare(args.compare, device, Path(args.out), args.overrides)
@@ -202,16 +204,16 @@ SLOW_PATH = ["speed.bf16=off", "speed.channels_last=off", "speed.cuda_graphs=off
 def compare(seeds: int, device, out: Path, overrides: list, extra=("protocol=quick", "depth=20", "residual=false")) -> int:
     """Same results: the fast path's final errors against fp32 eager's, each over `seeds` seeds."""
     import statistics
-    from experiments.runner import execute
+    from experiments.run import run_overrides
     finals = {}
     for name, speed in (("fast", []), ("fp32_eager", SLOW_PATH)):
         finals[name] = []
         for seed in range(seeds):
             ov = [*extra, f"seed={seed}", f"device={device.type}", "progress=false", *speed, *overrides]
             run_dir = out / "compare" / f"{name}-seed={seed}"
-            status = execute(compose(ov), run_dir, ov)
-            if status != "completed":
-                raise RuntimeError(f"{run_dir}: {status}")
+            result = run_overrides(ov, run_dir)
+            if result.status != "completed":
+                raise RuntimeError(f"{run_dir}: {result}")
             with open(run_dir / "metrics.csv") as f:
                 row = list(csv.DictReader(f))[-1]
             finals[name].append((float(row["train_err"]), float(row["test_err"])))
@@ -233,15 +235,6 @@ def compare(seeds: int, device, out: Path, overrides: list, extra=("protocol=qui
     return 0
 
 
-def compose(overrides: list):
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from experiments.config import register
-    from experiments.precheck import CONF_DIR
-    register()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
-
-
 def bench_data(overrides: list) -> Split:
     """The training split named by data overrides (as `make sweep` takes them), else synthetic images."""
     if not overrides:
@@ -249,11 +242,8 @@ def bench_data(overrides: list) -> Split:
         return Split(torch.randint(0, 256, (5120, 3, 32, 32), dtype=torch.uint8, generator=g),
                      torch.randint(0, 10, (5120,), generator=g))
     from experiments.data import load
-    return load(compose(overrides).data).train
-
-
-def fmt_s(s: float) -> str:
-    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min"
+    from omegaconf import OmegaConf
+    return load(OmegaConf.to_object(compose(overrides)).data).train
 
 
 def write(rows: list, summary: dict, out: Path) -> None:
@@ -281,7 +271,7 @@ def write(rows: list, summary: dict, out: Path) -> None:
     for k, w in summary["projected_sweep_s"].items():
         tf = summary["tflops"][k]
         share = f" ({100 * tf / peak:.1f}% of {peak:.0f} bf16 peak)" if peak else ""
-        lines.append(f"| {names[k]} | {fmt_s(w)} | {summary['projected_sweep_s']['a_conventional'] / w:.2f}x | "
+        lines.append(f"| {names[k]} | {fmt_duration(w)} | {summary['projected_sweep_s']['a_conventional'] / w:.2f}x | "
                      f"{tf:.2f}{share} |")
     lines += ["", f"**b/a = {summary['ratio_b_over_a']:.2f}x, c/a = {summary['ratio_c_over_a']:.2f}x.** "
               f"Probes (layer responses, gradient norms) cost {100 * summary['probe_overhead']:.1f}% on ResNet-56 (b).",

@@ -1,15 +1,21 @@
-"""The config schema (Hydra structured configs). Composition checks every override against it, so
-`depth=abc`, `residul=false` or `shortcut=C` fail before anything runs, with the key named.
+"""The config schema. Hydra composes conf/ against it, so `depth=abc`, `residul=false`, `shortcut=C` or
+`protocol.augment=crop` fail at composition, before anything runs, with the key and the valid values named.
 
-Only `experiments.run` sees a DictConfig; everything else takes these dataclasses or plain values.
+Closed choices are Enums; a network family's own knobs are its `ArchConfig` subclass (conf/arch/<name>.yaml
+starts from it: see `experiments.families`); numeric keys carry their valid range (`checked_ranges`).
+Importing this module needs no Hydra: only `register` and `compose` do, and only the Hydra entry point
+(experiments.run) and the launchers hand anything but these dataclasses around.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import List, Optional
 
-from hydra.core.config_store import ConfigStore
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 class Shortcut(str, Enum):
@@ -34,10 +40,31 @@ class Source(str, Enum):
     imagefolder = "imagefolder"
 
 
+class Optimizer(str, Enum):
+    sgd = "sgd"  # the paper's: momentum SGD with weight decay
+    adam = "adam"  # the Keras tutorial's
+
+
+class Augment(str, Enum):
+    crop_flip = "crop_flip"  # the paper's: 4-pixel pad, random 32x32 crop, horizontal flip
+    keras = "keras"  # ImageDataGenerator-like rotation, shifts, flip
+    none = "none"
+
+
+class Normalize(str, Enum):
+    pixel_mean = "pixel_mean"  # the paper's: subtract the training set's mean image
+    keras = "keras"  # the Keras tutorial's: scalar mean, per-pixel std
+
+
+def ranged(default, lo=None, hi=None, *, lo_open: bool = False, hi_open: bool = False, **kw):
+    """A numeric field with the range a protocol can mean (checked by `checked_ranges`)."""
+    return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)}, **kw)
+
+
 @dataclass
 class ArchConfig:
-    name: str = "resnet_cifar"  # resnet_cifar (the paper's) | minimodel (the Keras tutorial's)
-    units_per_stage: int = 3  # minimodel only; resnet_cifar takes its size from `depth`
+    """A network family (conf/arch/<name>.yaml). A family with knobs of its own subclasses this."""
+    name: str = "resnet_cifar"
 
 
 @dataclass
@@ -46,31 +73,31 @@ class DataConfig:
     root: Optional[str] = None  # imagefolder: a folder with train/ and test/, or a .tar.gz of one
     dir: str = "data"  # shared by every run: torchvision's download and the decoded image-folder cache
     download: bool = False
-    val_size: int = 0  # 5000: the paper's 45k/5k split; val_* columns are reported, the test set selects nothing
-    train_size: int = 0  # 0 = all; else a fixed class-balanced random subset, the same for every run
-    test_size: int = 0
-    subset_seed: int = 0  # fixes the subsets and the validation split, independent of the run's seed
+    val_size: int = ranged(0, 0)  # 5000: the paper's 45k/5k split; val_* columns are reported, the test set selects nothing
+    train_size: int = ranged(0, 0)  # 0 = all; else a fixed class-balanced random subset, the same for every run
+    test_size: int = ranged(0, 0)
+    subset_seed: int = ranged(0, 0)  # fixes the subsets and the validation split, independent of the run's seed
 
 
 @dataclass
 class ProtocolConfig:
     name: str = "custom"
-    iterations: int = 64000
+    iterations: int = ranged(64000, 1)
     milestones: List[int] = field(default_factory=lambda: [32000, 48000])
-    lr: float = 0.1
-    lr_decay: float = 0.1
-    batch_size: int = 128
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    optimizer: str = "sgd"  # sgd | adam (the Keras tutorial's recipe)
+    lr: float = ranged(0.1, 0, lo_open=True)
+    lr_decay: float = ranged(0.1, 0, 1, lo_open=True)
+    batch_size: int = ranged(128, 1)
+    momentum: float = ranged(0.9, 0, 1, hi_open=True)
+    weight_decay: float = ranged(1e-4, 0)
+    optimizer: Optimizer = Optimizer.sgd
     # Sec. 4.2, 110 layers: lr 0.01 until training error < 80%, then back to lr. Applies from this depth on.
-    warmup_min_depth: int = 110
-    warmup_lr: float = 0.01
-    warmup_until_err: float = 80.0
-    warmup_check_every: int = 50
-    augment: str = "crop_flip"  # crop_flip (paper) | keras (ImageDataGenerator-like) | none
-    normalize: str = "pixel_mean"  # pixel_mean (paper) | keras (scalar mean, per-pixel std)
-    eval_batch_size: int = 1000
+    warmup_min_depth: int = ranged(110, 1)
+    warmup_lr: float = ranged(0.01, 0, lo_open=True)
+    warmup_until_err: float = ranged(80.0, 0, 100)
+    warmup_check_every: int = ranged(50, 1)
+    augment: Augment = Augment.crop_flip
+    normalize: Normalize = Normalize.pixel_mean
+    eval_batch_size: int = ranged(1000, 1)
 
 
 @dataclass
@@ -82,22 +109,22 @@ class SpeedConfig:
     foreach: bool = True  # SGD as multi-tensor ops (off: a per-parameter loop; same math)
     cudnn_benchmark: bool = True
     cuda_graphs: Switch = Switch.auto  # capture the training step once and replay it (CUDA, SGD)
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    threads: int = ranged(0, 0)  # CPU threads for torch; 0 = torch's default
 
 
 @dataclass
 class ProbesConfig:
     # Fig. 7 layer responses (from the test pass of every epoch) and gradient norms (sampled steps).
     enabled: bool = True
-    grad_every: int = 10  # measure gradient norms on every 10th step: the epoch mean over those steps
+    grad_every: int = ranged(10, 1)  # measure gradient norms on every 10th step: the epoch mean over those steps
 
 
 @dataclass
 class Config:
-    depth: int = 20
+    depth: int = ranged(20, 1)  # weighted layers; each family says which depths it can build
     residual: bool = True
     shortcut: Shortcut = Shortcut.A
-    seed: int = 0
+    seed: int = ranged(0, 0)
     device: Device = Device.auto
     arch: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -108,6 +135,78 @@ class Config:
     force: bool = False  # start a sweep even when it would run for days on a CPU
 
 
+# ---- checks the schema's types cannot express --------------------------------------------------------
+
+def numeric_ranges(cls=Config, prefix: str = "") -> dict:
+    """{dotted key: (lo, hi, lo_open, hi_open)} for every ranged numeric key of the schema."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if "range" in f.metadata:
+            out[prefix + f.name] = f.metadata["range"]
+        elif dataclasses.is_dataclass(f.default_factory):
+            out.update(numeric_ranges(f.default_factory, f"{prefix}{f.name}."))
+    return out
+
+
+def _describe(lo, hi, lo_open, hi_open) -> str:
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+def checked_ranges(cfg: Config) -> Optional[str]:
+    """The first value outside what the protocol can mean, said in one line with the valid range; None if all
+    are fine. `protocol.lr=-1` would train by gradient ascent; `protocol.batch_size=0` divides by zero."""
+    ranges = numeric_ranges(type(cfg))
+    for f in dataclasses.fields(cfg.arch):  # a family's own knobs carry their ranges too
+        if "range" in f.metadata:
+            ranges[f"arch.{f.name}"] = f.metadata["range"]
+    for key, (lo, hi, lo_open, hi_open) in ranges.items():
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        bad = not math.isfinite(value) or (lo is not None and (value <= lo if lo_open else value < lo)) or (
+            hi is not None and (value >= hi if hi_open else value > hi))
+        if bad:
+            return f"{key}={value!r} is outside what it can mean: it must be {_describe(lo, hi, lo_open, hi_open)}"
+    bad = [m for m in cfg.protocol.milestones if m < 1]
+    if bad:
+        return f"protocol.milestones={list(cfg.protocol.milestones)}: each milestone must be an iteration >= 1"
+    return None
+
+
+# ---- Hydra --------------------------------------------------------------------------------------------
+
 def register() -> None:
+    """Put the schema, and each family's ArchConfig, where conf/ refers to them (Hydra's ConfigStore)."""
+    from hydra.core.config_store import ConfigStore
+    from experiments import families
+
+    cs = ConfigStore.instance()
     # The group YAMLs merge into the typed nodes of `Config`, so they are checked against it too.
-    ConfigStore.instance().store(name="schema", node=Config)
+    cs.store(name="schema", node=Config)
+    for family in families.all_families():
+        # conf/arch/<name>.yaml starts from `/family_schema/<name>@_here_`: the family's knobs, typed
+        cs.store(group="family_schema", name=family.name, node=family.config)
+
+
+def compose(overrides: list, conf_dir: Path = CONF_DIR):
+    """The config (a DictConfig) that `python -m experiments.run OVERRIDES` would run, without running it."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    register()
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def to_dict(obj) -> dict:
+    """A config dataclass as plain JSON-able values (Enums by value): what run.json records."""
+    def plain(v):
+        if isinstance(v, Enum):
+            return v.value
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return plain(dataclasses.asdict(obj))

@@ -16,9 +16,10 @@ from typing import Optional
 import torch
 
 from experiments.config import DataConfig, Source
+from experiments.errors import UserError
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A problem with the user's data: the message names it and says how to fix it."""
 
 

@@ -11,8 +11,13 @@ and BatchNormalization uses momentum 0.99 and epsilon 1e-3.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+from experiments.config import ArchConfig, ranged
+from experiments.families import Family, ProbedModel, ProbePoint, register
 
 STAGE_WIDTHS = (32, 64, 128, 256)
 
@@ -110,7 +115,7 @@ def _keras_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class MiniModel(nn.Module):
+class MiniModel(nn.Module, ProbedModel):
     def __init__(self, units_per_stage: int = 3, residual: bool = True, num_classes: int = 10) -> None:
         super().__init__()
         _check_units(units_per_stage)
@@ -141,3 +146,33 @@ class MiniModel(nn.Module):
         x = self.stages[2](x)                  # [B, 128, 8, 8]
         x = self.stages[3](x)                  # [B, 256, 4, 4]
         return self.head(x)                    # [B, num_classes]
+
+    # -- probe points (experiments.probes). Pre-activation: a 3x3 conv's own output is what goes on into the
+    # next BN or the addition, so the conv itself is the response point.
+    def response_points(self) -> list:
+        return [ProbePoint(f"{name}.{c}", s, getattr(unit, c)) for name, s, unit in self.blocks()
+                for c in ("conv1", "conv2")]
+
+    def conv_weights(self) -> list:
+        return [ProbePoint(name, s, conv.weight) for name, s, conv in self.response_points()]
+
+    def blocks(self) -> list:
+        return [ProbePoint(f"stage{s}.{u}", s, unit) for s, stage in enumerate(self.stages, 1)
+                for u, unit in enumerate(stage)]
+
+
+@dataclass
+class MiniModelArch(ArchConfig):
+    name: str = "minimodel"
+    units_per_stage: int = ranged(3, 1)  # units in each of the 4 stages: depth = 8 * units + 2
+
+
+register(Family(
+    name="minimodel", label="MiniModel", title="MiniModel (Keras-tutorial family, not the paper's nets)",
+    config=MiniModelArch,
+    depth=lambda arch, depth: minimodel_depth(arch.units_per_stage),
+    build=lambda arch, depth, residual, shortcut: MiniModel(arch.units_per_stage, residual),
+    name_head=lambda arch, depth: f"minimodel-units={arch.units_per_stage}",
+    size_keys=("units_per_stage",), sized_by_depth=False,
+    cpu_cost_per_layer=4.0,  # its convs are ~4x wider per layer than the paper's nets
+))

@@ -12,6 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from experiments.config import ArchConfig
+from experiments.families import Family, ProbedModel, ProbePoint, register
+
 # The depths the paper reports (Table 6), as blocks per stage: depth = 6n + 2.
 PAPER_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
 STAGE_WIDTHS = (16, 32, 64)
@@ -85,7 +88,7 @@ def make_stage(in_planes: int, planes: int, blocks: int, stride: int, residual: 
     return nn.Sequential(*layers)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(nn.Module, ProbedModel):
     """ResNet-(6n+2) or its plain twin for 32x32 inputs (Sec. 4.2)."""
 
     def __init__(self, depth: int = 20, residual: bool = True, shortcut: str = "A", num_classes: int = 10):
@@ -106,6 +109,24 @@ class CifarResNet(nn.Module):
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # global average pooling: [B, 64]
         return self.fc(x)  # [B, 10]
 
+    # -- probe points (experiments.probes): post-BN, pre-ReLU/addition, as the paper measures (Fig. 7)
+    def response_points(self) -> list:
+        points = [ProbePoint("conv1", 0, self.bn1)]
+        for name, s, block in self.blocks():
+            points += [ProbePoint(f"{name}.conv1", s, block.bn1), ProbePoint(f"{name}.conv2", s, block.bn2)]
+        return points
+
+    def conv_weights(self) -> list:
+        points = [ProbePoint("conv1", 0, self.conv1.weight)]
+        for name, s, block in self.blocks():
+            points += [ProbePoint(f"{name}.conv1", s, block.conv1.weight),
+                       ProbePoint(f"{name}.conv2", s, block.conv2.weight)]
+        return points
+
+    def blocks(self) -> list:
+        return [ProbePoint(f"stage{s}.{b}", s, block) for s, stage in enumerate(self.stages, 1)
+                for b, block in enumerate(stage)]
+
 
 def init_he(model: nn.Module) -> None:
     # He et al. 2015 ("Delving deep", eq. 10): N(0, 2/n) with n = k*k*in_channels (fan-in), cited by Sec. 3.4.
@@ -123,22 +144,10 @@ def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def weighted_depth(arch: str, depth: int, units_per_stage: int = 3) -> int:
-    """The weighted-layer depth of an `arch` of conf/arch/, or a ValueError saying why the size is impossible.
-    Builds nothing, so a sweep's every cell can be checked before any trains."""
-    if arch == "resnet_cifar":
-        blocks_per_stage(depth)
-        return depth
-    if arch == "minimodel":
-        from experiments.minimodel import minimodel_depth
-        return minimodel_depth(units_per_stage)
-    raise ValueError(f"arch={arch!r}: expected resnet_cifar or minimodel")
-
-
-def build_model(arch: str, depth: int, residual: bool, shortcut: str = "A", units_per_stage: int = 3):
-    """(model, weighted-layer depth) for an `arch` name of conf/arch/."""
-    layers = weighted_depth(arch, depth, units_per_stage)
-    if arch == "resnet_cifar":
-        return CifarResNet(depth, residual, shortcut), layers
-    from experiments.minimodel import MiniModel
-    return MiniModel(units_per_stage, residual), layers
+# The paper's nets keep the paper's names in the analysis (plain-20, ResNet-56), whatever the label.
+register(Family(
+    name="resnet_cifar", label="ResNet", title="CIFAR plain/ResNet (paper §4.2)", config=ArchConfig,
+    depth=lambda arch, depth: 6 * blocks_per_stage(depth) + 2,
+    build=lambda arch, depth, residual, shortcut: CifarResNet(depth, residual, shortcut),
+    name_head=lambda arch, depth: f"depth={depth}",
+))

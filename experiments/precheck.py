@@ -10,7 +10,7 @@ import itertools
 from pathlib import Path
 from typing import Optional
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from experiments.config import CONF_DIR
 
 
 def _values(override) -> list:
@@ -62,6 +62,7 @@ def one_line(e: Exception, overrides: list) -> str:
 
 def known_keys() -> list:
     from dataclasses import fields, is_dataclass
+    from experiments import families
     from experiments.config import Config
 
     def walk(cls, prefix):
@@ -70,13 +71,14 @@ def known_keys() -> list:
             yield prefix + f.name
             if t is not None:
                 yield from walk(t, prefix + f.name + ".")
-    return list(walk(Config, ""))
+    family_keys = [f"arch.{f.name}" for fam in families.all_families() for f in fields(fam.config)]
+    return list(dict.fromkeys([*walk(Config, ""), *family_keys]))
 
 
-def sweep_defaults(args: list) -> list:
+def sweep_defaults(args: list, conf_dir: Path = CONF_DIR) -> list:
     """The config's grid (hydra.sweeper.params) for the keys the command line leaves out."""
     from omegaconf import OmegaConf
-    params = OmegaConf.load(CONF_DIR / "config.yaml").hydra.sweeper.params
+    params = OmegaConf.load(conf_dir / "config.yaml").hydra.sweeper.params
     given = {a.lstrip("+~").split("=")[0] for a in args if "=" in a}
     return [f"{k}={v}" for k, v in params.items() if k not in given]
 
@@ -84,17 +86,20 @@ def sweep_defaults(args: list) -> list:
 def too_long_for_cpu(configs: list) -> Optional[str]:
     """A sweep that would keep a CPU busy for more than two hours must be asked for explicitly."""
     import torch
+    from experiments import families
+    from experiments.progress import fmt_duration
     from experiments.sweep import CPU_LIMIT_S, cpu_estimate_s
 
     on_cpu = [c for c in configs if c.device.value == "cpu" or (c.device.value == "auto" and not torch.cuda.is_available())]
     if not on_cpu or any(c.force for c in configs):
         return None
-    # MiniModel's convs are ~4x wider per layer than the paper's nets
-    est = sum(cpu_estimate_s(c.protocol.iterations, c.depth if c.arch.name == "resnet_cifar" else
-                             4 * (8 * c.arch.units_per_stage + 2), c.protocol.batch_size) for c in on_cpu)
+    est = 0.0
+    for c in on_cpu:
+        family = families.get(c.arch.name)
+        est += cpu_estimate_s(c.protocol.iterations, family.depth(c.arch, c.depth), c.protocol.batch_size,
+                              family.cpu_cost_per_layer)
     if est <= CPU_LIMIT_S:
         return None
-    from experiments.runner import fmt_duration
     return (f"this sweep would take about {fmt_duration(est)} on this CPU ({len(on_cpu)} runs, no GPU found): "
             f"run `make sweep PROTOCOL=quick` for the CPU-sized version, or add FORCE=1 (force=true) to start it anyway")
 
@@ -110,39 +115,39 @@ def missing_data(data) -> Optional[str]:
     return None if data.download or folder.is_dir() else cifar10_missing_message(Path(data.dir))
 
 
-def check(args: list) -> Optional[str]:
-    """None if every cell composes and has a valid size; else the one-line reason."""
+def check(args: list, conf_dir: Path = CONF_DIR) -> Optional[str]:
+    """None if every cell composes and can run; else the one-line reason."""
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
            a.startswith(("--cfg", "--info")) for a in args):
         return None
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
+    from experiments import cell, families
     from experiments.config import register
-    from experiments.models import weighted_depth
+    from experiments.errors import UserError
 
     register()
     multirun = any(a in ("-m", "--multirun") for a in args)
     try:
-        all_cells = cells(args + (sweep_defaults(args) if multirun else []))
+        all_cells = cells(args + (sweep_defaults(args, conf_dir) if multirun else []))
     except Exception as e:  # an override Hydra cannot parse at all
         return " ".join(str(e).split())
     composed = []
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
         for overrides in all_cells:
             try:
-                cfg = compose("config", overrides=overrides)
+                cfg = OmegaConf.to_object(compose("config", overrides=overrides))
             except Exception as e:
                 return one_line(e, overrides)
-            composed.append(cfg)
             try:
-                weighted_depth(cfg.arch.name, cfg.depth, cfg.arch.units_per_stage)
-            except ValueError as e:
+                cell.check(cfg)
+            except UserError as e:
                 return str(e)
-            if cfg.data.source.value == "imagefolder" and OmegaConf.is_missing(cfg.data, "root"):
-                return "data=imagefolder needs data.root=PATH (a folder with train/ and test/, or a .tar.gz of one)"
-    if multirun and any(c.arch.name != "resnet_cifar" for c in composed) and len({c.depth for c in composed}) > 1:
-        return ("depth does not apply to arch=minimodel, whose size is arch.units_per_stage: give one depth "
-                "(e.g. depth=20) so the default depth grid does not repeat each cell")
+            composed.append(cfg)
+    unsized = sorted({c.arch.name for c in composed if not families.get(c.arch.name).sized_by_depth})
+    if multirun and unsized and len({c.depth for c in composed}) > 1:
+        return (f"depth does not apply to arch={unsized[0]}, whose size is set by its own keys (conf/arch/{unsized[0]}.yaml): "
+                f"give one depth (e.g. depth=20) so the default depth grid does not repeat each cell")
     problem = too_long_for_cpu(composed) if multirun else None
     # the data last: a command that is wrong in itself should say so before asking for data
     return problem or next(filter(None, (missing_data(c.data) for c in composed)), None)

@@ -13,47 +13,12 @@ import torch
 import torch.nn as nn
 
 
-def response_points(model: nn.Module) -> list:
-    """[(name, stage, module)] whose outputs are the "responses" of the 3x3 layers, in network order.
-
-    resnet_cifar: the BN after each 3x3 conv (post-BN, pre-ReLU/addition, as the paper measures).
-    minimodel (pre-activation): each 3x3 conv itself, whose output goes on into the next BN or the addition.
-    """
-    from experiments.models import CifarResNet
-    if isinstance(model, CifarResNet):
-        points = [("conv1", 0, model.bn1)]
-        for s, stage in enumerate(model.stages, 1):
-            for b, block in enumerate(stage):
-                points += [(f"stage{s}.{b}.conv1", s, block.bn1), (f"stage{s}.{b}.conv2", s, block.bn2)]
-        return points
-    points = []
-    for s, stage in enumerate(model.stages, 1):
-        for b, unit in enumerate(stage):
-            points += [(f"stage{s}.{b}.conv1", s, unit.conv1), (f"stage{s}.{b}.conv2", s, unit.conv2)]
-    return points
-
-
-def conv_weights(model: nn.Module) -> list:
-    """[(name, stage, weight)] of the 3x3 convs, in the order of `response_points`."""
-    from experiments.models import CifarResNet
-    if isinstance(model, CifarResNet):
-        out = [("conv1", 0, model.conv1.weight)]
-    else:
-        out = []
-    for s, stage in enumerate(model.stages, 1):
-        for b, block in enumerate(stage):
-            out += [(f"stage{s}.{b}.conv1", s, block.conv1.weight), (f"stage{s}.{b}.conv2", s, block.conv2.weight)]
-    return out
-
-
-def blocks(model: nn.Module) -> list:
-    return [(f"stage{s}.{b}", s, block) for s, stage in enumerate(model.stages, 1) for b, block in enumerate(stage)]
-
-
 class Probes:
+    """`model` names its own probe points (experiments.families.ProbedModel), whatever its family."""
+
     def __init__(self, model: nn.Module, every: int = 10):
         self.model, self.every = model, max(1, every)
-        self.points, self.weights, self.blocks = response_points(model), conv_weights(model), blocks(model)
+        self.points, self.weights, self.blocks = model.response_points(), model.conv_weights(), model.blocks()
         dev = next(model.parameters()).device
         self.moments = torch.zeros(len(self.points), 3, dtype=torch.float64, device=dev)  # [n, sum, sum of squares]
         self.grad_sums = torch.zeros(len(self.weights) + len(self.blocks), device=dev)

@@ -1,8 +1,8 @@
 """One training run (or, with -m, a sweep of them): `python -m experiments.run depth=56 residual=false`.
 
-With experiments.runner, the only code that sees a DictConfig: Hydra composes and names the run directory
-(see conf/config.yaml), the runner resumes or starts the run and writes run.json, the CSVs and
-checkpoint.pt there. Models, data and the training loop take plain arguments.
+The only module that sees a DictConfig (with the launchers it hands jobs to): Hydra composes conf/ and names
+the run directory (see conf/config.yaml); `job_from` turns that into the typed `Config` everything else
+takes; experiments.runner opens, trains and closes the run.
 """
 from __future__ import annotations
 
@@ -15,40 +15,58 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import register
-from experiments.rundir import RunDir, RunError, run_name
-from experiments.runner import UserError, execute
+from experiments import families
+from experiments.cell import Job, Result
+from experiments.config import Config, compose, register
+from experiments.errors import UserError
+from experiments.rundir import run_name
+from experiments.runner import run_jobs
+from runformat import Status
 
 log = logging.getLogger("experiments")
 
 
 def _run_name(*, _root_) -> str:
     overrides = OmegaConf.select(_root_, "hydra.overrides.task", default=None) or []
-    return run_name(_root_.depth, _root_.residual, _root_.seed, _root_.arch.name, _root_.arch.units_per_stage,
-                    list(overrides))
+    family = families.get(_root_.arch.name)
+    return run_name(family.name_head(_root_.arch, _root_.depth), _root_.residual, _root_.seed, list(overrides),
+                    family.size_keys)
 
 
 register()
 OmegaConf.register_new_resolver("run_name", _run_name, replace=True)
 
 
+def job_from(cfg: DictConfig, run_dir: Path, overrides: list) -> Job:
+    """The composed config as the typed Config (a family's ArchConfig subclass for `arch`), with its run dir."""
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    # A launcher's sweep config has lost its schema types: merge it onto the schema again, with the family's
+    # own ArchConfig subclass in `arch`, so every value is checked and Enums come back as Enums.
+    schema = OmegaConf.structured(Config(arch=families.get(cfg.arch.name).config()))
+    return Job(OmegaConf.to_object(OmegaConf.merge(schema, task)), Path(run_dir), list(overrides))
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> str:
+def main(cfg: DictConfig) -> Result:
     hc = HydraConfig.get()
-    try:
-        return execute(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
-    except (UserError, RunError) as e:
-        RunDir(hc.runtime.output_dir).remove_if_empty()
-        if hc.mode == RunMode.MULTIRUN:  # one bad cell must not stop the sweep; the summary lists it
-            log.error("error: %s", e)
-            return f"failed ({e})"
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+    job = job_from(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+    if hc.mode != RunMode.MULTIRUN:
+        try:
+            return run_jobs([job])[0]
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+    try:  # a sweep cell: one bad cell must not stop the sweep; the summary lists it
+        return run_jobs([job], keep_going=True)[0]
     except Exception as e:
-        if hc.mode == RunMode.MULTIRUN:
-            log.exception("%s failed", hc.runtime.output_dir)
-            return f"failed ({type(e).__name__}: {e})"
-        raise
+        log.exception("%s failed", job.run_dir)
+        return Result(Status.failed, f"{type(e).__name__}: {e}", str(job.run_dir))
+
+
+def run_overrides(overrides: list, run_dir: Path) -> Result:
+    """What `python -m experiments.run OVERRIDES hydra.run.dir=RUN_DIR` does, in this process (the bench,
+    the tests); a UserError propagates."""
+    return run_jobs([job_from(compose(overrides), run_dir, overrides)])[0]
 
 
 def cli() -> None:

@@ -1,6 +1,7 @@
-"""A run directory and what lives in it: the stable name, the lock, run.json, metrics.csv, the checkpoint.
+"""A run directory and what lives in it: the stable name, the lock, run.json, the CSVs, the checkpoint.
 
-Every write that a reader could catch half-done goes through a temporary file and os.replace.
+The format of each file is `runformat`'s; this module writes it. Every write that a reader could catch
+half-done goes through a temporary file and os.replace, and a process only ever removes what it made.
 """
 from __future__ import annotations
 
@@ -8,34 +9,29 @@ import csv
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-IDENTITY_COLUMNS = ["arch", "depth", "residual", "shortcut", "seed", "protocol"]  # so each file stands alone
-COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err", "val_loss", "val_err",
-           "epoch_time_s"] + IDENTITY_COLUMNS
-TABLES = {  # file -> columns: one row per epoch (metrics) or per epoch and layer (probes)
-    "metrics.csv": COLUMNS,
-    "layer_stats.csv": ["epoch", "layer", "name", "stage", "std"] + IDENTITY_COLUMNS,
-    "grad_norms.csv": ["epoch", "layer", "name", "stage", "kind", "norm", "samples"] + IDENTITY_COLUMNS,
-}
+from experiments.errors import UserError
+from runformat import CHECKPOINT, LOCK, RUN_JSON, TABLES
 
 # Keys that say how a run is computed or where things live, not what it computes: they are left out of the
 # directory name and may change between a run and its resumption.
 NOT_IDENTITY = ("device", "data.dir", "data.download", "progress", "speed", "probes", "force")
-# Keys the name already spells out (or that select where results go).
-IN_NAME = ("depth", "residual", "seed", "protocol", "arch", "arch.name", "arch.units_per_stage")
+# Keys the name always spells out (or that select where results go); a family adds its size keys.
+IN_NAME = ("depth", "residual", "seed", "protocol", "arch", "arch.name")
 SAFE = re.compile(r"^[A-Za-z0-9_.,+-]{1,24}$")
+TEMPORARY = re.compile(r"^\..*\.tmp(\d+)$")  # what atomic writes leave behind when a process is killed
 
 
-class RunError(Exception):
+class RunError(UserError):
     """A problem with the run directory: the message says what and how to get out of it."""
 
 
@@ -47,12 +43,12 @@ def _excluded(key: str, keys) -> bool:
     return any(key == k or key.startswith(k + ".") for k in keys)
 
 
-def run_name(depth: int, residual: bool, seed: int, arch: str, units: int, overrides) -> str:
+def run_name(head: str, residual: bool, seed: int, overrides, size_keys=()) -> str:
     """`depth=56-residual=false-seed=0`, plus each other number-changing override (values that are not short
-    and plain, such as paths, become a short hash)."""
-    head = f"depth={depth}" if arch == "resnet_cifar" else f"{arch}-units={units}"
+    and plain, such as paths, become a short hash). `head` is the family's (`depth=56`, `minimodel-units=3`)."""
     name = f"{head}-residual={str(residual).lower()}-seed={seed}"
-    kept = [o.lstrip("+~") for o in overrides if not _excluded(_key(o), NOT_IDENTITY + IN_NAME + ("hydra",))]
+    spelled = IN_NAME + tuple(f"arch.{k}" for k in size_keys) + NOT_IDENTITY + ("hydra",)
+    kept = [o.lstrip("+~") for o in overrides if not _excluded(_key(o), spelled)]
     for o in sorted(kept, key=lambda o: _key(o).split(".")):  # a group's choice before its keys
         key, _, value = o.partition("=")
         short = value if SAFE.match(value) else hashlib.sha1(value.encode()).hexdigest()[:8]
@@ -89,31 +85,41 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def git_commit() -> Optional[str]:
-    here = Path(__file__).resolve().parent
+def pid_alive(pid: int) -> bool:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 class RunDir:
     def __init__(self, path):
         self.path = Path(path)
-        self.run_json = self.path / "run.json"
-        self.metrics = self.path / "metrics.csv"
-        self.checkpoint = self.path / "checkpoint.pt"
+        self.run_json = self.path / RUN_JSON
+        self.checkpoint = self.path / CHECKPOINT
         self._lock_file = None
+        self.created = False  # this process made the directory: it may remove it again if it stays empty
 
     # -- lock: flock is released by the kernel when the holder dies, so a killed run never blocks a rerun
     def lock(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        f = open(self.path / ".lock", "a+")
+        try:
+            self.path.mkdir(parents=True)
+            self.created = True
+        except FileExistsError:
+            if not self.path.is_dir():
+                raise RunError(f"cannot use {self.path} as a run directory: it is a file; choose another "
+                               f"hydra.run.dir") from None
+        except OSError as e:
+            raise RunError(f"cannot create the run directory {self.path} ({e.strerror}): choose another "
+                           f"hydra.run.dir (or fix the parent's permissions)") from e
+        try:
+            f = open(self.path / LOCK, "a+")
+        except OSError as e:
+            raise RunError(f"cannot write in the run directory {self.path} ({e.strerror}): choose another "
+                           f"hydra.run.dir") from e
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -121,9 +127,9 @@ class RunDir:
                 raise
             f.seek(0)
             holder = f.read().strip() or "another process"
-            f.close()
+            f.close()  # refused: nothing here is ours, so nothing is touched
             raise RunError(f"{self.path} is in use by {holder}: wait for it to finish, or stop it first "
-                           f"(a killed run leaves no stale lock)")
+                           f"(a killed run leaves no stale lock)") from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
@@ -135,21 +141,44 @@ class RunDir:
             self._lock_file.close()
             self._lock_file = None
 
-    def remove_if_empty(self) -> None:
-        """After a run that failed before writing anything: leave no empty directory behind."""
-        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {".lock"}:
-            (self.path / ".lock").unlink(missing_ok=True)
-            self.path.rmdir()
+    def release(self, discard: bool = False) -> None:
+        """Unlock. With `discard`, first remove what this process wrote in a directory it created (a run that
+        ended before training anything leaves nothing a rerun would trip over); never anything else."""
+        if discard and self.created and self._lock_file:
+            for p in self.path.iterdir():
+                if p.name != LOCK and p.is_file():
+                    p.unlink(missing_ok=True)
+            (self.path / LOCK).unlink(missing_ok=True)  # still held: nobody else can have it
+            self.unlock()
+            try:
+                self.path.rmdir()
+            except OSError:  # another process has started writing here since: it is theirs now
+                pass
+        self.unlock()
+
+    def clean_temporaries(self) -> list:
+        """Remove the temporary files a killed writer left (`.checkpoint.tmp<pid>`, ...). Call with the lock held."""
+        removed = []
+        for p in self.path.iterdir():
+            m = TEMPORARY.match(p.name)
+            if m and int(m.group(1)) != os.getpid():
+                p.unlink(missing_ok=True)
+                removed.append(p.name)
+        return removed
 
     # -- run.json
     def read_info(self) -> Optional[dict]:
         if not self.run_json.exists():
             return None
         try:
-            return json.loads(self.run_json.read_text())
+            info = json.loads(self.run_json.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RunError(f"{self.run_json} is not valid JSON ({e}): fix or delete it (the checkpoint and "
                            f"metrics.csv beside it are kept)") from e
+        if not isinstance(info, dict):
+            raise RunError(f"{self.run_json} is not a JSON object: fix or delete it (the checkpoint and "
+                           f"metrics.csv beside it are kept)")
+        return info
 
     def write_info(self, info: dict) -> None:
         atomic_write(self.run_json, json.dumps(info, indent=2, default=str) + "\n")
@@ -157,11 +186,11 @@ class RunDir:
     # -- the CSVs: appended and flushed per epoch; rewritten whole from the checkpoint on resume, which drops
     # any row written after the last checkpoint (so every epoch appears exactly once)
     def write_table(self, name: str, rows: list, extra: dict) -> None:
-        cols = TABLES[name]
+        cols = TABLES[name].columns
         atomic_write(self.path / name, "".join([_csv_line(cols)] + [_csv_line(_cells({**r, **extra}, cols)) for r in rows]))
 
     def append_table(self, name: str, rows: list, extra: dict) -> None:
-        path, cols = self.path / name, TABLES[name]
+        path, cols = self.path / name, TABLES[name].columns
         new = not path.exists()
         with open(path, "a") as f:
             if new:
@@ -190,7 +219,7 @@ class RunDir:
                            f"a good copy") from e
 
 
-def _cells(row: dict, columns: list) -> list:
+def _cells(row: dict, columns) -> list:
     def fmt(v):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
@@ -201,7 +230,6 @@ def _cells(row: dict, columns: list) -> list:
 
 
 def _csv_line(cells) -> str:
-    import io
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(cells)
     return buf.getvalue()

@@ -10,6 +10,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.cell import Result
+from runformat import Status
+
 log = logging.getLogger("experiments")
 
 # Seconds per training iteration at batch 128 on 2 CPU cores, measured here on the quick protocol
@@ -18,12 +21,13 @@ CPU_SECONDS_PER_ITER_PER_LAYER = 0.0105
 CPU_LIMIT_S = 2 * 3600
 
 
-def cpu_estimate_s(iterations: int, depth: int, batch_size: int) -> float:
-    return iterations * depth * CPU_SECONDS_PER_ITER_PER_LAYER * batch_size / 128
+def cpu_estimate_s(iterations: int, depth: int, batch_size: int, cost_per_layer: float = 1.0) -> float:
+    return iterations * depth * cost_per_layer * CPU_SECONDS_PER_ITER_PER_LAYER * batch_size / 128
 
 
 class SweepSummary(Callback):
-    """Collects each cell's final status; at the end prints them and remembers whether any failed."""
+    """Collects each cell's Result; at the end prints the cells that did not complete, and remembers whether
+    any failed (the process then exits 1)."""
 
     results: list = []
 
@@ -33,19 +37,20 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         hydra_cfg = job_return.hydra_cfg or {}
         name = OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir", default=None) or job_return.working_dir
-        if job_return.status == JobStatus.COMPLETED:
-            status = job_return._return_value or "completed"
-        else:
-            status = f"failed ({type(job_return._return_value).__name__}: {job_return._return_value})"
-        SweepSummary.results.append((name, status))
+        if job_return.status == JobStatus.COMPLETED and isinstance(job_return._return_value, Result):
+            result = job_return._return_value
+        else:  # the task raised: Hydra keeps the exception as the return value
+            error = job_return._return_value
+            result = Result(Status.failed, f"{type(error).__name__}: {error}", str(name))
+        SweepSummary.results.append((name, result))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        bad = [(n, s) for n, s in SweepSummary.results if s != "completed"]
+        bad = [(n, r) for n, r in SweepSummary.results if r.status != Status.completed]
         log.info("sweep: %d cells, %d completed%s", len(SweepSummary.results),
                  len(SweepSummary.results) - len(bad), "" if bad else ".")
-        for name, status in bad:
-            log.warning("  %s: %s", status, name)
+        for name, result in bad:
+            log.warning("  %s: %s", result, name)
 
     @staticmethod
     def failed() -> bool:
-        return any(str(s).startswith("failed") for _, s in SweepSummary.results)
+        return any(r.status == Status.failed for _, r in SweepSummary.results)

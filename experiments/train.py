@@ -14,10 +14,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from experiments.config import ProtocolConfig
+from experiments.config import Optimizer, ProtocolConfig, SpeedConfig
 from experiments.data import Split
+from experiments.device import speed_on
 from experiments.loader import Normalizer, TrainStream, iterate_eval
 from experiments.optim import ForeachSGD
+from experiments.probes import Probes
+from runformat import Status
 
 
 def lr_at(iteration: int, p: ProtocolConfig, warming: bool = False) -> float:
@@ -35,10 +38,10 @@ class AdamWithSetLR(torch.optim.Adam):
 
 
 def make_optimizer(model: nn.Module, p: ProtocolConfig, foreach: bool = True):
-    if p.optimizer == "sgd":
+    if p.optimizer == Optimizer.sgd:
         # Weight decay on every parameter, BN's included, as in the paper's Torch/Caffe setups.
         return ForeachSGD(model.parameters(), p.lr, p.momentum, p.weight_decay, foreach)
-    if p.optimizer == "adam":
+    if p.optimizer == Optimizer.adam:
         # Keras defaults: beta 0.9 / 0.999, epsilon 1e-7.
         return AdamWithSetLR(model.parameters(), lr=p.lr, eps=1e-7, weight_decay=p.weight_decay)
     raise ValueError(f"protocol.optimizer={p.optimizer!r}: expected sgd or adam")
@@ -72,16 +75,16 @@ class Trainer:
         self.sums = torch.zeros(3, device=self.device)  # [loss * B, wrong, seen] this epoch
         self.window = torch.zeros(2, device=self.device)  # [wrong, seen] since the last warm-up check
         self.history: list[dict] = []
-        self.status = "running"
+        self.status = Status.running
         self.epoch_started = time.perf_counter()
         self._lr = None
         # CUDA graphs: the whole step captured once, replayed on static input buffers (SGD only)
-        self.graphed = None if cuda_graph and protocol.optimizer == "sgd" and self.device.type == "cuda" else False
+        self.graphed = None if cuda_graph and protocol.optimizer == Optimizer.sgd and self.device.type == "cuda" else False
         self.cuda_stream = None  # set by fit() when several trainers share the GPU
 
     @property
     def finished(self) -> bool:
-        return self.status != "running" or self.iteration >= self.protocol.iterations
+        return self.status != Status.running or self.iteration >= self.protocol.iterations
 
     def set_lr(self, lr: float) -> None:
         if lr != self._lr:
@@ -131,7 +134,7 @@ class Trainer:
         row = {"epoch": epoch, "iteration": self.iteration, "lr": self._lr,
                "train_loss": loss_sum / seen, "train_err": 100.0 * wrong / seen}
         if not math.isfinite(row["train_loss"]):
-            self.status = "diverged"
+            self.status = Status.diverged
             return row
         bs = self.protocol.eval_batch_size
         with self.probes.responses() if self.probes else nullcontext():  # Fig. 7 from the test pass we make anyway
@@ -145,24 +148,40 @@ class Trainer:
         self.epoch_started = now
         self.history.append(row)
         if self.iteration >= self.protocol.iterations:
-            self.status = "completed"
+            self.status = Status.completed
         return row
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "iteration": self.iteration, "warming": self.warming, "sums": self.sums.cpu(),
-                "window": self.window.cpu(), "history": self.history, "status": self.status,
+                "window": self.window.cpu(), "history": self.history, "status": self.status.value,
                 "probes": self.probes.state_dict() if self.probes else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.iteration, self.warming, self.status = state["iteration"], state["warming"], state["status"]
+        self.iteration, self.warming, self.status = state["iteration"], state["warming"], Status(state["status"])
         self.sums.copy_(state["sums"])
         self.window.copy_(state["window"])
         self.history = list(state["history"])
         if self.probes and state.get("probes"):
             self.probes.load_state_dict(state["probes"])
+
+
+def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device: torch.device,
+                 speed: SpeedConfig, probe_every: int = 10) -> Trainer:
+    """The model on `device` with the `speed` switches applied, wrapped in its Trainer: what every run (and
+    `make bench`) trains. probe_every=0: no probes."""
+    model.to(device)
+    if speed_on(speed.channels_last, device):
+        model.to(memory_format=torch.channels_last)
+    # bf16 autocast keeps fp32 master weights, and BN runs (and keeps its statistics) in fp32 under it;
+    # no cast cache, which a captured graph could not refresh
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+                if speed_on(speed.bf16, device) else None)
+    return Trainer(model, protocol, warmup=depth >= protocol.warmup_min_depth and protocol.optimizer == Optimizer.sgd,
+                   foreach=speed.foreach, autocast=autocast, probes=Probes(model, probe_every) if probe_every else None,
+                   cuda_graph=speed_on(speed.cuda_graphs, device))
 
 
 def step_all(trainers: list, x: torch.Tensor, y: torch.Tensor, streams: bool = False) -> None:

@@ -5,7 +5,7 @@ import json
 import statistics
 
 from experiments import bench
-from tests.conftest import run_inprocess
+from tests.helpers.harness import run_inprocess
 
 
 def test_bench_writes_all_three_pipelines_with_ratios_and_projections(tmp_path, capsys):

@@ -1,5 +1,4 @@
 """The entry point end to end: files written, bad input refused in one line, resume after SIGTERM/SIGKILL."""
-import csv
 import json
 import random
 import signal
@@ -7,19 +6,10 @@ import time
 
 import pytest
 
-from experiments.rundir import COLUMNS, RunDir
-from tests.conftest import cli, popen, run_inprocess
-
-PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
-
-
-def rows(path):
-    with open(path / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def numbers(path):
-    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows(path)]
+from experiments.rundir import RunDir
+from runformat import METRICS
+from tests.helpers.harness import PARAMS, cli, numbers, popen, run_inprocess, tiny_overrides
+from tests.helpers.harness import metrics_rows as rows
 
 
 def test_one_run_writes_metrics_and_run_json(tiny, tmp_path):
@@ -28,7 +18,7 @@ def test_one_run_writes_metrics_and_run_json(tiny, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "ETA" in r.stdout  # one progress line per epoch
     table = rows(out)
-    assert list(table[0]) == COLUMNS
+    assert list(table[0]) == list(METRICS.columns)
     assert [int(x["epoch"]) for x in table] == [1, 2]  # 64 images / batch 16 = 4 steps an epoch, 8 iterations
     assert {x["depth"] for x in table} == {"20"} and {x["residual"] for x in table} == {"False"}
     assert all(0 <= float(x["train_err"]) <= 100 and 0 <= float(x["test_err"]) <= 100 for x in table)
@@ -111,9 +101,7 @@ LONG = ["depth=20", "protocol.iterations=120", "protocol.milestones=[60,90]"]
 def reference(image_folder, tmp_path_factory):
     """An uninterrupted run to compare every interrupted-and-resumed one with."""
     out = tmp_path_factory.mktemp("ref")
-    args = ["protocol=smoke", "data=imagefolder", f"data.root={image_folder}", f"data.dir={out / 'data'}",
-            "data.train_size=0", "data.test_size=0", "protocol.batch_size=16", "device=cpu", "speed.threads=1"]
-    r = cli(args + LONG + [f"hydra.run.dir={out / 'run'}"], timeout=300)
+    r = cli(tiny_overrides(image_folder, out / "data") + LONG + [f"hydra.run.dir={out / 'run'}"], timeout=300)
     assert r.returncode == 0, r.stderr
     return numbers(out / "run")
 

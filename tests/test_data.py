@@ -6,7 +6,7 @@ import torch
 
 from experiments.config import DataConfig, Source
 from experiments.data import DataError, balanced_subset, load
-from tests.conftest import CLASSES, make_image_folder
+from tests.helpers.harness import CLASSES, make_image_folder
 
 
 def cfg(root, data_dir, **kw) -> DataConfig:

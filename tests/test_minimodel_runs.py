@@ -2,7 +2,7 @@
 import csv
 import json
 
-from tests.conftest import cli, run_inprocess
+from tests.helpers.harness import cli, run_inprocess
 
 # tests/test_minimodel.py derives these by hand from the layer list
 DEFAULT_RESIDUAL_PARAMS = 4_368_714
@@ -47,4 +47,5 @@ def test_minimodel_sweep_over_depth_is_refused_and_bad_units_are_one_line(tmp_pa
     r = cli(["-m", "arch=minimodel", "arch.units_per_stage=1,2"], cwd=tmp_path)
     assert r.returncode == 2 and "depth does not apply to arch=minimodel" in r.stderr
     r = cli(["arch=minimodel", "arch.units_per_stage=0"], cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.strip() == "error: units_per_stage must be an int >= 1, got 0"
+    assert r.returncode == 2 and r.stderr.strip() == ("error: arch.units_per_stage=0 is outside what it can mean: "
+                                                      "it must be >= 1")

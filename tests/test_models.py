@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from experiments.models import (PAPER_DEPTHS, BasicBlock, CifarResNet, ShortcutA, blocks_per_stage, build_model,
-                                num_params)
-
-# He et al. 2016, Table 6 (plain nets = option A: the identity shortcuts add no parameters)
-PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+from experiments import families
+from experiments.config import ArchConfig
+from experiments.models import PAPER_DEPTHS, BasicBlock, CifarResNet, ShortcutA, blocks_per_stage, num_params
+from tests.helpers.harness import PARAMS  # He et al. 2016, Table 6 (plain nets = option A: no extra parameters)
 
 
 @pytest.mark.parametrize("residual", [False, True])
@@ -74,8 +73,8 @@ def test_paper_depth_table_matches_the_rule():
     assert all(blocks_per_stage(d) == n for d, n in PAPER_DEPTHS.items())
 
 
-def test_build_model_reports_the_weighted_layer_depth():
-    model, depth = build_model("resnet_cifar", 32, False)
+def test_build_reports_the_weighted_layer_depth_and_refuses_unknown_families():
+    model, depth = families.build(ArchConfig("resnet_cifar"), 32, False)
     assert depth == 32 and num_params(model) == PARAMS[32]
-    with pytest.raises(ValueError, match="arch"):
-        build_model("vgg", 16, False)
+    with pytest.raises(ValueError, match="arch.name='vgg' is not a registered family: choose one of minimodel, resnet_cifar"):
+        families.build(ArchConfig("vgg"), 16, False)

@@ -7,7 +7,7 @@ from experiments.config import ProtocolConfig
 from experiments.data import Split
 from experiments.loader import pixel_mean
 from experiments.models import CifarResNet
-from experiments.probes import Probes, response_points
+from experiments.probes import Probes
 from experiments.train import Trainer, evaluate
 
 
@@ -59,7 +59,7 @@ def test_recorded_response_std_equals_the_direct_computation(residual):
     with torch.no_grad():
         expected = [r.double().std(unbiased=False).item() for r in direct_responses(model, norm(split.x))]
     recorded = [row["std"] for row in probes.layer_rows]
-    assert [row["name"] for row in probes.layer_rows] == [n for n, _, _ in response_points(model)]
+    assert [row["name"] for row in probes.layer_rows] == [n for n, _, _ in model.response_points()]
     assert recorded == pytest.approx(expected, rel=1e-6)
     assert len(set(round(v, 6) for v in recorded)) > 3  # hand-set weights give distinct layers
 

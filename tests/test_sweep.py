@@ -11,7 +11,7 @@ import time
 import pytest
 
 from experiments.rundir import RunDir
-from tests.conftest import ROOT, cli
+from tests.helpers.harness import ROOT, cli, tiny_overrides
 
 GRID = ["-m", "depth=8,14", "residual=false,true", "seed=0"]
 
@@ -35,10 +35,7 @@ def tables(out):
 def sequential(image_folder, tmp_path_factory):
     """The grid run the ordinary way: one cell after another."""
     base = tmp_path_factory.mktemp("seq")
-    tiny = ["protocol=smoke", "data=imagefolder", f"data.root={image_folder}", f"data.dir={base / 'data'}",
-            "data.train_size=0", "data.test_size=0", "protocol.batch_size=16", "protocol.iterations=8",
-            "protocol.milestones=[4,6]", "device=cpu", "speed.threads=1"]
-    r = cli(sweep_args(tiny, base / "runs"), timeout=300)
+    r = cli(sweep_args(tiny_overrides(image_folder, base / "data"), base / "runs"), timeout=300)
     assert r.returncode == 0, r.stderr
     return base / "runs", r
 
@@ -116,8 +113,7 @@ def test_a_paper_sweep_on_a_cpu_states_its_estimate_instead_of_starting(tmp_path
 
 
 def test_make_sweep_runs_the_grid_and_then_the_analysis(image_folder, tmp_path):
-    overrides = (f"data=imagefolder data.root={image_folder} data.dir={tmp_path / 'data'} data.train_size=0 "
-                 f"data.test_size=0 protocol.batch_size=16 protocol.iterations=8 protocol.milestones=[4,6]")
+    overrides = " ".join(o for o in tiny_overrides(image_folder, tmp_path / "data") if not o.startswith("protocol="))
     r = subprocess.run(["make", "sweep", "PROTOCOL=smoke", "DEPTHS=8,14", f"RESULTS={tmp_path}",
                         f"OVERRIDES={overrides}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

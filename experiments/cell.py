@@ -1,0 +1,274 @@
+"""One run directory's life: opened (checked, locked, resumed or started), trained by the runner, closed with
+its status. A single run is one cell; a sweep on one GPU opens many and trains them together.
+
+Everything that can refuse a run is checked before the directory is touched (the config) or before run.json
+says `running` (the directory, the checkpoint, the data); a refused run leaves behind nothing it did not find.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from experiments import data as data_mod
+from experiments import families, provenance
+from experiments.config import Config, checked_ranges, to_dict
+from experiments.device import resolve_device
+from experiments.errors import UserError
+from experiments.models import num_params
+from experiments.progress import RunProgress
+from experiments.rundir import RunDir, RunError, config_diff
+from experiments.train import Trainer, make_trainer
+from runformat import GRAD_NORMS, LAYER_STATS, METRICS, Status
+
+log = logging.getLogger("experiments")
+
+
+@dataclass
+class Job:
+    """What to run, and where: the config, the overrides that named it, its run directory."""
+    cfg: Config
+    run_dir: Path
+    overrides: list
+
+    @property
+    def config(self) -> dict:
+        return to_dict(self.cfg)  # the resolved config as run.json records it (and resume compares)
+
+
+@dataclass
+class Result:
+    """How a cell ended (or why it never started): what a run returns and a sweep's summary lists."""
+    status: Status
+    message: str = ""
+    run_dir: str = ""
+
+    def __str__(self) -> str:
+        return self.status.value + (f" ({self.message})" if self.message else "")
+
+
+class DataCache:
+    """The data set on its device, loaded once for all the cells of a process that use it."""
+
+    def __init__(self):
+        self._key, self._dataset = None, None
+
+    def get(self, data, device: torch.device) -> data_mod.Dataset:
+        key = (json.dumps(to_dict(data), sort_keys=True), str(device))
+        if key != self._key:
+            self._key, self._dataset = None, None  # the old split leaves the device before the new one comes
+            ds = data_mod.load(data)
+            self._dataset = data_mod.Dataset(ds.train.to(device), ds.test.to(device),
+                                             ds.val.to(device) if ds.val is not None else None, ds.classes,
+                                             ds.description)
+            self._key = key
+        return self._dataset
+
+
+@dataclass
+class Cell:
+    job: Job
+    rd: RunDir
+    family: families.Family
+    depth: int  # weighted layers
+    info: dict = field(default_factory=dict)  # run.json
+    trainer: Optional[Trainer] = None
+    ds: Optional[data_mod.Dataset] = None
+    extra: dict = field(default_factory=dict)  # the identity columns of every CSV row
+    progress: Optional[RunProgress] = None
+    saved_at: int = 0  # the iteration of the checkpoint on disk
+    result: Optional[Result] = None  # set once the cell has nothing (more) to do
+
+    @property
+    def cfg(self) -> Config:
+        return self.job.cfg
+
+    def tables(self) -> dict:
+        t = self.trainer
+        out = {METRICS.file: t.history}
+        if t.probes:
+            out.update({LAYER_STATS.file: t.probes.layer_rows, GRAD_NORMS.file: t.probes.grad_rows})
+        return out
+
+    def on_epoch(self, row: dict) -> None:
+        for name, rows in self.tables().items():
+            new = [row] if name == METRICS.file else [r for r in rows if r["epoch"] == row["epoch"]]
+            self.rd.append_table(name, new, self.extra)
+        self.save()
+        self.progress.epoch(row)
+
+    def save(self) -> None:
+        # the config travels with the weights: a run's identity never depends on run.json surviving
+        self.rd.save_checkpoint({"trainer": self.trainer.state_dict(), "rng": torch.get_rng_state(),
+                                 "config": self.job.config})
+        self.saved_at = self.trainer.iteration
+
+    def stream_key(self) -> str:
+        """Cells with equal keys see the same batches and can be trained together."""
+        c = self.cfg
+        return json.dumps([to_dict(c.data), c.protocol.batch_size, c.protocol.augment.value, c.protocol.normalize.value,
+                           c.seed, str(self.trainer.device)], sort_keys=True)
+
+
+def check(cfg: Config) -> tuple:
+    """(family, weighted depth) of a config, or a UserError naming what cannot work. Touches nothing."""
+    problem = checked_ranges(cfg)
+    if problem:
+        raise UserError(problem)
+    try:
+        family = families.get(cfg.arch.name)
+        depth = family.depth(cfg.arch, cfg.depth)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if cfg.data.source.value == "imagefolder" and not cfg.data.root:
+        raise UserError("data=imagefolder needs data.root=PATH (a folder with train/ and test/, or a .tar.gz of one)")
+    return family, depth
+
+
+def open_cell(job: Job, data: DataCache) -> Cell:
+    """Lock the run directory and build its trainer, resumed from the checkpoint if there is one. A run with
+    nothing left to do comes back with its `result` set and its directory unlocked."""
+    family, depth = check(job.cfg)
+    try:
+        device = resolve_device(job.cfg.device)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    rd = RunDir(job.run_dir)
+    rd.lock()
+    cell = Cell(job, rd, family, depth)
+    try:
+        _open_locked(cell, device, data)
+    except BaseException:
+        rd.release(discard=True)  # removes only what this process made, in a directory it created
+        raise
+    return cell
+
+
+def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
+    rd, job, cfg = cell.rd, cell.job, cell.cfg
+    removed = rd.clean_temporaries()
+    if removed:
+        log.info("%s: removed what a killed run left: %s", rd.path, ", ".join(removed))
+    info = rd.read_info() or {}
+    status = _status(info.get("status"))
+    ckpt = None if status is not None and status.final else rd.load_checkpoint()
+    saved = info.get("config") or (ckpt or {}).get("config")
+    if ckpt and not saved:
+        raise RunError(f"{rd.path} has a checkpoint but no run.json, and the checkpoint does not say which "
+                       f"configuration it belongs to: restore run.json, or move checkpoint.pt aside to start over")
+    if saved:
+        diff = config_diff(saved, job.config)
+        if diff:
+            raise RunError(f"{rd.path} holds a run of a different configuration (differs in: {', '.join(diff)}): "
+                           f"rerun with its settings, or use another hydra.run.dir")
+    if status is not None and status.final:
+        cell.result = Result(status, info.get("message", ""), str(rd.path))
+        log.info("%s: already %s (%s); nothing to do. Delete the directory to run it again.", rd.path,
+                 status.value, info.get("message", ""))
+        rd.release()
+        return
+
+    if cfg.speed.threads:
+        torch.set_num_threads(cfg.speed.threads)
+    torch.backends.cudnn.benchmark = bool(cfg.speed.cudnn_benchmark)
+    ds = data.get(cfg.data, device)
+    p = cfg.protocol
+    if len(ds.train) < p.batch_size:
+        raise UserError(f"protocol.batch_size={p.batch_size} is more than the {len(ds.train)} training images: "
+                        f"lower it, or use more images (data.train_size)")
+
+    torch.manual_seed(cfg.seed)  # the weights: the same seed gives the same initial network
+    model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+    trainer = make_trainer(model, cell.depth, p, device, cfg.speed, cfg.probes.grad_every if cfg.probes.enabled else 0)
+    if ckpt:
+        try:
+            trainer.load_state_dict(ckpt["trainer"])
+            torch.set_rng_state(ckpt["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            first = " ".join(str(e).split())[:160]
+            raise RunError(f"{rd.checkpoint} does not fit this configuration ({type(e).__name__}: {first}): rerun "
+                           f"with the run's own settings, or move the checkpoint aside to start over") from e
+        cell.saved_at = trainer.iteration
+        log.info("%s: resuming at iteration %d (epoch %d)", rd.path, trainer.iteration, len(trainer.history))
+    cell.trainer, cell.ds = trainer, ds
+    cell.extra = {"arch": cfg.arch.name, "depth": cell.depth, "residual": cfg.residual,
+                  "shortcut": cfg.shortcut.value, "seed": cfg.seed, "protocol": p.name}
+    for name, rows in cell.tables().items():
+        rd.write_table(name, rows, cell.extra)  # on resume this drops any row written after the last checkpoint
+
+    spe = len(ds.train) // p.batch_size
+    f = cell.family
+    info.update({
+        "status": Status.running.value, "config": job.config, "overrides": job.overrides,
+        "family": {"name": f.name, "label": f.label, "title": f.title},
+        "num_params": num_params(model), "depth": cell.depth, "device": str(device),
+        "device_name": provenance.device_name(device), "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(), "data_description": ds.description,
+        "data_sizes": {"train": len(ds.train), "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test)},
+        "steps_per_epoch": spe, "run_dir": str(rd.path), "command": " ".join(sys.argv), "ended_at": None,
+        "message": ""})
+    info.setdefault("started_at", provenance.now())
+    info.setdefault("sessions", []).append({"started_at": provenance.now(), "from_iteration": trainer.iteration})
+    cell.info = info
+    rd.write_info(info)  # last: a run that says `running` has passed every check
+    cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress)
+
+
+def _status(value) -> Optional[Status]:
+    try:
+        return Status(value)
+    except ValueError:
+        return None
+
+
+def close_cell(cell: Cell, stopped_by: Optional[int], saved: bool = True) -> Result:
+    """Write the cell's final status into run.json and unlock it. `stopped_by`: the signal that stopped the
+    sweep; `saved=False`: stopped without a new checkpoint (a second signal), so the last one stands."""
+    t, info = cell.trainer, cell.info
+    if stopped_by is not None and not t.finished:
+        how = signal.Signals(stopped_by).name
+        if saved:
+            cell.save()
+            message = f"stopped by {how} at iteration {t.iteration}; rerun the same command to resume"
+        else:
+            message = (f"stopped at once by a second {how}; the checkpoint of iteration {cell.saved_at} is kept: "
+                       f"rerun the same command to resume from there")
+        status = Status.interrupted
+    elif t.status == Status.diverged:
+        status, message = Status.diverged, (
+            f"loss became NaN/inf in epoch {len(t.history) + 1} (by iteration {t.iteration}); the rows before it "
+            f"are kept. Try a lower protocol.lr")
+    elif t.status == Status.completed:
+        last = t.history[-1]
+        status, message = Status.completed, (f"final train error {last['train_err']:.2f}%, "
+                                             f"test error {last['test_err']:.2f}%")
+    else:
+        status, message = Status.failed, info.get("message") or "ended early"
+    return finish(cell, status, message)
+
+
+def finish(cell: Cell, status: Status, message: str) -> Result:
+    done = cell.saved_at if status == Status.interrupted else cell.trainer.iteration
+    cell.info.update(status=status.value, message=message, ended_at=provenance.now(), iterations_done=done,
+                     epochs_done=sum(r["iteration"] <= done for r in cell.trainer.history))
+    cell.rd.write_info(cell.info)
+    cell.rd.release()
+    (log.info if status == Status.completed else log.warning)("%s: %s. %s", cell.rd.path, status.value, message)
+    cell.result = Result(status, message, str(cell.rd.path))
+    return cell.result
+
+
+def abandon(cell: Cell, signum: int) -> Result:
+    """Start-up was interrupted before this cell trained: remove what it made, or mark it interrupted."""
+    how = signal.Signals(signum).name
+    if cell.rd.created:
+        cell.rd.release(discard=True)
+        cell.result = Result(Status.interrupted, f"{how} during start-up; nothing was trained or kept")
+        return cell.result
+    return finish(cell, Status.interrupted, f"{how} during start-up, before training; rerun the same command")

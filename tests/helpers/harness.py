@@ -1,0 +1,79 @@
+"""What the harness tests share: a tiny synthetic image folder, the real conf/ composed and shrunk, runs in
+this process or as real processes, and the paper's parameter counts.
+
+Like lightning-hydra-template: tests compose the project's own config with small overrides and write only
+under tmp_path.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSES = ["apple", "bus", "cat", "dog"]
+# Exact parameter counts of the paper's option-A nets (plain twins have the same), from Table 6's architecture.
+PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+
+
+def make_image_folder(root: Path, per_class_train: int = 16, per_class_test: int = 6, seed: int = 0) -> Path:
+    """train/<class>/*.png and test/<class>/*.png, 32x32 RGB; each class has its own mean colour so a
+    network can learn something in a few steps."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    for split, n in (("train", per_class_train), ("test", per_class_test)):
+        for c, name in enumerate(CLASSES):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                base = torch.tensor([60 + 60 * c, 200 - 40 * c, 40 + 50 * (c % 2)]).view(3, 1, 1)
+                img = (base + torch.randint(-40, 40, (3, 32, 32), generator=g)).clamp(0, 255).to(torch.uint8)
+                Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f"{i:04d}.png")
+    return root
+
+
+def tiny_overrides(image_folder: Path, data_dir: Path, iterations: int = 8) -> list:
+    """Any run in a few seconds on CPU: the smoke protocol on the tiny folder (64 images, 4 steps an epoch)."""
+    return ["protocol=smoke", "data=imagefolder", f"data.root={image_folder}", f"data.dir={data_dir}",
+            "data.train_size=0", "data.test_size=0", "protocol.batch_size=16", f"protocol.iterations={iterations}",
+            f"protocol.milestones=[{iterations // 2},{iterations * 3 // 4}]", "device=cpu", "speed.threads=1"]
+
+
+def compose(overrides: list, conf_dir: Path = ROOT / "conf"):
+    from experiments.config import compose as compose_config
+    return compose_config(overrides, conf_dir)
+
+
+def run_inprocess(overrides: list, run_dir: Path):
+    """What the CLI does for one run, minus process start-up: returns the run's Status."""
+    from experiments.run import run_overrides
+    return run_overrides(overrides, run_dir).status
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def cli(args: list, cwd: Path = ROOT, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=cwd, env=_env(), capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def popen(args: list, cwd: Path = ROOT) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "experiments.run", *args], cwd=cwd, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def metrics_rows(run_dir: Path) -> list:
+    import csv
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def numbers(run_dir: Path) -> list:
+    """metrics.csv without its timings: what must be equal between an interrupted-and-resumed run and a whole one."""
+    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in metrics_rows(run_dir)]
