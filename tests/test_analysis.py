@@ -12,66 +12,8 @@ import pytest
 from analysis import figures, report
 from analysis.load import final_rows, load_runs, net_label, scan_runs
 from analysis.tables import table6
-
-EPOCHS, ITERS_PER_EPOCH = 6, 391
-PARAMS = {20: 269722, 32: 464154, 44: 658586, 56: 853018}
-COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err",
-           "val_loss", "val_err", "epoch_time_s", "arch", "depth", "residual", "shortcut", "seed",
-           "protocol"]
-# (depth, residual) -> final (train_err, test_err) per seed: plain nets degrade, ResNets improve.
-FINALS = {
-    (20, False): [(0.9, 9.5), (1.1, 9.8), (1.0, 9.6)],
-    (32, False): [(1.6, 10.4), (1.8, 10.1)],
-    (44, False): [(2.4, 11.9), (2.2, 12.2)],
-    (56, False): [(3.1, 13.0), (3.5, 13.4), (2.9, 12.9)],
-    (20, True): [(0.8, 8.6), (0.9, 8.9)],
-    (32, True): [(0.6, 7.7)],
-    (44, True): [(0.45, 7.3), (0.5, 7.2)],
-    (56, True): [(0.3, 7.0), (0.35, 7.2)],
-}
-
-
-def curve(final: float, start: float = 60.0) -> list[float]:
-    # ends exactly at `final` in the last epoch, so the tests know every final value
-    return [final + (start - final) * ((EPOCHS - e) / (EPOCHS - 1)) ** 2 for e in range(1, EPOCHS + 1)]
-
-
-def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tuple[float, float],
-              arch: str = "resnet_cifar", status: str = "completed", epochs: int = EPOCHS,
-              name: str | None = None, params: int | None = None) -> Path:
-    name = name or f"{arch}-depth={depth}-residual={str(residual).lower()}-seed={seed}"
-    run_dir = runs_dir / name
-    run_dir.mkdir(parents=True)
-    train, test = curve(final[0]), curve(final[1])
-    rows = [{"epoch": e, "iteration": e * ITERS_PER_EPOCH, "lr": 0.1, "train_loss": 1.0,
-             "train_err": train[e - 1], "test_loss": 1.0, "test_err": test[e - 1],
-             "val_loss": None, "val_err": None, "epoch_time_s": 10.0, "arch": arch,
-             "depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
-             "protocol": "quick"} for e in range(1, epochs + 1)]
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(run_dir / "metrics.csv", index=False)
-    # the shape experiments/run.py writes (only the keys analysis/ reads, plus a few)
-    info = {"status": status, "num_params": params or PARAMS.get(depth, 1000 * depth),
-            "config": {"depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
-                       "arch": {"name": arch},
-                       "protocol": {"name": "quick", "iterations": EPOCHS * ITERS_PER_EPOCH},
-                       "data": {"source": "imagefolder", "root": "../shared/datasets",
-                                "train_size": None, "test_size": None}},
-            "data_sizes": {"train": 50000, "val": 0, "test": 10000},
-            "data_description": "image-folder copy at ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz",
-            "device_name": "Test GPU", "versions": {"python": "3.11", "torch": "2.4", "torchvision": "0.19"},
-            "git_commit": "abc1234", "started_at": "2024-01-01T00:00:00", "ended_at": None,
-            "run_dir": str(run_dir)}
-    (run_dir / "run.json").write_text(json.dumps(info))
-    return run_dir
-
-
-def write_grid(runs_dir: Path, finals=FINALS, skip=()) -> Path:
-    for (depth, residual), values in finals.items():
-        if (depth, residual) in skip:
-            continue
-        for seed, final in enumerate(values):
-            write_run(runs_dir, depth, residual, seed, final)
-    return runs_dir
+from helpers.runs import EPOCHS, FINALS, ITERS_PER_EPOCH, PARAMS, curve, write_grid, write_run
+from runformat import METRICS
 
 
 @pytest.fixture
@@ -96,7 +38,7 @@ def lines_by_style(ax) -> dict[str, int]:
 def test_load_runs_is_tidy(frame):
     runs = sum(len(v) for v in FINALS.values())
     assert frame["run"].nunique() == runs and len(frame) == runs * EPOCHS
-    for column in ["run", "status", "num_params", "finished", "net", "family", *COLUMNS]:
+    for column in ["run", "status", "num_params", "finished", "net", "family", *METRICS.columns]:
         assert column in frame
     assert set(frame["net"]) == {f"plain-{d}" for d in PARAMS} | {f"ResNet-{d}" for d in PARAMS}
     assert frame["finished"].all() and (frame["family"] == "resnet_cifar").all()
@@ -171,7 +113,7 @@ def test_fig6_lines_styles_labels_and_ylim(frame):
                                   for l in right.get_legend().legend_handles}["ResNet-56"]
     # x in units of 1e4 iterations
     assert left.get_lines()[0].get_xdata()[-1] == pytest.approx(EPOCHS * ITERS_PER_EPOCH / 1e4)
-    assert "dashed" in fig._suptitle.get_text()
+    assert "dashed" in fig.get_suptitle()
 
 
 def test_fig6_widens_ylim_when_errors_stay_high(tmp_path):
@@ -181,7 +123,7 @@ def test_fig6_widens_ylim_when_errors_stay_high(tmp_path):
     fig = figures.fig6(load_runs(runs))
     top = fig.axes[0].get_ylim()[1]
     assert top > 48.0 and fig.axes[1].get_ylim()[1] == top
-    assert "widened" in fig._suptitle.get_text()
+    assert "widened" in fig.get_suptitle()
     assert lines_by_style(fig.axes[0]) == {"--": 1, "-": 1}
 
 

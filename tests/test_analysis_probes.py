@@ -3,41 +3,11 @@ the vanishing-gradient sentence, and runs whose probe files are missing or cut s
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis import probes_figures as pf
 from analysis import report, text
-from test_analysis import write_run  # the metrics.csv + run.json writer of the analysis tests
-
-EPOCHS = 3
-
-
-def layer_names(depth: int) -> list[tuple[str, int]]:
-    n = (depth - 2) // 6  # 6n+2 layers: conv1, then 2n 3x3 layers in each of 3 stages
-    return [("conv1", 0)] + [(f"stage{s}.{b}.conv{c}", s)
-                             for s in (1, 2, 3) for b in range(n) for c in (1, 2)]
-
-
-def write_probes(run_dir, depth, residual, seed=0, std=None, weight=None, inputs=True, epochs=EPOCHS):
-    """std(epoch, layer) and weight(epoch, layer) give the values; 1-based layers as the trainer writes."""
-    std = std or (lambda e, l: 1.0)
-    weight = weight or (lambda e, l: 1.0)
-    ident = {"arch": "resnet_cifar", "depth": depth, "residual": residual, "shortcut": "A",
-             "seed": seed, "protocol": "quick"}
-    names = layer_names(depth)
-    stats, grads = [], []
-    for e in range(1, epochs + 1):
-        for i, (name, stage) in enumerate(names, 1):
-            stats.append({"epoch": e, "layer": i, "name": name, "stage": stage, "std": std(e, i), **ident})
-            grads.append({"epoch": e, "layer": i, "name": name, "stage": stage, "kind": "weight",
-                          "norm": weight(e, i), "samples": 4, **ident})
-        if inputs:
-            for b in range(1, (depth - 2) // 2 + 1):
-                grads.append({"epoch": e, "layer": b, "name": f"block{b}", "stage": 1, "kind": "input",
-                              "norm": 0.1, "samples": 4, **ident})
-    pd.DataFrame(stats).to_csv(run_dir / pf.LAYER_STATS, index=False)
-    pd.DataFrame(grads).to_csv(run_dir / pf.GRAD_NORMS, index=False)
+from helpers.runs import PROBE_EPOCHS as EPOCHS, write_probes, write_run
 
 
 # std at the last epoch: plain nets about 1.5, ResNets smaller and smaller with depth (as in the paper);
@@ -96,7 +66,7 @@ def test_fig7_lines_sorted_panel_and_final_epoch(runs):
     # final epoch only, mean over the two ResNet-56 seeds
     assert lines["ResNet-56"].get_ydata()[0] == pytest.approx(0.6 + 0.1 + 0.01)
     assert max(lines["plain-20"].get_ydata()) < 2.0
-    assert "Figure 7" in fig._suptitle.get_text()
+    assert "Figure 7" in fig.get_suptitle()
 
 
 def test_gradients_figure_panels_log_scale(runs):
