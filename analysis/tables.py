@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .load import FAMILY_NAMES, PAPER_FAMILY, final_rows
+from runformat import PAPER_FAMILY
+
+from .load import final_rows
 from .provenance import header_line
 from .render import to_markdown
 
@@ -26,7 +28,8 @@ def load_peers(path=PEERS_CSV) -> pd.DataFrame:
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per net. Completed runs only, unless a net has none (then `from_unfinished`)."""
-    columns = ["family", "net", "residual", "depth", "shortcut", "n", "n_unfinished",
+    columns = ["family", "family_label", "family_title", "net", "residual", "depth", "shortcut", "n",
+               "n_unfinished",
                "from_unfinished", "seeds", "test_err_mean", "test_err_std", "train_err_mean",
                "train_err_std", "final_iteration", "params"]
     last = final_rows(frame)
@@ -37,7 +40,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         params = pd.to_numeric(used["num_params"], errors="coerce").dropna()
         seeds = sorted(pd.to_numeric(used["seed"], errors="coerce").dropna().astype(int))
         rows.append({
-            "family": family, "net": net, "residual": bool(group["residual"].iloc[0]),
+            "family": family, "family_label": group["family_label"].iloc[0],
+            "family_title": group["family_title"].iloc[0], "net": net,
+            "residual": bool(group["residual"].iloc[0]),
             "depth": int(group["depth"].iloc[0]), "shortcut": group["shortcut"].iloc[0],
             "n": len(used), "n_unfinished": int((~group["finished"].astype(bool)).sum()),
             "from_unfinished": finished.empty, "seeds": " ".join(map(str, seeds)),
@@ -129,7 +134,7 @@ def table6_blocks(table: pd.DataFrame, frame: pd.DataFrame, peers: pd.DataFrame 
                     "shortcut option), so no paper or reproduction number is put next to them."),
                    ("table", ["net", "family", "test err. (%)", "train err. (%)", "params",
                               "why not compared"],
-                    [[_net_cell(r), FAMILY_NAMES.get(r["family"], r["family"]),
+                    [[_net_cell(r), r["family_title"],
                       fmt_stat(r["test_err_mean"], r["test_err_std"], r["n"]),
                       fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]),
                       _fmt_params(r["params"]), r["paper_note"]]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .figures import series_plural
-from .load import PAPER_FAMILY
+from runformat import PAPER_FAMILY
+
+from . import families
 from .tables import comparable_with_paper, load_peers
 
 EXPECTED_DEPTHS = (20, 32, 44, 56)  # Fig. 6 left panel and Table 6's first rows
@@ -58,8 +59,9 @@ def _caveats(rows: pd.DataFrame) -> str:
     return (" Caveat: " + "; ".join(notes) + ".") if notes else ""
 
 
-def family_verdict(table: pd.DataFrame, family: str, name: str) -> str:
+def family_verdict(table: pd.DataFrame, family: str) -> str:
     """The same question for another family: does its plain net degrade with depth, and its residual one?"""
+    name = families.in_frame(table, family).title
     plain, res = _ends(_nets(table, False, family)), _ends(_nets(table, True, family))
     if plain is None:
         return f"**{name}: cannot judge**: it needs plain nets at two depths."
@@ -148,7 +150,7 @@ def fig6_paragraph(table: pd.DataFrame, family: str = PAPER_FAMILY) -> str:
     for residual in (False, True):
         rows = _nets(table, residual, family)
         if len(rows):
-            parts.append(f"{series_plural(family, residual)}, final test error: "
+            parts.append(f"{families.in_frame(table, family).plural(residual)}, final test error: "
                          f"{_trend(rows, 'test_err')}; final training error: "
                          f"{_trend(rows, 'train_err')}.")
     text = " ".join(p[0].upper() + p[1:] for p in parts)
@@ -167,7 +169,7 @@ def degradation_paragraph(table: pd.DataFrame, family: str = PAPER_FAMILY) -> st
         if pair is not None:
             a, b = pair
             delta = b["train_err_mean"] - a["train_err_mean"]
-            parts.append(f"{series_plural(family, residual)}: final training error goes from "
+            parts.append(f"{families.in_frame(table, family).plural(residual)}: final training error goes from "
                          f"{pct(a['train_err_mean'])} at depth {a['depth']} to "
                          f"{pct(b['train_err_mean'])} at depth {b['depth']} ({delta:+.2f} points)")
     both = sorted(set(plain["depth"]) & set(res["depth"]))
@@ -215,8 +217,8 @@ def table_paragraph(table: pd.DataFrame) -> str:
 
 def missing_cells(table: pd.DataFrame, depths=EXPECTED_DEPTHS) -> list[str]:
     have = set(_nets(table, False)["depth"]), set(_nets(table, True)["depth"])
-    return ([f"plain-{d}" for d in depths if d not in have[0]]
-            + [f"ResNet-{d}" for d in depths if d not in have[1]])
+    return ([families.PAPER.net(d, False) for d in depths if d not in have[0]]
+            + [families.PAPER.net(d, True) for d in depths if d not in have[1]])
 
 
 # ---- probes: Figure 7 and gradient norms (tables from probes_figures) ----------------------------
@@ -242,6 +244,7 @@ def fig7_paragraph(profile: pd.DataFrame) -> str:
     if profile.empty:
         return "No layer responses to describe."
     family = profile["family"].iloc[0]
+    fam = families.in_frame(profile, family)
     nets = profile.groupby("net").agg(depth=("depth", "first"), residual=("residual", "first"),
                                       median=("value", "median"), unfinished=("unfinished", "any"))
     nets = nets.sort_values(["residual", "depth"])
@@ -262,7 +265,7 @@ def fig7_paragraph(profile: pd.DataFrame) -> str:
         if len(p_val) == len(r_val):
             layers = f", smaller at {int((r_val < p_val).sum())} of {len(r_val)} layers"
         smaller.append((r_med < p_med, f"{r_net} {r_med:.2f} vs {p_net} {p_med:.2f}{layers}"))
-    res_name, plain_name = series_plural(family, True), series_plural(family, False)
+    res_name, plain_name = fam.plural(True), fam.plural(False)
     if smaller:
         n = sum(s for s, _ in smaller)
         out.append(f"{res_name}' median response is smaller than the {plain_name}' at {n} of "

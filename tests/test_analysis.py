@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from analysis import figures, report
-from analysis.load import final_rows, load_runs, net_label, scan_runs
+from analysis.families import Family, PAPER
+from analysis.load import final_rows, load_runs, scan_runs
 from analysis.tables import table6
 from helpers.runs import EPOCHS, FINALS, ITERS_PER_EPOCH, PARAMS, curve, write_grid, write_run
-from runformat import METRICS
+from runformat import IDENTITY_COLUMNS, METRICS
 
 
 @pytest.fixture
@@ -46,12 +47,51 @@ def test_load_runs_is_tidy(frame):
     assert len(last) == runs and (last["epoch"] == EPOCHS).all()
 
 
-def test_net_labels():
-    assert net_label("resnet_cifar", 20, False) == "plain-20"
-    assert net_label("resnet_cifar", 56, True, "A") == "ResNet-56"
-    assert net_label("resnet_cifar", 56, True, "B") == "ResNet-56 (B)"
-    assert net_label("minimodel", 3, False) == "MiniModel-plain-3"
-    assert net_label("minimodel", 3, True) == "MiniModel-res-3"
+def test_net_names_come_from_the_family_run_json_declares(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, 56, True, 0, (0.3, 7.0))
+    run = write_run(runs, 56, True, 1, (0.3, 7.0), name="option-b")
+    (run / "metrics.csv").write_text((run / "metrics.csv").read_text().replace(",A,", ",B,"))
+    write_run(runs, 3, False, 0, (5.0, 20.0), arch="minimodel")
+    # a family the analysis has never heard of names itself; one without a `family` object is its arch
+    write_run(runs, 10, True, 0, (5.0, 20.0), arch="wrn")
+    write_run(runs, 16, False, 0, (5.0, 20.0), arch="vgg",
+              family={"name": "vgg", "label": "VGG", "title": "VGG-style nets"})
+    result = scan_runs(runs)
+    assert set(result.frame["net"]) == {"ResNet-56", "ResNet-56 (B)", "MiniModel-plain-3", "wrn-res-10",
+                                        "VGG-plain-16"}
+    assert result.families["vgg"] == Family("vgg", "VGG", "VGG-style nets")
+    assert result.families["wrn"] == Family("wrn", "wrn", "wrn")
+    # the paper's family keeps the paper's names and title whatever run.json says
+    assert result.families["resnet_cifar"] == PAPER and PAPER.title == "CIFAR plain/ResNet (paper §4.2)"
+    assert PAPER.net(20, False) == "plain-20" and PAPER.plural(True) == "ResNets"
+
+
+def test_one_run_json_without_family_does_not_split_a_net(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, 3, False, 0, (5.0, 20.0), arch="minimodel", family=False)  # an older harness
+    write_run(runs, 3, False, 1, (6.0, 21.0), arch="minimodel")
+    table = table6(load_runs(runs)).set_index("net")
+    assert list(table.index) == ["MiniModel-plain-3"] and table.loc["MiniModel-plain-3", "n"] == 2
+
+
+def test_minimal_schema_is_read_as_the_paper_family(tmp_path):
+    """runformat's minimal schema: six metrics columns, and a run.json that names no arch."""
+    runs = tmp_path / "runs"
+    for depth, residual, final in [(20, False, 9.5), (56, False, 13.0), (56, True, 7.0)]:
+        run = runs / f"mine-{depth}-{residual}"
+        run.mkdir(parents=True)
+        pd.DataFrame({"epoch": [1, 2], "iteration": [500, 1000], "train_err": [50.0, final / 10],
+                      "test_err": [60.0, final], "depth": depth, "residual": residual}
+                     ).to_csv(run / "metrics.csv", index=False)
+        (run / "run.json").write_text(json.dumps({"status": "completed",
+                                                  "config": {"protocol": {"iterations": 1000}}}))
+    result = scan_runs(runs)
+    assert result.problems == [] and set(result.frame["family"]) == {"resnet_cifar"}
+    table = table6(result.frame).set_index("net")
+    assert sorted(table.index) == ["ResNet-56", "plain-20", "plain-56"]
+    assert table["n"].eq(1).all() and not table["from_unfinished"].any()
+    assert table.loc["ResNet-56", "test_err_mean"] == 7.0 and table.loc["ResNet-56", "paper_test_err"] == 6.97
 
 
 # ---- Table 6 ------------------------------------------------------------------------------------
@@ -59,7 +99,7 @@ def test_net_labels():
 def test_table6_mean_std_n_match_the_inputs(frame):
     table = table6(frame).set_index("net")
     for (depth, residual), values in FINALS.items():
-        row = table.loc[net_label("resnet_cifar", depth, residual)]
+        row = table.loc[PAPER.net(depth, residual)]
         trains, tests = [v[0] for v in values], [v[1] for v in values]
         assert row["n"] == len(values)
         assert row["test_err_mean"] == pytest.approx(statistics.mean(tests))
@@ -87,6 +127,27 @@ def test_table6_leaves_out_unfinished_runs_unless_no_other(tmp_path):
     assert table.loc["plain-20", "test_err_mean"] == pytest.approx(9.0)
     assert table.loc["plain-56", "from_unfinished"]
     assert table.loc["plain-56", "test_err_mean"] == pytest.approx(curve(30.0)[1])
+
+
+def test_a_completed_run_whose_rows_stop_short_is_unfinished(tmp_path):
+    """run.json says completed, but metrics.csv ends before the protocol's last iteration (here: cut
+    back to 3 of 6 epochs): its higher early error must not enter the mean of the intact run."""
+    runs = tmp_path / "runs"
+    write_run(runs, 20, False, 0, (1.0, 9.0), name="intact")
+    write_run(runs, 20, False, 1, (1.0, 9.0), epochs=3, iterations=EPOCHS * ITERS_PER_EPOCH, name="cut")
+    result = scan_runs(runs)
+    assert dict(zip(result.runs["run"], result.runs["finished"])) == {"cut": False, "intact": True}
+    assert dict(zip(result.runs["run"], result.runs["stopped_short"])) == {"cut": True, "intact": False}
+    row = table6(result.frame).set_index("net").loc["plain-20"]
+    assert row["n"] == 1 and row["n_unfinished"] == 1 and row["test_err_mean"] == pytest.approx(9.0)
+    assert np.isnan(row["test_err_std"])
+
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert (f"`cut` (run.json says completed but metrics.csv stops at iteration {3 * ITERS_PER_EPOCH} of "
+            f"{EPOCHS * ITERS_PER_EPOCH}: counted as unfinished)") in md
+    assert "| plain-20 (+1 unfinished run(s) left out) | 9.00 (n=1) |" in (out / "table6.md").read_text()
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -255,12 +316,21 @@ def test_report_without_runs_fails_clearly(tmp_path, capsys, make):
     runs = tmp_path / "runs"
     if make != "missing":
         runs.mkdir()
-    if make == "unreadable":
-        (runs / "r").mkdir()
-        (runs / "r" / "run.json").write_text("{")
-    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) != 0
+    if make == "unreadable":  # run directories there, none readable: say why, not "run a sweep"
+        (runs / "a").mkdir()
+        (runs / "a" / "run.json").write_text("{")
+        (runs / "b").mkdir()
+        (runs / "b" / "metrics.csv").write_text("epoch,iteration\n1,50\n")
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"no runs found under {runs}" in err[0] and "make sweep" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ")
+    if make == "unreadable":
+        assert (f"none of the 2 run directories under {runs} is readable: "
+                "a: run.json unreadable (JSONDecodeError), metrics.csv missing; "
+                "b: run.json missing, metrics.csv has no complete epoch rows") in err[0]
+        assert "make sweep" not in err[0]
+    else:
+        assert f"no runs found under {runs}" in err[0] and "make sweep" in err[0]
 
 
 def test_report_help():
@@ -329,10 +399,11 @@ def test_option_b_resnets_stay_out_of_the_paper_columns_and_figures(frame, grid)
 def test_model_columns_missing_from_metrics_come_from_the_config(tmp_path):
     runs = tmp_path / "results" / "quick" / "runs"
     run = write_run(runs, 56, False, 3, (3.0, 13.0))
-    metrics = pd.read_csv(run / "metrics.csv").drop(columns=["arch", "depth", "residual", "seed"])
+    metrics = pd.read_csv(run / "metrics.csv").drop(columns=list(IDENTITY_COLUMNS))
     metrics.to_csv(run / "metrics.csv", index=False)
     (runs / "never-started").mkdir()
     with pytest.warns(UserWarning, match="wrote nothing"):
         result = scan_runs(tmp_path / "results" / "quick")  # the parent of runs/ works too
     assert set(result.frame["net"]) == {"plain-56"} and (result.frame["seed"] == 3).all()
+    assert (result.frame["protocol"] == "quick").all() and (result.frame["shortcut"] == "A").all()
     assert list(result.runs["run"]) == ["never-started", run.name]

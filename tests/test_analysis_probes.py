@@ -8,6 +8,7 @@ import pytest
 from analysis import probes_figures as pf
 from analysis import report, text
 from helpers.runs import PROBE_EPOCHS as EPOCHS, write_probes, write_run
+from runformat import LAYER_STATS
 
 
 # std at the last epoch: plain nets about 1.5, ResNets smaller and smaller with depth (as in the paper);
@@ -156,10 +157,10 @@ def test_missing_and_truncated_probe_files_are_reported(tmp_path):
 
     cut = write_run(runs, 20, True, 0, (1.0, 9.0), epochs=EPOCHS, name="cut")
     write_probes(cut, 20, True)
-    content = (cut / pf.LAYER_STATS).read_text()
-    (cut / pf.LAYER_STATS).write_text(content[:-30])  # killed mid-line in the last epoch
+    content = (cut / LAYER_STATS.file).read_text()
+    (cut / LAYER_STATS.file).write_text(content[:-30])  # killed mid-line in the last epoch
     with pytest.warns(UserWarning) as record:
-        probes = pf.scan_probes(runs, pf.LAYER_STATS)
+        probes = pf.scan_probes(runs, LAYER_STATS)
     warned = " ".join(str(w.message) for w in record)
     assert "cut: layer_stats.csv truncated" in warned and "missing in 1 run(s): no-probes" in warned
     assert probes.missing == ["no-probes"]
