@@ -9,19 +9,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+# Figures are built as plain `Figure` objects, not through pyplot: no backend to choose (savefig
+# renders with the Agg/SVG canvas the file's format needs), no global figure registry to leak memory
+# when a report draws many, and nothing to close.
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+import pandas as pd
 
-matplotlib.use("Agg")  # files only: no display on the training machines or in tests
-# Figures are built as plain `Figure` objects, not through pyplot: no global figure registry to
-# leak memory when a report draws many, and nothing to close.
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-import pandas as pd  # noqa: E402
+from runformat import PAPER_FAMILY
 
-from runformat import PAPER_FAMILY  # noqa: E402
-
-from . import families  # noqa: E402
-from .tables import load_peers, summarise  # noqa: E402
+from . import families
+from .tables import load_peers, summarise
 
 ITER_UNIT = 1e4  # the paper's x axis: "iter. (1e4)"
 PAPER_YMAX = 20.0  # Fig. 1 and Fig. 6 show 0-20 % error
@@ -86,7 +84,7 @@ def _legend(ax, rows: pd.DataFrame, colours: dict) -> None:
 def _limits(axes, ends, rows: pd.DataFrame) -> bool:
     """The paper's 0-20 %, unless a curve ends above it (e.g. a short CPU run): then show all of
     every curve. Same limits on every panel, as in the paper. Returns whether it widened."""
-    widened = max((e for e in ends if e == e), default=0.0) > PAPER_YMAX
+    widened = max((e for e in ends if not pd.isna(e)), default=0.0) > PAPER_YMAX
     top = PAPER_YMAX
     if widened:
         peak = max(max(line.get_ydata(), default=0.0) for ax in axes for line in ax.get_lines())

@@ -178,7 +178,7 @@ def _why_unfinished(run) -> str:
 
 
 def _text(value) -> str:
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
 def _int_text(value) -> str:
@@ -190,7 +190,7 @@ def _int_text(value) -> str:
 
 def _num(value) -> str:
     try:
-        return f"{float(value):.2f}" if float(value) == float(value) else "-"
+        return "-" if pd.isna(float(value)) else f"{float(value):.2f}"
     except (TypeError, ValueError):
         return "-"
 

@@ -43,7 +43,7 @@ def compare(deep, shallow, column: str, what: str) -> tuple[int, str]:
     text = (f"{deep['net']} ends with {word} {what} {'than' if sign else 'as'} "
             f"{shallow['net']}: {pct(a)} vs {pct(b)}")
     spread = max(deep[f"{column}_std"], shallow[f"{column}_std"])
-    if sign and spread == spread and abs(a - b) <= spread:
+    if sign and not pd.isna(spread) and abs(a - b) <= spread:
         text += " (a difference within the seed-to-seed std)"
     return sign, text
 
@@ -53,7 +53,7 @@ def _caveats(rows: pd.DataFrame) -> str:
     if rows["from_unfinished"].any():
         notes.append("some of these numbers come from unfinished runs")
     last = rows["final_iteration"].max()
-    if last == last and last < 0.9 * PAPER_ITERATIONS:
+    if not pd.isna(last) and last < 0.9 * PAPER_ITERATIONS:
         notes.append(f"runs stop at {int(last):,} iterations where the paper trains for "
                      f"{PAPER_ITERATIONS:,}, so this is provisional")
     return (" Caveat: " + "; ".join(notes) + ".") if notes else ""
@@ -228,7 +228,7 @@ VANISHING_RATIO = 0.01  # first layers' gradient two orders of magnitude below t
 
 def times(ratio: float) -> str:
     """0.82x, 1,343x, 0.001x: enough digits to read an order of magnitude."""
-    if ratio != ratio:
+    if pd.isna(ratio):
         return "n/a"
     if ratio >= 10:
         return f"{ratio:,.0f}x"
