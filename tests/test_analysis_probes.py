@@ -89,7 +89,7 @@ def test_gradients_figure_without_input_rows(tmp_path):
     assert len(fig.axes) == 2 and all(len(ax.get_lines()) == 2 for ax in fig.axes)
 
 
-def _grad_case(tmp_path, first_scale):
+def _grad_finding(tmp_path, first_scale):
     """plain-56 whose first 5 layers get `first_scale` times the gradient of the others; ResNet-56 even."""
     runs = tmp_path / f"runs{first_scale}"
     write_probes(write_run(runs, 56, False, 0, (3.0, 13.0), epochs=EPOCHS), 56, False,
@@ -97,7 +97,40 @@ def _grad_case(tmp_path, first_scale):
     write_probes(write_run(runs, 56, True, 0, (0.5, 7.0), epochs=EPOCHS), 56, True,
                  weight=lambda e, l: 0.8 if l <= 5 else 1.0)
     grads = pf.load_grad_norms(runs)
-    return text.gradients_paragraph(pf.gradient_ratios(grads), pf.gradient_ratios(grads, "input"))
+    return text.find_gradients(pf.gradient_ratios(grads), pf.gradient_ratios(grads, "input"))
+
+
+def _grad_case(tmp_path, first_scale):
+    return text.say_gradients(_grad_finding(tmp_path, first_scale))
+
+
+def test_gradient_findings(tmp_path):
+    vanishing = _grad_finding(tmp_path, 1e-3)
+    assert vanishing.judged.net == "plain-56" and vanishing.twin.net == "ResNet-56"
+    assert vanishing.vanishing == (1, EPOCHS) and vanishing.all_vanishing and vanishing.opposite is None
+    assert vanishing.judged.late.ratio == pytest.approx(1e-3) and vanishing.judged.edge == 5
+    assert vanishing.inputs.late.ratio == pytest.approx(1.0)  # block inputs all 0.1
+    assert not vanishing.paper_case_missing and vanishing.others == ()
+    opposite = _grad_finding(tmp_path, 1e3)
+    assert opposite.vanishing == () and opposite.opposite == text.RatioAt(1, pytest.approx(1e3))
+    assert "the opposite of vanishing" in text.say_gradients(opposite)
+    healthy = _grad_finding(tmp_path, 0.8)
+    assert healthy.vanishing == () and healthy.opposite is None
+
+
+def test_response_findings(runs):
+    found = text.find_responses(pf.final_profile(pf.load_layer_stats(runs)))
+    assert found.agreement is text.Agreement.agrees and found.epochs == (EPOCHS, EPOCHS)
+    pairs = {p.depth: p for p in found.pairs}
+    assert set(pairs) == {20, 56} and all(p.smaller for p in pairs.values())
+    assert (pairs[56].smaller_layers, pairs[56].layers) == (55, 55)
+    assert found.residual_trend.nets == ("ResNet-20", "ResNet-32", "ResNet-56")
+    # ResNet-32 (1.2) breaks the fall, but the deepest still responds less than the shallowest
+    assert found.residual_trend.direction is text.Direction.mixed and found.deepest_smaller
+    # ResNets all larger than their plain twins: the opposite finding
+    opposite = pf.final_profile(pf.load_layer_stats(runs)).assign(
+        value=lambda f: np.where(f["residual"], 5.0, 1.0))
+    assert text.find_responses(opposite).agreement is text.Agreement.disagrees
 
 
 def test_vanishing_verdict_from_the_data(tmp_path):
