@@ -1,10 +1,11 @@
 """Read finished (or half-finished) runs and turn them into the paper's figures and Table 6.
 
 The files are the interface: this package reads each run's `metrics.csv` and `run.json` and never
-imports `experiments/`, so results from another machine or another version can be analysed too.
+imports `experiments/`, so results from another machine or another version can be analysed too. What
+the files hold is declared once, in `runformat`, which both sides import.
 `python -m analysis.report --runs DIR --out DIR` writes everything; the modules are:
-load (files -> one tidy frame), tables (Table 6 + peers.csv, the paper's and reproductions'
-numbers), figures (Fig. 1, Fig. 6, error vs depth), text (sentences generated from the numbers),
-provenance (protocol, data, machines), probes_figures (Fig. 7 layer responses, gradient norms),
-render (markdown / HTML), report (the CLI).
+load (files -> one tidy frame), families (a family's label and title, from run.json), tables (Table 6
++ peers.csv, the paper's and reproductions' numbers), figures (Fig. 1, Fig. 6, error vs depth), text
+(findings from the numbers, and the sentences that word them), provenance (protocol, data, machines),
+probes_figures (Fig. 7 layer responses, gradient norms), render (markdown / HTML), report (the CLI).
 """

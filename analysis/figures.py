@@ -9,17 +9,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+# Figures are built as plain `Figure` objects, not through pyplot: no backend to choose (savefig
+# renders with the Agg/SVG canvas the file's format needs), no global figure registry to leak memory
+# when a report draws many, and nothing to close.
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+import pandas as pd
 
-matplotlib.use("Agg")  # files only: no display on the training machines or in tests
-# Figures are built as plain `Figure` objects, not through pyplot: no global figure registry to
-# leak memory when a report draws many, and nothing to close.
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-import pandas as pd  # noqa: E402
+from runformat import PAPER_FAMILY
 
-from .load import PAPER_FAMILY, FAMILY_NAMES  # noqa: E402
-from .tables import load_peers, summarise  # noqa: E402
+from . import families
+from .tables import load_peers, summarise
 
 ITER_UNIT = 1e4  # the paper's x axis: "iter. (1e4)"
 PAPER_YMAX = 20.0  # Fig. 1 and Fig. 6 show 0-20 % error
@@ -38,17 +38,6 @@ def select(frame: pd.DataFrame, family: str) -> pd.DataFrame:
     if family == PAPER_FAMILY:  # the paper's curves are option-A ResNets; option B is table-only
         rows = rows[~rows["net"].astype(str).str.endswith("(B)")]
     return rows
-
-
-def series_plural(family: str, residual: bool) -> str:
-    return "ResNets" if family == PAPER_FAMILY and residual else f"{series_name(family, residual)} nets"
-
-
-def series_name(family: str, residual: bool) -> str:
-    if family == PAPER_FAMILY:
-        return "ResNet" if residual else "plain"
-    name = "MiniModel" if family == "minimodel" else family
-    return f"{name}-{'res' if residual else 'plain'}"
 
 
 def depth_colours(depths) -> dict:
@@ -95,7 +84,7 @@ def _legend(ax, rows: pd.DataFrame, colours: dict) -> None:
 def _limits(axes, ends, rows: pd.DataFrame) -> bool:
     """The paper's 0-20 %, unless a curve ends above it (e.g. a short CPU run): then show all of
     every curve. Same limits on every panel, as in the paper. Returns whether it widened."""
-    widened = max((e for e in ends if e == e), default=0.0) > PAPER_YMAX
+    widened = max((e for e in ends if not pd.isna(e)), default=0.0) > PAPER_YMAX
     top = PAPER_YMAX
     if widened:
         peak = max(max(line.get_ydata(), default=0.0) for ax in axes for line in ax.get_lines())
@@ -122,6 +111,7 @@ def _notes(rows: pd.DataFrame, widened: bool) -> str:
 
 
 def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> Figure:
+    fam = families.in_frame(frame, family)
     plain = select(frame, family)
     plain = plain[~plain["residual"].astype(bool)]
     if depths is None:
@@ -129,7 +119,7 @@ def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> 
         # the paper's pair when both ran, else the shallowest and the deepest plain nets present
         paper_pair = family == PAPER_FAMILY and {20, 56} <= set(present)
         depths = (20, 56) if paper_pair else tuple(present[:1] + present[-1:])
-    wanted = [f"{series_name(family, False)}-{d}" for d in depths]
+    wanted = [fam.net(d, False) for d in depths]
     missing = [name for name, d in zip(wanted, depths) if d not in set(plain["depth"])]
     if missing or len(set(depths)) < 2:
         raise NothingToPlot(f"Figure 1 needs two plain nets (the paper's are plain-20 and plain-56); "
@@ -151,16 +141,16 @@ def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> 
     widened = _limits(axes, ends, rows)
     title = f"Figure 1 (He et al. 2016) on CIFAR-10: {' vs '.join(wanted)}"
     if family != PAPER_FAMILY:
-        title += f" - {FAMILY_NAMES.get(family, family)}"
+        title += f" - {fam.title}"
     note = _notes(rows, widened)
     fig.suptitle(title + (f"\n({note})" if note else ""))
     return fig
 
 
 def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
-    rows = select(frame, family)
+    fam, rows = families.in_frame(frame, family), select(frame, family)
     if rows.empty:
-        raise NothingToPlot(f"Figure 6: no {FAMILY_NAMES.get(family, family)} runs")
+        raise NothingToPlot(f"Figure 6: no {fam.title} runs")
     colours = depth_colours(rows["depth"].unique())  # same colour per depth in both panels
     fig = Figure(figsize=(12, 5.2), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -172,7 +162,7 @@ def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
             # Fig. 6: dashed = training error, bold = test error
             ends += _draw_net(ax, net_rows, "train_err", colour, "--", 1.2)
             ends += _draw_net(ax, net_rows, "test_err", colour, "-", 2.4)
-        name = series_plural(family, residual)
+        name = fam.plural(residual)
         ax.set_title(name if len(panel) else f"{name}: no runs")
         ax.set_xlabel("iter. (1e4)")
         ax.set_ylabel("error (%)")
@@ -182,16 +172,16 @@ def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
     widened = _limits(axes, ends, rows)
     title = "Figure 6 (He et al. 2016) on CIFAR-10: dashed = training error, bold = test error"
     if family != PAPER_FAMILY:
-        title = f"{FAMILY_NAMES.get(family, family)}: Figure-6 style; dashed = training error, bold = test error"
+        title = f"{fam.title}: Figure-6 style; dashed = training error, bold = test error"
     note = _notes(rows, widened)
     fig.suptitle(title + (f"\n({note})" if note else ""))
     return fig
 
 
 def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
-    rows = select(frame, family)
+    fam, rows = families.in_frame(frame, family), select(frame, family)
     if rows.empty:
-        raise NothingToPlot(f"error vs depth: no {FAMILY_NAMES.get(family, family)} runs")
+        raise NothingToPlot(f"error vs depth: no {fam.title} runs")
     table = summarise(rows)
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -204,7 +194,7 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
                 continue
             ax.errorbar(part["depth"], part[f"{column}_mean"],
                         yerr=part[f"{column}_std"].fillna(0.0), color=colour, marker=marker,
-                        capsize=4, linewidth=1.6, label=series_name(family, residual))
+                        capsize=4, linewidth=1.6, label=fam.series(residual))
             for _, r in part[part["from_unfinished"]].iterrows():
                 ax.annotate("unfinished", (r["depth"], r[f"{column}_mean"]),
                             textcoords="offset points", xytext=(4, 6), fontsize=8, color=colour)
@@ -220,7 +210,7 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
     several = (table["n"] > 1).any()
     title = "Degradation on CIFAR-10: final error against depth, plain vs residual"
     if family != PAPER_FAMILY:
-        title = f"{FAMILY_NAMES.get(family, family)}: final error against depth"
+        title = f"{fam.title}: final error against depth"
     fig.suptitle(title + ("\n(error bars: sample std over seeds)" if several else "\n(one run per net)"))
     return fig
 

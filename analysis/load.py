@@ -1,9 +1,13 @@
 """Files -> one tidy frame: every epoch row of every run, with the run's metadata as columns.
 
 A runs directory holds one sub-directory per run with `metrics.csv` (one row per epoch) and
-`run.json` (status, parameter count, resolved config, provenance). Directory names are never
-parsed: everything comes from the files. A run that is being written, was killed mid-line or has a
-corrupt `run.json` must not stop the report, so each problem is recorded and the rest is kept.
+`run.json` (status, family, parameter count, resolved config, provenance); `runformat` says what each
+file holds. Directory names are never parsed: everything comes from the files. A run that is being
+written, was killed mid-line or has a corrupt `run.json` must not stop the report, so each problem is
+recorded and the rest is kept.
+
+The public pieces, which `probes_figures` reads its own files with: `run_dirs`, `has_files`,
+`read_meta`, `read_csv`/`read_table`, `name_nets`.
 """
 from __future__ import annotations
 
@@ -15,17 +19,12 @@ from pathlib import Path
 
 import pandas as pd
 
-PAPER_FAMILY = "resnet_cifar"  # the family of §4.2; only its nets may sit next to Table 6
-FAMILY_NAMES = {
-    "resnet_cifar": "CIFAR plain/ResNet (paper §4.2)",
-    "minimodel": "MiniModel (Keras-tutorial family, not the paper's nets)",
-}
-# Without these a row cannot be placed on any figure or in the table.
-REQUIRED = ["epoch", "iteration", "train_err", "test_err", "arch", "depth", "residual"]
-OPTIONAL = ["lr", "train_loss", "test_loss", "val_loss", "val_err", "epoch_time_s",
-            "shortcut", "seed", "protocol"]
-NUMERIC = ["epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err",
-           "val_loss", "val_err", "epoch_time_s", "depth", "seed"]
+from runformat import METRICS, PAPER_FAMILY, RUN_JSON, Status, Table
+
+from . import families
+
+# per-run columns the frame gets from run.json, beside the metrics.csv columns
+RUN_COLUMNS = ["status", "finished", "family", "family_label", "family_title", "net", "num_params"]
 
 
 @dataclass
@@ -33,94 +32,140 @@ class RunSet:
     frame: pd.DataFrame  # one row per epoch of every readable run
     runs: pd.DataFrame   # one row per run directory, readable or not
     problems: list[str] = field(default_factory=list)  # what was skipped or repaired, and why
+    families: dict = field(default_factory=dict)       # arch name -> Family, for every family named
+
+
+@dataclass
+class RunMeta:
+    """What run.json says about one run, as the reader needs it."""
+    status: str                 # a `Status` value, or "unknown" without a readable run.json
+    family: str                 # the arch name: config.arch.name, else family.name, else the paper's
+    family_info: dict | None    # run.json's `family` object, when it has one
+    iterations: int | None      # config.protocol.iterations: where a completed run's rows must reach
+    fallback: dict              # model columns for CSV rows that lack them
+    columns: dict               # per-run columns for the frame (provenance, sizes, ...)
+    problem: str = ""           # "run.json missing" / "run.json unreadable (JSONDecodeError)"
 
 
 def load_runs(runs_dir) -> pd.DataFrame:
     return scan_runs(runs_dir).frame
 
 
-def scan_runs(runs_dir) -> RunSet:
+def scan_runs(runs_dir, warn: bool = True) -> RunSet:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return RunSet(_empty_frame(), _runs_table([]), [f"{runs_dir} does not exist"])
-    if not any(map(_has_files, _run_dirs(runs_dir))) and (runs_dir / "runs").is_dir():
-        runs_dir = runs_dir / "runs"  # accept results/quick as well as results/quick/runs
-    dirs = _run_dirs(runs_dir)
     frames, summaries, problems = [], [], []
-    for run_dir in dirs:
+    for run_dir in run_dirs(runs_dir):
         rows, summary, run_problems = read_run(run_dir)
         problems += [f"{run_dir.name}: {p}" for p in run_problems]
         summaries.append(summary)
-        if rows is not None and len(rows):
+        if rows is not None:
             frames.append(rows)
-    for p in problems:
-        warnings.warn(p, stacklevel=2)
-    frame = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
-    return RunSet(frame, _runs_table(summaries), problems)
+    if warn:
+        for p in problems:
+            warnings.warn(p, stacklevel=2)
+    declared = [(s["family"], s.pop("family_info")) for s in summaries]
+    found = families.resolve((name, info) for name, info in declared if name is not None)
+    frame = name_nets(pd.concat(frames, ignore_index=True), found) if frames else _empty_frame()
+    runs = _runs_table(summaries)
+    runs["family_label"] = [found[f].label if f in found else None for f in runs["family"]]
+    runs["family_title"] = [found[f].title if f in found else None for f in runs["family"]]
+    nets = frame.groupby("run")["net"].last() if len(frame) else pd.Series(dtype=object)
+    runs["net"] = runs["run"].map(nets)
+    return RunSet(frame, runs, problems, found)
 
 
-def _run_dirs(parent: Path) -> list[Path]:
-    # every visible sub-directory is a run: one with neither file is listed as a problem (a run
-    # that died before writing anything), not silently ignored
+def run_dirs(runs_dir) -> list[Path]:
+    """Every visible sub-directory of `runs_dir` (or of `runs_dir/runs`, so that results/quick works as
+    well as results/quick/runs). One with neither file is a run that died before writing anything: it
+    is listed as a problem, not silently ignored."""
+    runs_dir = Path(runs_dir)
+    dirs = _subdirs(runs_dir)
+    if not any(map(has_files, dirs)) and (runs_dir / "runs").is_dir():
+        dirs = _subdirs(runs_dir / "runs")
+    return dirs
+
+
+def _subdirs(parent: Path) -> list[Path]:
     return sorted(d for d in parent.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _has_files(run_dir: Path) -> bool:
-    return (run_dir / "metrics.csv").exists() or (run_dir / "run.json").exists()
+def has_files(run_dir: Path) -> bool:
+    return (Path(run_dir) / METRICS.file).exists() or (Path(run_dir) / RUN_JSON).exists()
 
 
 def read_run(run_dir: Path):
     """-> (epoch rows or None, one-line summary dict, list of problems)."""
     run_dir = Path(run_dir)
     problems: list[str] = []
-    if not _has_files(run_dir):
+    if not has_files(run_dir):
         problems.append("neither run.json nor metrics.csv: the run wrote nothing yet "
                         "(starting, or died before its first write)")
-        return None, {"run": run_dir.name, "status": "unknown", "problem": problems[0]}, problems
-    meta, fallback = _read_meta(run_dir / "run.json", problems)
-    rows = _read_metrics(run_dir / "metrics.csv", fallback, problems)
+        return None, {"run": run_dir.name, "status": "unknown", "finished": False, "stopped_short": False,
+                      "family": None,
+                      "family_info": None, "problem": problems[0],
+                      "unreadable": "neither run.json nor metrics.csv"}, problems
+    meta = read_meta(run_dir, problems)
+    rows = read_csv(run_dir, METRICS, meta.fallback, problems)
     if rows is not None and rows.empty:
         problems.append("metrics.csv has no complete epoch rows")
-    summary = {"run": run_dir.name, "status": meta["status"], "problem": "; ".join(problems)}
+    summary = {"run": run_dir.name, "status": meta.status, "finished": False, "stopped_short": False,
+               "family": meta.family,
+               "family_info": meta.family_info, "iterations": meta.iterations}
     if rows is None or rows.empty:
+        # the reasons in short, for a report that found nothing readable at all
+        summary["unreadable"] = ", ".join(filter(None, [meta.problem, problems[-1]]))
+        summary["problem"] = "; ".join(problems)
         return None, summary, problems
-    rows.insert(0, "run", run_dir.name)
-    for key, value in meta.items():
-        rows[key] = value
-    rows["finished"] = meta["status"] == "completed"
-    rows["family"] = rows["arch"]
-    rows["net"] = [net_label(a, d, r, s) for a, d, r, s in
-                   zip(rows["arch"], rows["depth"], rows["residual"], rows["shortcut"])]
+    rows = rows.sort_values(["iteration", "epoch"], kind="stable").reset_index(drop=True)
     last = rows.iloc[-1]
-    summary.update(net=last["net"], family=last["family"], seed=last["seed"], epochs=len(rows),
-                   iteration=last["iteration"], train_err=last["train_err"],
-                   test_err=last["test_err"])
+    finished, short = completion(meta.status, last["iteration"], meta.iterations)
+    rows.insert(0, "run", run_dir.name)
+    for key, value in meta.columns.items():
+        rows[key] = value
+    rows["status"], rows["finished"] = meta.status, finished
+    summary.update(finished=finished, stopped_short=short, seed=last["seed"], epochs=len(rows),
+                   iteration=last["iteration"], train_err=last["train_err"], test_err=last["test_err"],
+                   problem="; ".join(problems))
     return rows, summary, problems
 
 
-def _read_meta(path: Path, problems: list[str]) -> tuple[dict, dict]:
-    """-> (per-run columns for the frame, config values to fill model columns metrics.csv lacks)."""
+def completion(status: str, last_iteration, iterations) -> tuple[bool, bool]:
+    """-> (finished, stopped short). A run is finished only if run.json says `completed` and its rows
+    reach its protocol's iterations: a `completed` run whose rows stop short (a metrics.csv cut back, or
+    copied before its last epoch) would otherwise put its early, higher error into the means."""
+    short = (status == Status.completed and iterations is not None
+             and not pd.isna(last_iteration) and last_iteration < iterations)
+    return status == Status.completed and not short, bool(short)
+
+
+def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
+    """run.json, as much of it as is there: any key may be missing or of another shape (older or other
+    writers); its problems are appended to `problems`."""
+    path, problem = Path(run_dir) / RUN_JSON, ""
     try:
         info = json.loads(path.read_text())
         if not isinstance(info, dict):
             raise ValueError("not a JSON object")
     except FileNotFoundError:
-        problems.append("run.json missing: status unknown, treated as unfinished")
-        info = {}
+        problem, info = "run.json missing", {}
+        problems.append(f"{problem}: status unknown, treated as unfinished")
     except (OSError, ValueError) as err:
-        problems.append(f"run.json unreadable ({err.__class__.__name__}): status unknown, "
-                        "treated as unfinished")
-        info = {}
+        problem, info = f"run.json unreadable ({err.__class__.__name__})", {}
+        problems.append(f"{problem}: status unknown, treated as unfinished")
     config = _dict(info, "config")
     data, protocol = _dict(config, "data"), _dict(config, "protocol")
     versions, sizes = _dict(info, "versions"), _dict(info, "data_sizes")
-    arch = config.get("arch")
-    fallback = {"arch": arch.get("name") if isinstance(arch, dict) else arch,
-                "depth": config.get("depth", info.get("depth")), "residual": config.get("residual"),
-                "shortcut": config.get("shortcut"), "seed": config.get("seed"),
-                "protocol": protocol.get("name")}
-    meta = {
-        "status": str(info.get("status") or "unknown"),
+    arch, family_info = config.get("arch"), _dict(info, "family") or None
+    arch = arch.get("name") if isinstance(arch, dict) else arch
+    # the minimal schema: a run that names no family is one of the paper's nets
+    family = arch or (family_info or {}).get("name") or PAPER_FAMILY
+    iterations = pd.to_numeric(protocol.get("iterations"), errors="coerce")
+    fallback = {"arch": family, "depth": config.get("depth", info.get("depth")),
+                "residual": config.get("residual"), "shortcut": config.get("shortcut"),
+                "seed": config.get("seed"), "protocol": protocol.get("name")}
+    columns = {
         "num_params": info.get("num_params"),
         "data_description": info.get("data_description"),
         "data_source": data.get("source"),
@@ -138,19 +183,35 @@ def _read_meta(path: Path, problems: list[str]) -> tuple[dict, dict]:
         "started_at": info.get("started_at"),
         "ended_at": info.get("ended_at"),
     }
-    return meta, fallback
+    return RunMeta(status=str(info.get("status") or "unknown"), family=str(family),
+                   family_info=family_info, iterations=None if pd.isna(iterations) else int(iterations),
+                   fallback=fallback, columns=columns, problem=problem)
 
 
 def _dict(parent: dict, key: str) -> dict:
-    # any key of run.json may be missing or of another shape (older or newer writers)
     value = parent.get(key)
     return value if isinstance(value, dict) else {}
 
 
-def read_table(text: str, name: str, fallback: dict, columns, numeric, required,
-               problems: list[str]) -> pd.DataFrame | None:
-    """One of a run's CSVs, read as tolerantly as a half-written file needs: a cut-off last line or a
-    malformed one is dropped, model columns a writer omitted come from run.json, and every drop is listed."""
+def read_csv(run_dir: Path, table: Table, fallback: dict, problems: list[str]) -> pd.DataFrame | None:
+    """One of a run's CSVs (`table.file`) through `read_table`; None, with the reason in `problems`,
+    when the file is missing or cannot be read."""
+    try:
+        text = (Path(run_dir) / table.file).read_text()
+    except FileNotFoundError:
+        problems.append(f"{table.file} missing")
+        return None
+    except OSError as err:
+        problems.append(f"{table.file} unreadable ({err.__class__.__name__})")
+        return None
+    return read_table(text, table, fallback, problems)
+
+
+def read_table(text: str, table: Table, fallback: dict, problems: list[str]) -> pd.DataFrame | None:
+    """A run's CSV, read as tolerantly as a half-written file needs: a cut-off last line or a malformed
+    one is dropped, model columns a writer omitted come from run.json, a repeated key keeps the later
+    row (a resumed run may log an epoch twice), and every drop is listed."""
+    name = table.file
     # A run killed mid-write leaves a last line without its newline: its numbers may be cut short.
     if text and not text.endswith("\n") and text.count("\n") >= 1:
         text = text[: text.rfind("\n") + 1]
@@ -164,49 +225,31 @@ def read_table(text: str, name: str, fallback: dict, columns, numeric, required,
         return None
     if bad_lines:
         problems.append(f"{name}: {len(bad_lines)} malformed line(s) dropped")
-    # Older or partial writers may omit model columns: take them from the resolved config.
+    # Older, partial or other writers may omit model columns: take them from the resolved config.
     for column, value in fallback.items():
         if column not in rows:
             rows[column] = value
         elif value is not None:
             rows[column] = rows[column].fillna(value)
-    for column in columns:
-        if column not in rows:
-            rows[column] = float("nan")
-    for column in numeric:
-        if column in rows:
-            rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    rows = rows.reindex(columns=list(dict.fromkeys([*rows.columns, *table.columns])))
+    for column in table.numeric:
+        rows[column] = pd.to_numeric(rows[column], errors="coerce")
     rows["residual"] = rows["residual"].map(_as_bool)
     rows["shortcut"] = rows["shortcut"].astype(object).where(rows["shortcut"].notna(), None)
-    complete = rows[required].notna().all(axis=1)
+    complete = rows[list(table.required)].notna().all(axis=1)
     if not complete.all():
         problems.append(f"{name}: {int((~complete).sum())} row(s) with missing required "
-                        f"values dropped (need {', '.join(required)})")
+                        f"values dropped (need {', '.join(table.required)})")
         rows = rows[complete].copy()
-    return rows
-
-
-def _read_metrics(path: Path, fallback: dict, problems: list[str]) -> pd.DataFrame | None:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        problems.append("metrics.csv missing")
-        return None
-    except OSError as err:
-        problems.append(f"metrics.csv unreadable ({err})")
-        return None
-    rows = read_table(text, "metrics.csv", fallback, OPTIONAL, NUMERIC, REQUIRED, problems)
-    if rows is None:
-        return None
-    # a resumed run may log an epoch twice: the later row is the one the run continued from
-    repeated = rows.duplicated(subset="iteration", keep="last")
+    repeated = rows.duplicated(subset=list(table.key), keep="last")
     if repeated.any():
-        problems.append(f"metrics.csv: {int(repeated.sum())} repeated iteration(s), later rows kept")
+        problems.append(f"{name}: {int(repeated.sum())} repeated {'/'.join(table.key)} row(s), "
+                        "later rows kept")
         rows = rows[~repeated].copy()
     rows["depth"] = rows["depth"].astype(int)
     rows["residual"] = rows["residual"].astype(bool)
     rows["arch"] = rows["arch"].astype(str)
-    return rows.sort_values(["iteration", "epoch"], kind="stable").reset_index(drop=True)
+    return rows
 
 
 def _as_bool(value):
@@ -217,13 +260,13 @@ def _as_bool(value):
             "0.0": False}.get(text)
 
 
-def net_label(arch: str, depth, residual: bool, shortcut=None) -> str:
-    """`plain-20` / `ResNet-56` as in the paper; other families say their name in every label."""
-    suffix = " (B)" if residual and shortcut == "B" else ""  # the paper's CIFAR nets use option A
-    if arch == PAPER_FAMILY:
-        return f"{'ResNet' if residual else 'plain'}-{int(depth)}{suffix}"
-    name = "MiniModel" if arch == "minimodel" else str(arch)
-    return f"{name}-{'res' if residual else 'plain'}-{int(depth)}{suffix}"
+def name_nets(rows: pd.DataFrame, found: dict) -> pd.DataFrame:
+    """Each row's family (its arch), the family's label and title, and its net's name (`plain-20`,
+    `WRN-res-16`), from `found` (arch name -> Family); an arch not in it is named by itself."""
+    fams = [found.get(a) or families.declared(a) for a in rows["arch"]]
+    return rows.assign(
+        family=rows["arch"], family_label=[f.label for f in fams], family_title=[f.title for f in fams],
+        net=[f.net(d, r, s) for f, d, r, s in zip(fams, rows["depth"], rows["residual"], rows["shortcut"])])
 
 
 def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -235,11 +278,10 @@ def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _empty_frame() -> pd.DataFrame:
-    return pd.DataFrame(columns=["run", *REQUIRED, *OPTIONAL, "status", "num_params",
-                                 "finished", "family", "net"])
+    return pd.DataFrame(columns=["run", *METRICS.columns, *RUN_COLUMNS])
 
 
 def _runs_table(summaries: list[dict]) -> pd.DataFrame:
-    columns = ["run", "net", "family", "seed", "status", "epochs", "iteration", "train_err",
-               "test_err", "problem"]
+    columns = ["run", "net", "family", "seed", "status", "finished", "stopped_short", "iterations",
+               "epochs", "iteration", "train_err", "test_err", "problem", "unreadable"]
     return pd.DataFrame(summaries, columns=columns)

@@ -21,19 +21,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import text
-from .figures import NothingToPlot, depth_colours, save, select, series_plural
-from .load import (FAMILY_NAMES, PAPER_FAMILY, _has_files, _read_meta, read_table, _run_dirs,
-                   net_label)
+from runformat import GRAD_NORMS, LAYER_STATS, PAPER_FAMILY, Table
 
-LAYER_STATS, GRAD_NORMS = "layer_stats.csv", "grad_norms.csv"
-IDENTITY = ["arch", "depth", "residual", "shortcut", "seed", "protocol"]
-# Without these a row cannot be drawn; `kind` only in grad_norms.csv.
-REQUIRED = {LAYER_STATS: ["epoch", "layer", "std", "arch", "depth", "residual"],
-            GRAD_NORMS: ["epoch", "layer", "kind", "norm", "arch", "depth", "residual"]}
-COLUMNS = {LAYER_STATS: ["epoch", "layer", "name", "stage", "std", *IDENTITY],
-           GRAD_NORMS: ["epoch", "layer", "name", "stage", "kind", "norm", "samples", *IDENTITY]}
-NUMERIC = ["epoch", "layer", "stage", "std", "norm", "samples", "depth", "seed"]
+from . import families, text
+from .figures import NothingToPlot, depth_colours, save, select
+from .load import RunSet, has_files, name_nets, read_csv, read_meta, run_dirs, scan_runs
+
 FIG7_DEPTHS = (20, 56, 110)  # the nets of the paper's Fig. 7
 EDGE_LAYERS = 5  # first / last layers compared for vanishing gradients
 PLAIN_STYLE, RES_STYLE = "--", "-"
@@ -44,7 +37,11 @@ class ProbeSet:
     frame: pd.DataFrame                                 # one row per (run, epoch, layer[, kind])
     problems: list[str] = field(default_factory=list)   # what was skipped or repaired, and why
     missing: list[str] = field(default_factory=list)    # runs without the file (probes off, or not yet)
-    filename: str = LAYER_STATS
+    table: Table = LAYER_STATS
+
+    @property
+    def filename(self) -> str:
+        return self.table.file
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -57,62 +54,51 @@ def load_grad_norms(runs_dir) -> pd.DataFrame:
     return scan_probes(runs_dir, GRAD_NORMS).frame
 
 
-def scan_probes(runs_dir, filename: str) -> ProbeSet:
+def scan_probes(runs_dir, table: Table, runs: RunSet | None = None) -> ProbeSet:
+    """`table`: runformat.LAYER_STATS or GRAD_NORMS. A run's status, whether it finished and its
+    family's names are those load.py found (`runs`, read here when not given), so a probe figure
+    counts the same runs as unfinished as the error figures do."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
-        return ProbeSet(_empty(filename), [f"{runs_dir} does not exist"], [], filename)
-    if not any(map(_has_files, _run_dirs(runs_dir))) and (runs_dir / "runs").is_dir():
-        runs_dir = runs_dir / "runs"  # results/quick as well as results/quick/runs, as load.py
+        return ProbeSet(_empty(table), [f"{runs_dir} does not exist"], [], table)
+    runs = scan_runs(runs_dir, warn=False) if runs is None else runs
+    finished = dict(zip(runs.runs["run"], runs.runs["finished"].fillna(False).astype(bool)))
     frames, problems, missing = [], [], []
-    for run_dir in _run_dirs(runs_dir):
-        if not (run_dir / filename).exists():
-            if _has_files(run_dir):  # a run that wrote nothing at all is load.py's to list
+    for run_dir in run_dirs(runs_dir):
+        if not (run_dir / table.file).exists():
+            if has_files(run_dir):  # a run that wrote nothing at all is load.py's to list
                 missing.append(run_dir.name)
             continue
-        rows, run_problems = read_probe(run_dir, filename)
+        rows, run_problems = read_probe(run_dir, table)
         problems += [f"{run_dir.name}: {p}" for p in run_problems]
         if rows is not None and len(rows):
-            frames.append(rows)
+            frames.append(rows.assign(finished=finished.get(run_dir.name, False)))
     for p in problems:
         warnings.warn(p, stacklevel=2)
     if missing:
-        warnings.warn(f"{filename} missing in {len(missing)} run(s): {', '.join(missing)}", stacklevel=2)
-    frame = pd.concat(frames, ignore_index=True) if frames else _empty(filename)
-    return ProbeSet(frame, problems, missing, filename)
+        warnings.warn(f"{table.file} missing in {len(missing)} run(s): {', '.join(missing)}", stacklevel=2)
+    frame = name_nets(pd.concat(frames, ignore_index=True), runs.families) if frames else _empty(table)
+    return ProbeSet(frame, problems, missing, table)
 
 
-def read_probe(run_dir: Path, filename: str):
-    """-> (rows with the run's net, status and family, or None; list of problems)."""
+def read_probe(run_dir: Path, table: Table):
+    """-> (rows with the run's status, or None; list of problems). `finished`, `family` and `net` are
+    the scan's to add (they depend on the other runs)."""
     run_dir, problems = Path(run_dir), []
     # run.json's own problems are already listed by load.py: not repeated for each probe file
-    meta, fallback = _read_meta(run_dir / "run.json", [])
-    try:
-        content = (run_dir / filename).read_text()
-    except OSError as err:
-        return None, [f"{filename} unreadable ({err.__class__.__name__})"]
-    rows = read_table(content, filename, fallback, COLUMNS[filename], NUMERIC, REQUIRED[filename], problems)
+    meta = read_meta(run_dir, [])
+    rows = read_csv(run_dir, table, meta.fallback, problems)
     if rows is None:
         return None, problems
-    keys = ["kind", "epoch", "layer"] if filename == GRAD_NORMS else ["epoch", "layer"]
-    repeated = rows.duplicated(subset=keys, keep="last")  # a resumed run may write an epoch twice
-    if repeated.any():
-        problems.append(f"{filename}: {int(repeated.sum())} repeated row(s), later rows kept")
-        rows = rows[~repeated].copy()
-    rows = _drop_partial_epochs(rows, keys[:-2], filename, problems)
+    by = [k for k in table.key if k not in ("epoch", "layer")]  # grad_norms.csv: each `kind` apart
+    rows = _drop_partial_epochs(rows, by, table.file, problems)
     if rows.empty:
-        problems.append(f"{filename} has no complete rows")
+        problems.append(f"{table.file} has no complete rows")
         return None, problems
-    rows["depth"] = rows["depth"].astype(int)
     rows["layer"] = rows["layer"].astype(int)
-    rows["residual"] = rows["residual"].astype(bool)
-    rows["arch"] = rows["arch"].astype(str)
     rows.insert(0, "run", run_dir.name)
-    rows["status"] = meta["status"]
-    rows["finished"] = meta["status"] == "completed"
-    rows["family"] = rows["arch"]
-    rows["net"] = [net_label(a, d, r, s) for a, d, r, s in
-                   zip(rows["arch"], rows["depth"], rows["residual"], rows["shortcut"])]
-    return rows.sort_values([*keys], kind="stable").reset_index(drop=True), problems
+    rows["status"] = meta.status
+    return rows.sort_values(list(table.key), kind="stable").reset_index(drop=True), problems
 
 
 def _drop_partial_epochs(rows: pd.DataFrame, by: list, filename: str, problems: list) -> pd.DataFrame:
@@ -131,8 +117,9 @@ def _drop_partial_epochs(rows: pd.DataFrame, by: list, filename: str, problems: 
     return rows
 
 
-def _empty(filename: str) -> pd.DataFrame:
-    return pd.DataFrame(columns=["run", *COLUMNS[filename], "status", "finished", "family", "net"])
+def _empty(table: Table) -> pd.DataFrame:
+    return pd.DataFrame(columns=["run", *table.columns, "status", "finished", "family", "family_label",
+                                 "family_title", "net"])
 
 
 # ---- per-net profiles ---------------------------------------------------------------------------
@@ -140,14 +127,16 @@ def _empty(filename: str) -> pd.DataFrame:
 def profile(frame: pd.DataFrame, value: str, when: str = "last") -> pd.DataFrame:
     """One value per (net, layer) at each run's first or last logged epoch, mean over the net's
     completed runs (over its unfinished ones when it has no completed run, flagged `unfinished`)."""
-    columns = ["family", "net", "depth", "residual", "layer", "value", "epoch", "runs", "unfinished"]
+    columns = ["family", "family_label", "family_title", "net", "depth", "residual", "layer", "value",
+               "epoch", "runs", "unfinished"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     pick = frame.groupby("run")["epoch"].transform("max" if when == "last" else "min")
     rows = frame[frame["epoch"] == pick]
     done = rows.groupby("net")["finished"].transform(lambda f: f.astype(bool).any())
     rows = rows[rows["finished"].astype(bool) | ~done]
-    out = rows.groupby(["family", "net", "depth", "residual", "layer"], as_index=False).agg(
+    out = rows.groupby(["family", "family_label", "family_title", "net", "depth", "residual", "layer"],
+                       as_index=False).agg(
         value=(value, "mean"), epoch=("epoch", "max"), runs=("run", "nunique"))
     unfinished = rows.groupby("net")["finished"].agg(lambda f: not f.astype(bool).any())
     out["unfinished"] = out["net"].map(unfinished).astype(bool)
@@ -163,8 +152,8 @@ def final_profile(stats: pd.DataFrame) -> pd.DataFrame:
 def gradient_ratios(grads: pd.DataFrame, kind: str = "weight", edge: int = EDGE_LAYERS) -> pd.DataFrame:
     """Per net: mean norm of its first `edge` layers over that of its last `edge` (`early_ratio` at
     each run's first epoch, `late_ratio` at its last). Vanishing gradients would make this << 1."""
-    columns = ["family", "net", "depth", "residual", "kind", "edge", "layers", "unfinished",
-               "early_epoch", "early_ratio", "late_epoch", "late_ratio"]
+    columns = ["family", "family_label", "family_title", "net", "depth", "residual", "kind", "edge",
+               "layers", "unfinished", "early_epoch", "early_ratio", "late_epoch", "late_ratio"]
     rows = grads[grads["kind"] == kind] if len(grads) else grads
     early, late = (profile(rows, "norm", when) for when in ("first", "last"))
     out = []
@@ -175,7 +164,8 @@ def gradient_ratios(grads: pd.DataFrame, kind: str = "weight", edge: int = EDGE_
             continue
         e, l = e.sort_values("layer")["value"], l.sort_values("layer")["value"]
         first = early[early["net"] == net].iloc[0]
-        out.append({"family": first["family"], "net": net, "depth": int(first["depth"]),
+        out.append({"family": first["family"], "family_label": first["family_label"],
+                    "family_title": first["family_title"], "net": net, "depth": int(first["depth"]),
                     "residual": bool(first["residual"]), "kind": kind, "edge": k,
                     "layers": len(l), "unfinished": bool(first["unfinished"]),
                     "early_epoch": int(early.loc[early["net"] == net, "epoch"].max()),
@@ -230,7 +220,8 @@ def _notes(prof: pd.DataFrame) -> list[str]:
 def fig7(stats: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> Figure:
     rows = _chosen(stats, family, depths)
     if rows.empty:
-        raise NothingToPlot(f"Figure 7: no {LAYER_STATS} rows for {FAMILY_NAMES.get(family, family)}")
+        raise NothingToPlot(f"Figure 7: no {LAYER_STATS.file} rows for "
+                            f"{families.in_frame(stats, family).title}")
     prof = final_profile(rows)
     colours = depth_colours(prof["depth"].unique())
     fig = Figure(figsize=(9, 7.5), layout="constrained")
@@ -254,7 +245,7 @@ def fig7(stats: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> Figure
     title = ("Figure 7 (He et al. 2016) on CIFAR-10: std of the 3x3 layer responses "
              "(after BN, before ReLU/addition)")
     if family != PAPER_FAMILY:
-        title = f"{FAMILY_NAMES.get(family, family)}: Figure-7 style std of the 3x3 layer responses"
+        title = f"{families.in_frame(rows, family).title}: Figure-7 style std of the 3x3 layer responses"
     notes = [_epoch_note(prof, "last"), *_notes(prof)] + (["log scale: values span > 30x"] if log else [])
     fig.suptitle(title + "\n(" + "; ".join(notes) + ")")
     return fig
@@ -265,7 +256,8 @@ def gradients(grads: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> F
     epoch. Log y: vanishing gradients would show as orders of magnitude between the ends."""
     rows = _chosen(grads, family, depths)
     if rows.empty:
-        raise NothingToPlot(f"gradient norms: no {GRAD_NORMS} rows for {FAMILY_NAMES.get(family, family)}")
+        raise NothingToPlot(f"gradient norms: no {GRAD_NORMS.file} rows for "
+                            f"{families.in_frame(grads, family).title}")
     kinds = [k for k in ("weight", "input") if (rows["kind"] == k).any()]
     colours = depth_colours(rows["depth"].unique())
     fig = Figure(figsize=(12, 4.4 * len(kinds)), layout="constrained")
@@ -288,8 +280,9 @@ def gradients(grads: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> F
         axes[r][1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     title = "Gradient norms by layer, early vs late in training: plain (dashed) vs ResNet (solid)"
     if family != PAPER_FAMILY:
-        title = (f"{FAMILY_NAMES.get(family, family)}: gradient norms by layer, early vs late: "
-                 f"{series_plural(family, False)} dashed, {series_plural(family, True)} solid")
+        fam = families.in_frame(rows, family)
+        title = (f"{fam.title}: gradient norms by layer, early vs late: "
+                 f"{fam.plural(False)} dashed, {fam.plural(True)} solid")
     notes = list(dict.fromkeys(notes + ["mean over the sampled steps of each epoch"]))
     fig.suptitle(title + "\n(" + "; ".join(notes) + ")")
     return fig
@@ -297,13 +290,15 @@ def gradients(grads: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> F
 
 # ---- report -------------------------------------------------------------------------------------
 
-def report_blocks(runs_dir, out_dir) -> tuple[list, list[Path]]:
-    """The report's Figure 7 and gradient sections: -> (blocks, files written)."""
+def report_blocks(runs_dir, out_dir, runs: RunSet | None = None) -> tuple[list, list[Path]]:
+    """The report's Figure 7 and gradient sections: -> (blocks, files written). `runs`: load.py's scan
+    of the same directory, when the caller has it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the problems are listed in the report instead
-        stats, grads = scan_probes(runs_dir, LAYER_STATS), scan_probes(runs_dir, GRAD_NORMS)
-    families = list(dict.fromkeys([*stats.frame["family"], *grads.frame["family"]]))
-    families.sort(key=lambda f: f != PAPER_FAMILY)  # the paper's nets first
+        runs = scan_runs(runs_dir, warn=False) if runs is None else runs
+        stats, grads = scan_probes(runs_dir, LAYER_STATS, runs), scan_probes(runs_dir, GRAD_NORMS, runs)
+    names = list(dict.fromkeys([*stats.frame["family"], *grads.frame["family"]]))
+    names.sort(key=lambda f: f != PAPER_FAMILY)  # the paper's nets first
     blocks, written = [], []
     sections = [("Figure 7: standard deviations of the layer responses", "fig7", stats, fig7,
                  lambda f: text.fig7_paragraph(final_profile(select(stats.frame, f)))),
@@ -312,8 +307,9 @@ def report_blocks(runs_dir, out_dir) -> tuple[list, list[Path]]:
                      gradient_ratios(select(grads.frame, f)),
                      gradient_ratios(select(grads.frame, f), kind="input")))]
     for heading, stem, probes, draw, describe in sections:
-        for family in families or [PAPER_FAMILY]:
-            name = heading if family == PAPER_FAMILY else f"{FAMILY_NAMES.get(family, family)}: {heading}"
+        for family in names or [PAPER_FAMILY]:
+            title = families.in_frame(probes.frame, family).title
+            name = heading if family == PAPER_FAMILY else f"{title}: {heading}"
             blocks.append(("h", 2, name))
             if probes.frame.empty:
                 blocks.append(("p", f"Figure skipped: no run has a readable `{probes.filename}` "

@@ -92,4 +92,4 @@ def _int(value) -> int | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return None if number != number else int(number)
+    return None if pd.isna(number) else int(number)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from runformat import PAPER_FAMILY
+
 from . import figures, probes_figures, text
-from .load import FAMILY_NAMES, PAPER_FAMILY, RunSet, scan_runs
+from .load import RunSet, scan_runs
 from .provenance import header_line, machine_lines
 from .render import to_html, to_markdown
 from .tables import table6, table6_blocks, write_table6
@@ -41,9 +43,7 @@ def main(argv=None) -> int:
         warnings.simplefilter("ignore")  # the problems are listed in the report instead
         runset = scan_runs(runs_dir)
     if runset.frame.empty:
-        unreadable = f" ({len(runset.runs)} run directories, none readable)" if len(runset.runs) else ""
-        print(f"error: no runs found under {runs_dir}{unreadable}: run `make sweep` first",
-              file=sys.stderr)
+        print(f"error: {_nothing_readable(runset, runs_dir)}", file=sys.stderr)
         return 2
     depths = tuple(int(d) for d in args.depths.split(",") if d.strip())
     written = build_report(runset, runs_dir, out_dir, depths)
@@ -53,6 +53,15 @@ def main(argv=None) -> int:
     for path in written:
         print(f"  {path}")
     return 0
+
+
+def _nothing_readable(runset: RunSet, runs_dir: Path) -> str:
+    """One line: no run directory at all (then a sweep is what is missing), or why none could be read."""
+    runs = runset.runs
+    if runs.empty:
+        return f"no runs found under {runs_dir} (no run directories): run `make sweep` first"
+    reasons = "; ".join(f"{r['run']}: {r['unreadable'] or r['problem']}" for _, r in runs.iterrows())
+    return f"none of the {len(runs)} run directories under {runs_dir} is readable: {reasons}"
 
 
 def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPECTED_DEPTHS) -> list[Path]:
@@ -70,7 +79,7 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
                        f"(`{PAPER_FAMILY}`); only {', '.join(families)}."))
     for family in families:
         if family != PAPER_FAMILY:
-            blocks.append(("p", text.family_verdict(table, family, figures.FAMILY_NAMES.get(family, family))))
+            blocks.append(("p", text.family_verdict(table, family)))
     blocks.append(("p", _status_line(runset, runs_dir)))
 
     sections = []
@@ -86,7 +95,7 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
     for family in families:
         if family == PAPER_FAMILY:
             continue
-        name = FAMILY_NAMES.get(family, family)
+        name = runset.families[family].title
         sections += [
             (f"{name}: Figure-6 style curves", f"{family}_fig6",
              lambda f=family: figures.fig6(frame, f), lambda f=family: text.fig6_paragraph(table, f)),
@@ -107,7 +116,7 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
     blocks += table6_blocks(table, frame, level=2)
     if paper_present:
         blocks.append(("p", text.table_paragraph(table)))
-    probe_blocks, probe_files = probes_figures.report_blocks(runs_dir, out_dir)  # Fig. 7, gradients
+    probe_blocks, probe_files = probes_figures.report_blocks(runs_dir, out_dir, runset)  # Fig. 7, gradients
     blocks += probe_blocks
     written += probe_files
     blocks += _runs_blocks(runset, table, depths if paper_present else ())
@@ -126,6 +135,10 @@ def _status_line(runset: RunSet, runs_dir: Path) -> str:
     text_ = (f"{len(runset.runs)} run directories under `{runs_dir}` ({listed}); "
              f"{runset.frame['run'].nunique()} with readable epoch rows. Final errors are those of "
              "the last logged epoch; figures average completed runs and draw unfinished ones faint.")
+    short = int(runset.runs["stopped_short"].fillna(False).astype(bool).sum())
+    if short:
+        text_ += (f" {short} run(s) marked completed stop short of their protocol's iterations and "
+                  "count as unfinished.")
     frame = runset.frame
     option_b = sorted(set(frame.loc[(frame["family"] == PAPER_FAMILY)
                                     & frame["net"].astype(str).str.endswith("(B)"), "net"]))
@@ -142,11 +155,11 @@ def _runs_blocks(runset: RunSet, table: pd.DataFrame, depths) -> list:
     blocks.append(("p", ("Missing cells (no run at all): " + ", ".join(missing) + ".") if missing
                    else "Missing cells: none of the expected nets is missing." if depths
                    else "Missing cells: not checked (no run of the paper's family)."))
-    unfinished = runs[runs["status"] != "completed"]
+    unfinished = runs[~runs["finished"].fillna(False).astype(bool)]
     blocks.append(("p", "Unfinished runs (drawn faint, left out of the means when the net has a "
                    "completed run): " + (", ".join(
-                       f"`{r['run']}` ({r['status']}, {_int_text(r['epochs'])} epochs)"
-                       for _, r in unfinished.iterrows()) if len(unfinished) else "none") + "."))
+                       f"`{r['run']}` ({_why_unfinished(r)})" for _, r in unfinished.iterrows())
+                       if len(unfinished) else "none") + "."))
     blocks.append(("p", "Problems while reading (skipped or repaired):"))
     blocks.append(("ul", runset.problems or ["none"]))
     rows = [[f"`{r['run']}`", _text(r["net"]), _int_text(r["seed"]), r["status"],
@@ -157,8 +170,15 @@ def _runs_blocks(runset: RunSet, table: pd.DataFrame, depths) -> list:
     return blocks
 
 
+def _why_unfinished(run) -> str:
+    if run["stopped_short"]:
+        return (f"run.json says completed but metrics.csv stops at iteration {_int_text(run['iteration'])} "
+                f"of {_int_text(run['iterations'])}: counted as unfinished")
+    return f"{run['status']}, {_int_text(run['epochs'])} epochs"
+
+
 def _text(value) -> str:
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
 def _int_text(value) -> str:
@@ -170,7 +190,7 @@ def _int_text(value) -> str:
 
 def _num(value) -> str:
     try:
-        return f"{float(value):.2f}" if float(value) == float(value) else "-"
+        return "-" if pd.isna(float(value)) else f"{float(value):.2f}"
     except (TypeError, ValueError):
         return "-"
 

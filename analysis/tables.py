@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .load import FAMILY_NAMES, PAPER_FAMILY, final_rows
+from runformat import PAPER_FAMILY
+
+from .load import final_rows
 from .provenance import header_line
 from .render import to_markdown
 
@@ -26,7 +28,8 @@ def load_peers(path=PEERS_CSV) -> pd.DataFrame:
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per net. Completed runs only, unless a net has none (then `from_unfinished`)."""
-    columns = ["family", "net", "residual", "depth", "shortcut", "n", "n_unfinished",
+    columns = ["family", "family_label", "family_title", "net", "residual", "depth", "shortcut", "n",
+               "n_unfinished",
                "from_unfinished", "seeds", "test_err_mean", "test_err_std", "train_err_mean",
                "train_err_std", "final_iteration", "params"]
     last = final_rows(frame)
@@ -37,7 +40,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         params = pd.to_numeric(used["num_params"], errors="coerce").dropna()
         seeds = sorted(pd.to_numeric(used["seed"], errors="coerce").dropna().astype(int))
         rows.append({
-            "family": family, "net": net, "residual": bool(group["residual"].iloc[0]),
+            "family": family, "family_label": group["family_label"].iloc[0],
+            "family_title": group["family_title"].iloc[0], "net": net,
+            "residual": bool(group["residual"].iloc[0]),
             "depth": int(group["depth"].iloc[0]), "shortcut": group["shortcut"].iloc[0],
             "n": len(used), "n_unfinished": int((~group["finished"].astype(bool)).sum()),
             "from_unfinished": finished.empty, "seeds": " ".join(map(str, seeds)),
@@ -62,34 +67,32 @@ def comparable_with_paper(row) -> bool:
 def table6(frame: pd.DataFrame, peers: pd.DataFrame | None = None) -> pd.DataFrame:
     peers = load_peers() if peers is None else peers
     table = summarise(frame)
+    comparable = table.apply(comparable_with_paper, axis=1).astype(bool) if len(table) else \
+        pd.Series(False, index=table.index)
+    # the paper's numbers by net, each table only where the row may sit next to the paper
     paper = peers[peers["kind"] == "paper_table"].set_index("net")
     readoff = peers[peers["kind"] == "paper_figure_readoff"].set_index("net")
-    sources = list(dict.fromkeys(peers.loc[peers["kind"] == "reproduction", "source"]))
-    paper_err, paper_params, read, notes = [], [], [], []
-    peer_cols = {source: [] for source in sources}
-    for _, row in table.iterrows():
-        ok, net = comparable_with_paper(row), row["net"]
-        in_table = ok and row["residual"] and net in paper.index
-        in_figure = ok and not row["residual"] and net in readoff.index
-        paper_err.append(paper.at[net, "test_err"] if in_table else np.nan)
-        paper_params.append(paper.at[net, "params"] if in_table else
-                            readoff.at[net, "params"] if in_figure else np.nan)
-        read.append(_readoff_text(readoff.loc[net]) if in_figure else "")
-        notes.append(_paper_note(row, ok, in_table, paper))
-        for source in sources:
-            hit = peers[(peers["source"] == source) & (peers["net"] == net)]
-            peer_cols[source].append(hit["test_err"].iloc[0] if ok and len(hit) else np.nan)
-    table["paper_test_err"] = paper_err
-    table["paper_params"] = paper_params
-    table["paper_fig6_readoff"] = read
-    table["paper_note"] = notes
-    for source in sources:
-        table[PEER_PREFIX + source] = peer_cols[source]
+    in_table = comparable & table["residual"].astype(bool) & table["net"].isin(paper.index)
+    in_figure = comparable & ~table["residual"].astype(bool) & table["net"].isin(readoff.index)
+    table["paper_test_err"] = table["net"].map(paper["test_err"]).where(in_table)
+    table["paper_params"] = table["net"].map(paper["params"]).where(in_table).fillna(
+        table["net"].map(readoff["params"]).where(in_figure))
+    low, high = (table["net"].map(readoff[c]) for c in ("test_err_low", "test_err_high"))
+    table["paper_fig6_readoff"] = [_readoff_text(lo, hi) if ok else ""
+                                   for lo, hi, ok in zip(low, high, in_figure)]
+    table["paper_note"] = [_paper_note(row, ok, t, paper)
+                           for (_, row), ok, t in zip(table.iterrows(), comparable, in_table)]
+    # one column per reproduction, in peers.csv's order
+    reproductions = peers[peers["kind"] == "reproduction"]
+    sources = list(dict.fromkeys(reproductions["source"]))
+    wide = reproductions.pivot_table(index="net", columns="source", values="test_err", aggfunc="first")
+    wide = wide.reindex(columns=sources).add_prefix(PEER_PREFIX)
+    table = table.join(wide, on="net")
+    table.loc[~comparable, list(wide.columns)] = np.nan
     return table
 
 
-def _readoff_text(entry) -> str:
-    low, high = entry["test_err_low"], entry["test_err_high"]
+def _readoff_text(low, high) -> str:
     return f"≈{low:g}" if low == high else f"≈{low:g}–{high:g}"
 
 
@@ -107,9 +110,9 @@ def _paper_note(row, ok: bool, in_table: bool, paper: pd.DataFrame) -> str:
 
 
 def fmt_stat(mean, std, n) -> str:
-    if mean != mean:
+    if pd.isna(mean):
         return "–"
-    spread = f" ± {std:.2f}" if std == std else ""
+    spread = "" if pd.isna(std) else f" ± {std:.2f}"
     return f"{mean:.2f}{spread} (n={int(n)})"
 
 
@@ -129,7 +132,7 @@ def table6_blocks(table: pd.DataFrame, frame: pd.DataFrame, peers: pd.DataFrame 
                     "shortcut option), so no paper or reproduction number is put next to them."),
                    ("table", ["net", "family", "test err. (%)", "train err. (%)", "params",
                               "why not compared"],
-                    [[_net_cell(r), FAMILY_NAMES.get(r["family"], r["family"]),
+                    [[_net_cell(r), r["family_title"],
                       fmt_stat(r["test_err_mean"], r["test_err_std"], r["n"]),
                       fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]),
                       _fmt_params(r["params"]), r["paper_note"]]
@@ -143,10 +146,11 @@ def _paper_family_blocks(ours: pd.DataFrame, peers: pd.DataFrame) -> list:
     peer_columns = [c for c in ours.columns if c.startswith(PEER_PREFIX) and ours[c].notna().any()]
     header = ["net", "test err. (%)", "train err. (%)", "params", "paper Table 6 [1]"]
     header += [f"{short_source(c[len(PEER_PREFIX):])} [{i + 3}]" for i, c in enumerate(peer_columns)]
+    by_source = peers.set_index(["source", "net"])  # each reproduction's numbers, looked up per cell
     rows = []
     for _, r in ours.iterrows():
         if r["residual"]:
-            paper = f"{r['paper_test_err']:.2f}" if r["paper_test_err"] == r["paper_test_err"] else "–"
+            paper = "–" if pd.isna(r["paper_test_err"]) else f"{r['paper_test_err']:.2f}"
             if "best of" in r["paper_note"]:
                 paper += " (best of 5)"
         else:
@@ -154,12 +158,12 @@ def _paper_family_blocks(ours: pd.DataFrame, peers: pd.DataFrame) -> list:
         params = _fmt_params(r["params"])
         if r["params"] == r["paper_params"]:
             params += " ✓"
-        elif r["paper_params"] == r["paper_params"] and r["params"] == r["params"]:
+        elif not pd.isna(r["paper_params"]) and not pd.isna(r["params"]):
             params += f" (paper {int(r['paper_params']):,})"
         cells = [_net_cell(r),
                  fmt_stat(r["test_err_mean"], r["test_err_std"], r["n"]),
                  fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]), params, paper]
-        cells += [_peer_cell(peers, c[len(PEER_PREFIX):], r["net"]) for c in peer_columns]
+        cells += [_peer_cell(by_source, c[len(PEER_PREFIX):], r["net"]) for c in peer_columns]
         rows.append(cells)
     paper_rows = peers[peers["kind"] == "paper_table"]
     notes = [f"[1] He, Zhang, Ren, Sun, \"Deep Residual Learning for Image Recognition\", CVPR 2016, "
@@ -168,9 +172,10 @@ def _paper_family_blocks(ours: pd.DataFrame, peers: pd.DataFrame) -> list:
              "paper's net (exact count of the option-A architecture; plain nets have the same).",
              "[2] The paper gives plain nets only as training curves (Figure 6), no numbers. "
              "≈ values are approximate read-offs of that figure by reproductions, not paper numbers."]
+    first = peers.drop_duplicates("source").set_index("source")  # a source's recipe and address
     for i, column in enumerate(peer_columns):
         source = column[len(PEER_PREFIX):]
-        info = peers[peers["source"] == source].iloc[0]
+        info = first.loc[source]
         notes.append(f"[{i + 3}] {source}: {info['recipe']} ({info['url_or_repo']}).")
     notes.append("Our errors are the last epoch's; reproductions that picked the best epoch on "
                  "the test set report optimistic numbers.")
@@ -183,21 +188,21 @@ def short_source(source: str) -> str:
     return owner + (" " + source[source.index("("):] if "(" in source else "")
 
 
-def _peer_cell(peers: pd.DataFrame, source: str, net: str) -> str:
-    hit = peers[(peers["source"] == source) & (peers["net"] == net)]
-    if hit.empty or hit["test_err"].isna().all():
+def _peer_cell(by_source: pd.DataFrame, source: str, net: str) -> str:
+    """`by_source`: peers indexed by (source, net)."""
+    if (source, net) not in by_source.index or pd.isna(by_source.at[(source, net), "test_err"]):
         return "–"
-    row = hit.iloc[0]
+    row = by_source.loc[(source, net)]
     text = f"{row['test_err']:.2f}"
-    if row["test_err_std"] == row["test_err_std"]:
+    if not pd.isna(row["test_err_std"]):
         text += f" ± {row['test_err_std']:.2f}"
-    if row["train_err"] == row["train_err"]:
+    if not pd.isna(row["train_err"]):
         text += f" (train {row['train_err']:.2f})"
     return text
 
 
 def _fmt_params(value) -> str:
-    return f"{int(value):,}" if value == value else "?"
+    return "?" if pd.isna(value) else f"{int(value):,}"
 
 
 def _net_cell(row) -> str:

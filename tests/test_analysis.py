@@ -9,69 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import figures, report
-from analysis.load import final_rows, load_runs, net_label, scan_runs
-from analysis.tables import table6
-
-EPOCHS, ITERS_PER_EPOCH = 6, 391
-PARAMS = {20: 269722, 32: 464154, 44: 658586, 56: 853018}
-COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err",
-           "val_loss", "val_err", "epoch_time_s", "arch", "depth", "residual", "shortcut", "seed",
-           "protocol"]
-# (depth, residual) -> final (train_err, test_err) per seed: plain nets degrade, ResNets improve.
-FINALS = {
-    (20, False): [(0.9, 9.5), (1.1, 9.8), (1.0, 9.6)],
-    (32, False): [(1.6, 10.4), (1.8, 10.1)],
-    (44, False): [(2.4, 11.9), (2.2, 12.2)],
-    (56, False): [(3.1, 13.0), (3.5, 13.4), (2.9, 12.9)],
-    (20, True): [(0.8, 8.6), (0.9, 8.9)],
-    (32, True): [(0.6, 7.7)],
-    (44, True): [(0.45, 7.3), (0.5, 7.2)],
-    (56, True): [(0.3, 7.0), (0.35, 7.2)],
-}
-
-
-def curve(final: float, start: float = 60.0) -> list[float]:
-    # ends exactly at `final` in the last epoch, so the tests know every final value
-    return [final + (start - final) * ((EPOCHS - e) / (EPOCHS - 1)) ** 2 for e in range(1, EPOCHS + 1)]
-
-
-def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tuple[float, float],
-              arch: str = "resnet_cifar", status: str = "completed", epochs: int = EPOCHS,
-              name: str | None = None, params: int | None = None) -> Path:
-    name = name or f"{arch}-depth={depth}-residual={str(residual).lower()}-seed={seed}"
-    run_dir = runs_dir / name
-    run_dir.mkdir(parents=True)
-    train, test = curve(final[0]), curve(final[1])
-    rows = [{"epoch": e, "iteration": e * ITERS_PER_EPOCH, "lr": 0.1, "train_loss": 1.0,
-             "train_err": train[e - 1], "test_loss": 1.0, "test_err": test[e - 1],
-             "val_loss": None, "val_err": None, "epoch_time_s": 10.0, "arch": arch,
-             "depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
-             "protocol": "quick"} for e in range(1, epochs + 1)]
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(run_dir / "metrics.csv", index=False)
-    # the shape experiments/run.py writes (only the keys analysis/ reads, plus a few)
-    info = {"status": status, "num_params": params or PARAMS.get(depth, 1000 * depth),
-            "config": {"depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
-                       "arch": {"name": arch},
-                       "protocol": {"name": "quick", "iterations": EPOCHS * ITERS_PER_EPOCH},
-                       "data": {"source": "imagefolder", "root": "../shared/datasets",
-                                "train_size": None, "test_size": None}},
-            "data_sizes": {"train": 50000, "val": 0, "test": 10000},
-            "data_description": "image-folder copy at ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz",
-            "device_name": "Test GPU", "versions": {"python": "3.11", "torch": "2.4", "torchvision": "0.19"},
-            "git_commit": "abc1234", "started_at": "2024-01-01T00:00:00", "ended_at": None,
-            "run_dir": str(run_dir)}
-    (run_dir / "run.json").write_text(json.dumps(info))
-    return run_dir
-
-
-def write_grid(runs_dir: Path, finals=FINALS, skip=()) -> Path:
-    for (depth, residual), values in finals.items():
-        if (depth, residual) in skip:
-            continue
-        for seed, final in enumerate(values):
-            write_run(runs_dir, depth, residual, seed, final)
-    return runs_dir
+from analysis import figures, report, text
+from analysis.families import Family, PAPER
+from analysis.load import final_rows, load_runs, scan_runs
+from analysis.tables import load_peers, table6
+from helpers.runs import EPOCHS, FINALS, ITERS_PER_EPOCH, PARAMS, curve, write_grid, write_run
+from runformat import IDENTITY_COLUMNS, METRICS
 
 
 @pytest.fixture
@@ -96,7 +39,7 @@ def lines_by_style(ax) -> dict[str, int]:
 def test_load_runs_is_tidy(frame):
     runs = sum(len(v) for v in FINALS.values())
     assert frame["run"].nunique() == runs and len(frame) == runs * EPOCHS
-    for column in ["run", "status", "num_params", "finished", "net", "family", *COLUMNS]:
+    for column in ["run", "status", "num_params", "finished", "net", "family", *METRICS.columns]:
         assert column in frame
     assert set(frame["net"]) == {f"plain-{d}" for d in PARAMS} | {f"ResNet-{d}" for d in PARAMS}
     assert frame["finished"].all() and (frame["family"] == "resnet_cifar").all()
@@ -104,12 +47,51 @@ def test_load_runs_is_tidy(frame):
     assert len(last) == runs and (last["epoch"] == EPOCHS).all()
 
 
-def test_net_labels():
-    assert net_label("resnet_cifar", 20, False) == "plain-20"
-    assert net_label("resnet_cifar", 56, True, "A") == "ResNet-56"
-    assert net_label("resnet_cifar", 56, True, "B") == "ResNet-56 (B)"
-    assert net_label("minimodel", 3, False) == "MiniModel-plain-3"
-    assert net_label("minimodel", 3, True) == "MiniModel-res-3"
+def test_net_names_come_from_the_family_run_json_declares(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, 56, True, 0, (0.3, 7.0))
+    run = write_run(runs, 56, True, 1, (0.3, 7.0), name="option-b")
+    (run / "metrics.csv").write_text((run / "metrics.csv").read_text().replace(",A,", ",B,"))
+    write_run(runs, 3, False, 0, (5.0, 20.0), arch="minimodel")
+    # a family the analysis has never heard of names itself; one without a `family` object is its arch
+    write_run(runs, 10, True, 0, (5.0, 20.0), arch="wrn")
+    write_run(runs, 16, False, 0, (5.0, 20.0), arch="vgg",
+              family={"name": "vgg", "label": "VGG", "title": "VGG-style nets"})
+    result = scan_runs(runs)
+    assert set(result.frame["net"]) == {"ResNet-56", "ResNet-56 (B)", "MiniModel-plain-3", "wrn-res-10",
+                                        "VGG-plain-16"}
+    assert result.families["vgg"] == Family("vgg", "VGG", "VGG-style nets")
+    assert result.families["wrn"] == Family("wrn", "wrn", "wrn")
+    # the paper's family keeps the paper's names and title whatever run.json says
+    assert result.families["resnet_cifar"] == PAPER and PAPER.title == "CIFAR plain/ResNet (paper §4.2)"
+    assert PAPER.net(20, False) == "plain-20" and PAPER.plural(True) == "ResNets"
+
+
+def test_one_run_json_without_family_does_not_split_a_net(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, 3, False, 0, (5.0, 20.0), arch="minimodel", family=False)  # an older harness
+    write_run(runs, 3, False, 1, (6.0, 21.0), arch="minimodel")
+    table = table6(load_runs(runs)).set_index("net")
+    assert list(table.index) == ["MiniModel-plain-3"] and table.loc["MiniModel-plain-3", "n"] == 2
+
+
+def test_minimal_schema_is_read_as_the_paper_family(tmp_path):
+    """runformat's minimal schema: six metrics columns, and a run.json that names no arch."""
+    runs = tmp_path / "runs"
+    for depth, residual, final in [(20, False, 9.5), (56, False, 13.0), (56, True, 7.0)]:
+        run = runs / f"mine-{depth}-{residual}"
+        run.mkdir(parents=True)
+        pd.DataFrame({"epoch": [1, 2], "iteration": [500, 1000], "train_err": [50.0, final / 10],
+                      "test_err": [60.0, final], "depth": depth, "residual": residual}
+                     ).to_csv(run / "metrics.csv", index=False)
+        (run / "run.json").write_text(json.dumps({"status": "completed",
+                                                  "config": {"protocol": {"iterations": 1000}}}))
+    result = scan_runs(runs)
+    assert result.problems == [] and set(result.frame["family"]) == {"resnet_cifar"}
+    table = table6(result.frame).set_index("net")
+    assert sorted(table.index) == ["ResNet-56", "plain-20", "plain-56"]
+    assert table["n"].eq(1).all() and not table["from_unfinished"].any()
+    assert table.loc["ResNet-56", "test_err_mean"] == 7.0 and table.loc["ResNet-56", "paper_test_err"] == 6.97
 
 
 # ---- Table 6 ------------------------------------------------------------------------------------
@@ -117,7 +99,7 @@ def test_net_labels():
 def test_table6_mean_std_n_match_the_inputs(frame):
     table = table6(frame).set_index("net")
     for (depth, residual), values in FINALS.items():
-        row = table.loc[net_label("resnet_cifar", depth, residual)]
+        row = table.loc[PAPER.net(depth, residual)]
         trains, tests = [v[0] for v in values], [v[1] for v in values]
         assert row["n"] == len(values)
         assert row["test_err_mean"] == pytest.approx(statistics.mean(tests))
@@ -147,6 +129,27 @@ def test_table6_leaves_out_unfinished_runs_unless_no_other(tmp_path):
     assert table.loc["plain-56", "test_err_mean"] == pytest.approx(curve(30.0)[1])
 
 
+def test_a_completed_run_whose_rows_stop_short_is_unfinished(tmp_path):
+    """run.json says completed, but metrics.csv ends before the protocol's last iteration (here: cut
+    back to 3 of 6 epochs): its higher early error must not enter the mean of the intact run."""
+    runs = tmp_path / "runs"
+    write_run(runs, 20, False, 0, (1.0, 9.0), name="intact")
+    write_run(runs, 20, False, 1, (1.0, 9.0), epochs=3, iterations=EPOCHS * ITERS_PER_EPOCH, name="cut")
+    result = scan_runs(runs)
+    assert dict(zip(result.runs["run"], result.runs["finished"])) == {"cut": False, "intact": True}
+    assert dict(zip(result.runs["run"], result.runs["stopped_short"])) == {"cut": True, "intact": False}
+    row = table6(result.frame).set_index("net").loc["plain-20"]
+    assert row["n"] == 1 and row["n_unfinished"] == 1 and row["test_err_mean"] == pytest.approx(9.0)
+    assert np.isnan(row["test_err_std"])
+
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert (f"`cut` (run.json says completed but metrics.csv stops at iteration {3 * ITERS_PER_EPOCH} of "
+            f"{EPOCHS * ITERS_PER_EPOCH}: counted as unfinished)") in md
+    assert "| plain-20 (+1 unfinished run(s) left out) | 9.00 (n=1) |" in (out / "table6.md").read_text()
+
+
 # ---- figures ------------------------------------------------------------------------------------
 
 def test_fig6_lines_styles_labels_and_ylim(frame):
@@ -171,7 +174,7 @@ def test_fig6_lines_styles_labels_and_ylim(frame):
                                   for l in right.get_legend().legend_handles}["ResNet-56"]
     # x in units of 1e4 iterations
     assert left.get_lines()[0].get_xdata()[-1] == pytest.approx(EPOCHS * ITERS_PER_EPOCH / 1e4)
-    assert "dashed" in fig._suptitle.get_text()
+    assert "dashed" in fig.get_suptitle()
 
 
 def test_fig6_widens_ylim_when_errors_stay_high(tmp_path):
@@ -181,7 +184,7 @@ def test_fig6_widens_ylim_when_errors_stay_high(tmp_path):
     fig = figures.fig6(load_runs(runs))
     top = fig.axes[0].get_ylim()[1]
     assert top > 48.0 and fig.axes[1].get_ylim()[1] == top
-    assert "widened" in fig._suptitle.get_text()
+    assert "widened" in fig.get_suptitle()
     assert lines_by_style(fig.axes[0]) == {"--": 1, "-": 1}
 
 
@@ -225,8 +228,89 @@ def test_degradation(frame):
 
 
 def test_save_writes_png_and_svg(frame, tmp_path):
+    # a bare Figure, no pyplot backend chosen: savefig picks the canvas each format needs
     paths = figures.save(figures.degradation(frame), tmp_path / "out", "deg")
-    assert [p.name for p in paths] == ["deg.png", "deg.svg"] and all(p.stat().st_size for p in paths)
+    assert [p.name for p in paths] == ["deg.png", "deg.svg"]
+    assert paths[0].read_bytes().startswith(b"\x89PNG") and "<svg" in paths[1].read_text()
+
+
+# ---- findings (text.py): the decisions, apart from their wording ---------------------------------
+
+def _net(name, train, test, train_std=float("nan"), test_std=float("nan")):
+    return pd.Series({"net": name, "train_err_mean": train, "test_err_mean": test,
+                      "train_err_std": train_std, "test_err_std": test_std})
+
+
+def test_comparison_sign_and_seed_spread():
+    deep, shallow = _net("plain-56", 3.0, 13.0, 0.5), _net("plain-20", 2.8, 9.0, 0.1)
+    c = text.comparison(deep, shallow, "train_err")
+    assert (c.net, c.other, c.sign, c.within_std) == ("plain-56", "plain-20", 1, True)
+    assert not text.comparison(deep, shallow, "test_err").within_std  # no std: cannot be within it
+    assert text.comparison(shallow, deep, "test_err").sign == -1
+    assert text.comparison(deep, deep, "test_err").sign == 0
+    assert text.say_comparison(c) == ("plain-56 ends with higher training error than plain-20: 3.00% vs "
+                                      "2.80% (a difference within the seed-to-seed std)")
+
+
+def test_verdict_kinds_follow_the_numbers(frame):
+    v = text.find_verdict(table6(frame))
+    assert v.kind is text.VerdictKind.reproduced
+    assert [(c.net, c.other, c.column, c.sign) for c in v.comparisons] == [
+        ("plain-56", "plain-20", "train_err", 1), ("plain-56", "plain-20", "test_err", 1),
+        ("ResNet-56", "ResNet-20", "test_err", -1), ("ResNet-56", "plain-56", "train_err", -1)]
+    assert v.caveats.last_iteration == EPOCHS * ITERS_PER_EPOCH  # far short of the paper's: provisional
+    assert v.caveats.paper_iterations == text.paper_iterations(load_peers())
+    cases = {  # (plain-20, plain-56) finals (train, test) -> verdict without ResNets
+        ((1.0, 9.0), (3.0, 13.0)): text.VerdictKind.reproduced_plain,
+        ((1.0, 9.0), (3.0, 8.0)): text.VerdictKind.train_only,
+        ((3.0, 9.0), (1.0, 13.0)): text.VerdictKind.not_reproduced,
+    }
+    for (p20, p56), kind in cases.items():
+        rows = frame[frame["net"].isin(["plain-20", "plain-56"]) & (frame["seed"] == 0)].copy()
+        last = rows.groupby("run")["iteration"].transform("max") == rows["iteration"]
+        for net, (train, test) in [("plain-20", p20), ("plain-56", p56)]:
+            rows.loc[last & (rows["net"] == net), ["train_err", "test_err"]] = [train, test]
+        assert text.find_verdict(table6(rows)).kind is kind
+    none = text.find_verdict(table6(frame[frame["net"].isin(["plain-20", "ResNet-56"])]))
+    assert none.kind is text.VerdictKind.cannot_judge and none.plain_nets == ("plain-20",)
+
+
+def test_trend_over_depth(frame):
+    assert text.trend(["a", "b", "c"], [1, 2, 3]).direction is text.Direction.rises
+    assert text.trend(["a", "b", "c"], [3, 2, 1]).direction is text.Direction.falls
+    assert text.trend(["a", "b", "c"], [1, 3, 2]).direction is text.Direction.mixed
+    assert text.trend(["a"], [1]).direction is None
+    fig6 = {s.series: s for s in text.find_fig6(table6(frame))}
+    assert fig6["plain nets"].test.direction is text.Direction.rises
+    assert fig6["ResNets"].test.nets == ("ResNet-20", "ResNet-32", "ResNet-44", "ResNet-56")
+
+
+def test_paper_numbers_in_sentences_come_from_peers_csv():
+    peers = load_peers()
+    ends = text.paper_ends(peers)
+    assert ends.resnet == (("ResNet-20", 8.75), ("ResNet-56", 6.97))
+    assert ends.plain_trend.direction is text.Direction.rises
+    assert ends.resnet_trend.direction is text.Direction.falls
+    said = text.say_paper_ends(ends)
+    assert "about 9-9.5% for plain-20 to 13-13.5% for plain-56" in said
+    assert "Table 6: 8.75% for ResNet-20 to 6.97% for ResNet-56" in said
+    # change peers.csv's numbers and the sentence follows them, direction included
+    moved = peers.copy()
+    moved.loc[(moved["kind"] == "paper_table") & (moved["net"] == "ResNet-56"), "test_err"] = 9.5
+    said = text.say_paper_ends(text.paper_ends(moved))
+    assert "ResNets worse (Table 6: 8.75% for ResNet-20 to 9.50% for ResNet-56)" in said
+
+
+def test_family_verdict_uses_the_title_run_json_gives(tmp_path):
+    runs = tmp_path / "runs"
+    for depth, final in [(3, (5.0, 20.0)), (6, (9.0, 24.0))]:
+        write_run(runs, depth, False, 0, final, arch="minimodel")
+    v = text.find_family_verdict(table6(load_runs(runs)), "minimodel")
+    assert v.degrades and v.plain.net == "MiniModel-plain-6" and v.residual is None
+    assert v.family.title == "MiniModel (Keras-tutorial family, not the paper's nets)"
+    assert text.find_family_verdict(table6(load_runs(runs)), "other").degrades is None
+
+
 
 
 # ---- report -------------------------------------------------------------------------------------
@@ -313,12 +397,21 @@ def test_report_without_runs_fails_clearly(tmp_path, capsys, make):
     runs = tmp_path / "runs"
     if make != "missing":
         runs.mkdir()
-    if make == "unreadable":
-        (runs / "r").mkdir()
-        (runs / "r" / "run.json").write_text("{")
-    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) != 0
+    if make == "unreadable":  # run directories there, none readable: say why, not "run a sweep"
+        (runs / "a").mkdir()
+        (runs / "a" / "run.json").write_text("{")
+        (runs / "b").mkdir()
+        (runs / "b" / "metrics.csv").write_text("epoch,iteration\n1,50\n")
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"no runs found under {runs}" in err[0] and "make sweep" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ")
+    if make == "unreadable":
+        assert (f"none of the 2 run directories under {runs} is readable: "
+                "a: run.json unreadable (JSONDecodeError), metrics.csv missing; "
+                "b: run.json missing, metrics.csv has no complete epoch rows") in err[0]
+        assert "make sweep" not in err[0]
+    else:
+        assert f"no runs found under {runs}" in err[0] and "make sweep" in err[0]
 
 
 def test_report_help():
@@ -387,10 +480,11 @@ def test_option_b_resnets_stay_out_of_the_paper_columns_and_figures(frame, grid)
 def test_model_columns_missing_from_metrics_come_from_the_config(tmp_path):
     runs = tmp_path / "results" / "quick" / "runs"
     run = write_run(runs, 56, False, 3, (3.0, 13.0))
-    metrics = pd.read_csv(run / "metrics.csv").drop(columns=["arch", "depth", "residual", "seed"])
+    metrics = pd.read_csv(run / "metrics.csv").drop(columns=list(IDENTITY_COLUMNS))
     metrics.to_csv(run / "metrics.csv", index=False)
     (runs / "never-started").mkdir()
     with pytest.warns(UserWarning, match="wrote nothing"):
         result = scan_runs(tmp_path / "results" / "quick")  # the parent of runs/ works too
     assert set(result.frame["net"]) == {"plain-56"} and (result.frame["seed"] == 3).all()
+    assert (result.frame["protocol"] == "quick").all() and (result.frame["shortcut"] == "A").all()
     assert list(result.runs["run"]) == ["never-started", run.name]

@@ -3,41 +3,12 @@ the vanishing-gradient sentence, and runs whose probe files are missing or cut s
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis import probes_figures as pf
 from analysis import report, text
-from test_analysis import write_run  # the metrics.csv + run.json writer of the analysis tests
-
-EPOCHS = 3
-
-
-def layer_names(depth: int) -> list[tuple[str, int]]:
-    n = (depth - 2) // 6  # 6n+2 layers: conv1, then 2n 3x3 layers in each of 3 stages
-    return [("conv1", 0)] + [(f"stage{s}.{b}.conv{c}", s)
-                             for s in (1, 2, 3) for b in range(n) for c in (1, 2)]
-
-
-def write_probes(run_dir, depth, residual, seed=0, std=None, weight=None, inputs=True, epochs=EPOCHS):
-    """std(epoch, layer) and weight(epoch, layer) give the values; 1-based layers as the trainer writes."""
-    std = std or (lambda e, l: 1.0)
-    weight = weight or (lambda e, l: 1.0)
-    ident = {"arch": "resnet_cifar", "depth": depth, "residual": residual, "shortcut": "A",
-             "seed": seed, "protocol": "quick"}
-    names = layer_names(depth)
-    stats, grads = [], []
-    for e in range(1, epochs + 1):
-        for i, (name, stage) in enumerate(names, 1):
-            stats.append({"epoch": e, "layer": i, "name": name, "stage": stage, "std": std(e, i), **ident})
-            grads.append({"epoch": e, "layer": i, "name": name, "stage": stage, "kind": "weight",
-                          "norm": weight(e, i), "samples": 4, **ident})
-        if inputs:
-            for b in range(1, (depth - 2) // 2 + 1):
-                grads.append({"epoch": e, "layer": b, "name": f"block{b}", "stage": 1, "kind": "input",
-                              "norm": 0.1, "samples": 4, **ident})
-    pd.DataFrame(stats).to_csv(run_dir / pf.LAYER_STATS, index=False)
-    pd.DataFrame(grads).to_csv(run_dir / pf.GRAD_NORMS, index=False)
+from helpers.runs import PROBE_EPOCHS as EPOCHS, write_probes, write_run
+from runformat import LAYER_STATS
 
 
 # std at the last epoch: plain nets about 1.5, ResNets smaller and smaller with depth (as in the paper);
@@ -96,7 +67,7 @@ def test_fig7_lines_sorted_panel_and_final_epoch(runs):
     # final epoch only, mean over the two ResNet-56 seeds
     assert lines["ResNet-56"].get_ydata()[0] == pytest.approx(0.6 + 0.1 + 0.01)
     assert max(lines["plain-20"].get_ydata()) < 2.0
-    assert "Figure 7" in fig._suptitle.get_text()
+    assert "Figure 7" in fig.get_suptitle()
 
 
 def test_gradients_figure_panels_log_scale(runs):
@@ -118,7 +89,7 @@ def test_gradients_figure_without_input_rows(tmp_path):
     assert len(fig.axes) == 2 and all(len(ax.get_lines()) == 2 for ax in fig.axes)
 
 
-def _grad_case(tmp_path, first_scale):
+def _grad_finding(tmp_path, first_scale):
     """plain-56 whose first 5 layers get `first_scale` times the gradient of the others; ResNet-56 even."""
     runs = tmp_path / f"runs{first_scale}"
     write_probes(write_run(runs, 56, False, 0, (3.0, 13.0), epochs=EPOCHS), 56, False,
@@ -126,7 +97,40 @@ def _grad_case(tmp_path, first_scale):
     write_probes(write_run(runs, 56, True, 0, (0.5, 7.0), epochs=EPOCHS), 56, True,
                  weight=lambda e, l: 0.8 if l <= 5 else 1.0)
     grads = pf.load_grad_norms(runs)
-    return text.gradients_paragraph(pf.gradient_ratios(grads), pf.gradient_ratios(grads, "input"))
+    return text.find_gradients(pf.gradient_ratios(grads), pf.gradient_ratios(grads, "input"))
+
+
+def _grad_case(tmp_path, first_scale):
+    return text.say_gradients(_grad_finding(tmp_path, first_scale))
+
+
+def test_gradient_findings(tmp_path):
+    vanishing = _grad_finding(tmp_path, 1e-3)
+    assert vanishing.judged.net == "plain-56" and vanishing.twin.net == "ResNet-56"
+    assert vanishing.vanishing == (1, EPOCHS) and vanishing.all_vanishing and vanishing.opposite is None
+    assert vanishing.judged.late.ratio == pytest.approx(1e-3) and vanishing.judged.edge == 5
+    assert vanishing.inputs.late.ratio == pytest.approx(1.0)  # block inputs all 0.1
+    assert not vanishing.paper_case_missing and vanishing.others == ()
+    opposite = _grad_finding(tmp_path, 1e3)
+    assert opposite.vanishing == () and opposite.opposite == text.RatioAt(1, pytest.approx(1e3))
+    assert "the opposite of vanishing" in text.say_gradients(opposite)
+    healthy = _grad_finding(tmp_path, 0.8)
+    assert healthy.vanishing == () and healthy.opposite is None
+
+
+def test_response_findings(runs):
+    found = text.find_responses(pf.final_profile(pf.load_layer_stats(runs)))
+    assert found.agreement is text.Agreement.agrees and found.epochs == (EPOCHS, EPOCHS)
+    pairs = {p.depth: p for p in found.pairs}
+    assert set(pairs) == {20, 56} and all(p.smaller for p in pairs.values())
+    assert (pairs[56].smaller_layers, pairs[56].layers) == (55, 55)
+    assert found.residual_trend.nets == ("ResNet-20", "ResNet-32", "ResNet-56")
+    # ResNet-32 (1.2) breaks the fall, but the deepest still responds less than the shallowest
+    assert found.residual_trend.direction is text.Direction.mixed and found.deepest_smaller
+    # ResNets all larger than their plain twins: the opposite finding
+    opposite = pf.final_profile(pf.load_layer_stats(runs)).assign(
+        value=lambda f: np.where(f["residual"], 5.0, 1.0))
+    assert text.find_responses(opposite).agreement is text.Agreement.disagrees
 
 
 def test_vanishing_verdict_from_the_data(tmp_path):
@@ -186,10 +190,10 @@ def test_missing_and_truncated_probe_files_are_reported(tmp_path):
 
     cut = write_run(runs, 20, True, 0, (1.0, 9.0), epochs=EPOCHS, name="cut")
     write_probes(cut, 20, True)
-    content = (cut / pf.LAYER_STATS).read_text()
-    (cut / pf.LAYER_STATS).write_text(content[:-30])  # killed mid-line in the last epoch
+    content = (cut / LAYER_STATS.file).read_text()
+    (cut / LAYER_STATS.file).write_text(content[:-30])  # killed mid-line in the last epoch
     with pytest.warns(UserWarning) as record:
-        probes = pf.scan_probes(runs, pf.LAYER_STATS)
+        probes = pf.scan_probes(runs, LAYER_STATS)
     warned = " ".join(str(w.message) for w in record)
     assert "cut: layer_stats.csv truncated" in warned and "missing in 1 run(s): no-probes" in warned
     assert probes.missing == ["no-probes"]

@@ -1,0 +1,75 @@
+"""What a family of nets is called: its label in net and series names, its title in headings.
+
+Both come from run.json's `family` object (`runformat.FamilyInfo`), written by whoever trained the run,
+so a new family needs no change here. A run without it is labelled and titled by its arch name. The
+paper's own family keeps the paper's names (`plain-20`, `ResNet-56`, "ResNets") whatever run.json says.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from runformat import PAPER_FAMILY
+
+PAPER_TITLE = "CIFAR plain/ResNet (paper §4.2)"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str   # the `arch` column
+    label: str  # starts its nets' names: `WRN` -> `WRN-plain-16`
+    title: str  # in headings, verdicts and the table's "why not compared" column
+
+    @property
+    def paper(self) -> bool:
+        return self.name == PAPER_FAMILY
+
+    def series(self, residual: bool) -> str:
+        """`plain` / `ResNet` for the paper's nets, `WRN-plain` / `WRN-res` for others."""
+        if self.paper:
+            return "ResNet" if residual else "plain"
+        return f"{self.label}-{'res' if residual else 'plain'}"
+
+    def plural(self, residual: bool) -> str:
+        return "ResNets" if self.paper and residual else f"{self.series(residual)} nets"
+
+    def net(self, depth, residual: bool, shortcut=None) -> str:
+        """`plain-20`, `ResNet-56`, `ResNet-56 (B)`, `WRN-plain-16`."""
+        suffix = " (B)" if residual and shortcut == "B" else ""  # the paper's CIFAR nets use option A
+        return f"{self.series(residual)}-{int(depth)}{suffix}"
+
+
+PAPER = Family(PAPER_FAMILY, "ResNet", PAPER_TITLE)
+
+
+def declared(name: str, info=None) -> Family:
+    """The family `name` as run.json's `family` object describes it; its name where it says nothing."""
+    if name == PAPER_FAMILY:
+        return PAPER
+    info = info if isinstance(info, dict) else {}
+    label = info.get("label") if isinstance(info.get("label"), str) and info.get("label") else name
+    title = info.get("title") if isinstance(info.get("title"), str) and info.get("title") else label
+    return Family(name, label, title)
+
+
+def resolve(runs) -> dict:
+    """[(arch name, run.json's family object or None)] in run order -> {name: Family}. The first run that
+    describes a family names it for all its runs, so one older run.json cannot split a net in two."""
+    runs = list(runs)
+    described = {}
+    for name, info in runs:
+        if isinstance(info, dict) and name not in described:
+            described[name] = declared(name, info)
+    return {name: described.get(name) or declared(name) for name, _ in runs}
+
+
+def in_frame(frame: pd.DataFrame, name: str) -> Family:
+    """The family `name` as the frame's (or a per-net table's) `family_label`/`family_title` columns say."""
+    if name == PAPER_FAMILY:
+        return PAPER
+    if {"family", "family_label", "family_title"} <= set(frame.columns):
+        rows = frame[frame["family"] == name]
+        if len(rows):
+            return Family(name, str(rows["family_label"].iloc[0]), str(rows["family_title"].iloc[0]))
+    return declared(name)
