@@ -9,7 +9,7 @@ SEEDS ?= 0
 OVERRIDES ?=
 RESULTS ?= results
 
-.PHONY: help install test test-all sweep plots bench gpu-bundle
+.PHONY: help install test test-all lint sweep plots bench gpu-bundle
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ $(VENV)/.installed: pyproject.toml
 
 test: install  ## the test suite (CPU, a few minutes; slow and GPU tests excluded)
 	$(PY) -m pytest -q
+
+lint: install  ## ruff (config in pyproject.toml): what CI checks before the tests
+	$(VENV)/bin/ruff check .
 
 test-all: install  ## every test, the slow ones too (GPU tests skip without CUDA)
 	$(PY) -m pytest -q -m ''

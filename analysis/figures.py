@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
+
 # Figures are built as plain `Figure` objects, not through pyplot: no backend to choose (savefig
 # renders with the Agg/SVG canvas the file's format needs), no global figure registry to leak memory
 # when a report draws many, and nothing to close.
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-import pandas as pd
 
 from runformat import PAPER_FAMILY
 

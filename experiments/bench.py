@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from experiments.config import ProtocolConfig
-from experiments.config import compose
+from experiments.config import ProtocolConfig, compose
 from experiments.data import Split
 from experiments.device import resolve_device
 from experiments.loader import TrainStream, pixel_mean
@@ -204,6 +203,7 @@ SLOW_PATH = ["speed.bf16=off", "speed.channels_last=off", "speed.cuda_graphs=off
 def compare(seeds: int, device, out: Path, overrides: list, extra=("protocol=quick", "depth=20", "residual=false")) -> int:
     """Same results: the fast path's final errors against fp32 eager's, each over `seeds` seeds."""
     import statistics
+
     from experiments.run import run_overrides
     finals = {}
     for name, speed in (("fast", []), ("fp32_eager", SLOW_PATH)):
@@ -241,8 +241,9 @@ def bench_data(overrides: list) -> Split:
         g = torch.Generator().manual_seed(0)
         return Split(torch.randint(0, 256, (5120, 3, 32, 32), dtype=torch.uint8, generator=g),
                      torch.randint(0, 10, (5120,), generator=g))
-    from experiments.data import load
     from omegaconf import OmegaConf
+
+    from experiments.data import load
     return load(OmegaConf.to_object(compose(overrides)).data).train
 
 

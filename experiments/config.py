@@ -180,6 +180,7 @@ def checked_ranges(cfg: Config) -> Optional[str]:
 def register() -> None:
     """Put the schema, and each family's ArchConfig, where conf/ refers to them (Hydra's ConfigStore)."""
     from hydra.core.config_store import ConfigStore
+
     from experiments import families
 
     cs = ConfigStore.instance()
@@ -192,7 +193,8 @@ def register() -> None:
 
 def compose(overrides: list, conf_dir: Path = CONF_DIR):
     """The config (a DictConfig) that `python -m experiments.run OVERRIDES` would run, without running it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     register()
     with initialize_config_dir(str(conf_dir), version_base="1.3"):

@@ -10,7 +10,6 @@ align_corners=False puts the rotation centre at ((H-1)/2, (W-1)/2), Keras' centr
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 

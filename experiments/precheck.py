@@ -39,8 +39,8 @@ def cells(args: list) -> list:
 
 def one_line(e: Exception, overrides: list) -> str:
     """Hydra/OmegaConf's multi-line composition errors, said in one line with the key and a way out."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
     from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
     cause = e.__cause__ or e
     if isinstance(e, MissingConfigException):
@@ -62,6 +62,7 @@ def one_line(e: Exception, overrides: list) -> str:
 
 def known_keys() -> list:
     from dataclasses import fields, is_dataclass
+
     from experiments import families
     from experiments.config import Config
 
@@ -86,6 +87,7 @@ def sweep_defaults(args: list, conf_dir: Path = CONF_DIR) -> list:
 def too_long_for_cpu(configs: list) -> Optional[str]:
     """A sweep that would keep a CPU busy for more than two hours must be asked for explicitly."""
     import torch
+
     from experiments import families
     from experiments.progress import fmt_duration
     from experiments.sweep import CPU_LIMIT_S, cpu_estimate_s
@@ -120,34 +122,33 @@ def check(args: list, conf_dir: Path = CONF_DIR) -> Optional[str]:
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
            a.startswith(("--cfg", "--info")) for a in args):
         return None
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
+
     from experiments import cell, families
-    from experiments.config import register
+    from experiments.config import compose
     from experiments.errors import UserError
 
-    register()
     multirun = any(a in ("-m", "--multirun") for a in args)
     try:
         all_cells = cells(args + (sweep_defaults(args, conf_dir) if multirun else []))
     except Exception as e:  # an override Hydra cannot parse at all
         return " ".join(str(e).split())
     composed = []
-    with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        for overrides in all_cells:
-            try:
-                cfg = OmegaConf.to_object(compose("config", overrides=overrides))
-            except Exception as e:
-                return one_line(e, overrides)
-            try:
-                cell.check(cfg)
-            except UserError as e:
-                return str(e)
-            composed.append(cfg)
+    for overrides in all_cells:
+        try:
+            cfg = OmegaConf.to_object(compose(overrides, conf_dir))
+        except Exception as e:
+            return one_line(e, overrides)
+        try:
+            cell.check(cfg)
+        except UserError as e:
+            return str(e)
+        composed.append(cfg)
     unsized = sorted({c.arch.name for c in composed if not families.get(c.arch.name).sized_by_depth})
     if multirun and unsized and len({c.depth for c in composed}) > 1:
-        return (f"depth does not apply to arch={unsized[0]}, whose size is set by its own keys (conf/arch/{unsized[0]}.yaml): "
-                f"give one depth (e.g. depth=20) so the default depth grid does not repeat each cell")
+        return (f"depth does not apply to arch={unsized[0]}, whose size is set by its own keys "
+                f"(conf/arch/{unsized[0]}.yaml): give one depth (e.g. depth=20) so the default depth grid does not "
+                f"repeat each cell")
     problem = too_long_for_cpu(composed) if multirun else None
     # the data last: a command that is wrong in itself should say so before asking for data
     return problem or next(filter(None, (missing_data(c.data) for c in composed)), None)

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from analysis import figures, report, text
-from analysis.families import Family, PAPER
+from analysis.families import PAPER, Family
 from analysis.load import final_rows, load_runs, scan_runs
 from analysis.tables import load_peers, table6
-from helpers.runs import EPOCHS, FINALS, ITERS_PER_EPOCH, PARAMS, curve, write_grid, write_run
 from runformat import IDENTITY_COLUMNS, METRICS
+from tests.helpers.runs import EPOCHS, FINALS, ITERS_PER_EPOCH, PARAMS, curve, write_grid, write_run
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_load_runs_is_tidy(frame):
     assert frame["run"].nunique() == runs and len(frame) == runs * EPOCHS
     for column in ["run", "status", "num_params", "finished", "net", "family", *METRICS.columns]:
         assert column in frame
-    assert set(frame["net"]) == {f"plain-{d}" for d in PARAMS} | {f"ResNet-{d}" for d in PARAMS}
+    assert set(frame["net"]) == {f"{'ResNet' if r else 'plain'}-{d}" for d, r in FINALS}
     assert frame["finished"].all() and (frame["family"] == "resnet_cifar").all()
     last = final_rows(frame)
     assert len(last) == runs and (last["epoch"] == EPOCHS).all()

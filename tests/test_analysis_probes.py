@@ -7,9 +7,9 @@ import pytest
 
 from analysis import probes_figures as pf
 from analysis import report, text
-from helpers.runs import PROBE_EPOCHS as EPOCHS, write_probes, write_run
 from runformat import LAYER_STATS
-
+from tests.helpers.runs import PROBE_EPOCHS as EPOCHS
+from tests.helpers.runs import write_probes, write_run
 
 # std at the last epoch: plain nets about 1.5, ResNets smaller and smaller with depth (as in the paper);
 # earlier epochs are 10x larger, so a figure that used them would show it

@@ -36,7 +36,7 @@ def test_column_lists_are_found():
 
 @pytest.mark.parametrize("folder", [
     "analysis",
-    pytest.param("experiments", marks=pytest.mark.xfail(reason="experiments side pending", strict=False)),
+    "experiments",
     "hydra_plugins",
     "tests",
 ])

@@ -76,5 +76,5 @@ def test_paper_depth_table_matches_the_rule():
 def test_build_reports_the_weighted_layer_depth_and_refuses_unknown_families():
     model, depth = families.build(ArchConfig("resnet_cifar"), 32, False)
     assert depth == 32 and num_params(model) == PARAMS[32]
-    with pytest.raises(ValueError, match="arch.name='vgg' is not a registered family: choose one of minimodel, resnet_cifar"):
+    with pytest.raises(ValueError, match="arch.name='vgg' is not a registered family: choose one of minimodel, resnet"):
         families.build(ArchConfig("vgg"), 16, False)

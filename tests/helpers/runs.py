@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from runformat import GRAD_NORMS, LAYER_STATS, METRICS, RUN_JSON
+from tests.helpers.harness import PARAMS  # the option-A nets' exact counts
 
 EPOCHS, ITERS_PER_EPOCH = 6, 391
-PARAMS = {20: 269722, 32: 464154, 44: 658586, 56: 853018}  # the option-A nets' exact counts
 # (depth, residual) -> final (train_err, test_err) per seed: plain nets degrade, ResNets improve.
 FINALS = {
     (20, False): [(0.9, 9.5), (1.1, 9.8), (1.0, 9.6)],
