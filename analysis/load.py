@@ -45,6 +45,7 @@ class RunMeta:
     fallback: dict              # model columns for CSV rows that lack them
     columns: dict               # per-run columns for the frame (provenance, sizes, ...)
     problem: str = ""           # "run.json missing" / "run.json unreadable (JSONDecodeError)"
+    notes: list = field(default_factory=list)  # run.json's `notes`: what a reader must see beside the numbers
 
 
 def load_runs(runs_dir) -> pd.DataFrame:
@@ -111,7 +112,7 @@ def read_run(run_dir: Path):
     if rows is not None and rows.empty:
         problems.append("metrics.csv has no complete epoch rows")
     summary = {"run": run_dir.name, "status": meta.status, "finished": False, "stopped_short": False,
-               "family": meta.family,
+               "family": meta.family, "notes": meta.notes,
                "family_info": meta.family_info, "iterations": meta.iterations}
     if rows is None or rows.empty:
         # the reasons in short, for a report that found nothing readable at all
@@ -183,9 +184,11 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
         "started_at": info.get("started_at"),
         "ended_at": info.get("ended_at"),
     }
+    notes = info.get("notes")
     return RunMeta(status=str(info.get("status") or "unknown"), family=str(family),
                    family_info=family_info, iterations=None if pd.isna(iterations) else int(iterations),
-                   fallback=fallback, columns=columns, problem=problem)
+                   fallback=fallback, columns=columns, problem=problem,
+                   notes=[str(n) for n in notes] if isinstance(notes, list) else [])
 
 
 def _dict(parent: dict, key: str) -> dict:
@@ -283,5 +286,5 @@ def _empty_frame() -> pd.DataFrame:
 
 def _runs_table(summaries: list[dict]) -> pd.DataFrame:
     columns = ["run", "net", "family", "seed", "status", "finished", "stopped_short", "iterations",
-               "epochs", "iteration", "train_err", "test_err", "problem", "unreadable"]
+               "epochs", "iteration", "train_err", "test_err", "problem", "unreadable", "notes"]
     return pd.DataFrame(summaries, columns=columns)

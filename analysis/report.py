@@ -160,6 +160,9 @@ def _runs_blocks(runset: RunSet, table: pd.DataFrame, depths) -> list:
                    "completed run): " + (", ".join(
                        f"`{r['run']}` ({_why_unfinished(r)})" for _, r in unfinished.iterrows())
                        if len(unfinished) else "none") + "."))
+    notes = [f"`{r['run']}`: {n}" for _, r in runs.iterrows() for n in (r["notes"] if isinstance(r["notes"], list) else [])]
+    if notes:
+        blocks += [("p", "Notes the runs recorded (run.json):"), ("ul", notes)]
     blocks.append(("p", "Problems while reading (skipped or repaired):"))
     blocks.append(("ul", runset.problems or ["none"]))
     rows = [[f"`{r['run']}`", _text(r["net"]), _int_text(r["seed"]), r["status"],

@@ -140,9 +140,9 @@ def open_cell(job: Job, data: DataCache) -> Cell:
     except ValueError as e:
         raise UserError(str(e)) from e
     rd = RunDir(job.run_dir)
-    rd.lock()
     cell = Cell(job, rd, family, depth)
     try:
+        rd.lock()
         _open_locked(cell, device, data)
     except BaseException:
         rd.release(discard=True)  # removes only what this process made, in a directory it created
@@ -196,6 +196,10 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
                            f"with the run's own settings, or move the checkpoint aside to start over") from e
         cell.saved_at = trainer.iteration
         log.info("%s: resuming at iteration %d (epoch %d)", rd.path, trainer.iteration, len(trainer.history))
+        note = _probes_switched(bool(ckpt["trainer"].get("probes")), cfg.probes.enabled, trainer)
+        if note:
+            info.setdefault("notes", []).append(note)
+            log.warning("%s: %s", rd.path, note)
     cell.trainer, cell.ds = trainer, ds
     cell.extra = {"arch": cfg.arch.name, "depth": cell.depth, "residual": cfg.residual,
                   "shortcut": cfg.shortcut.value, "seed": cfg.seed, "protocol": p.name}
@@ -218,6 +222,19 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
     cell.info = info
     rd.write_info(info)  # last: a run that says `running` has passed every check
     cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress)
+
+
+def _probes_switched(had: bool, has: bool, trainer: Trainer) -> Optional[str]:
+    """A resume that switches the probes off (or on) changes what the probe files cover: say so in run.json,
+    where the report reads it, rather than let the files silently stop (or start) mid-run."""
+    epoch = len(trainer.history)
+    if had and not has:
+        return (f"probes switched off on resuming at iteration {trainer.iteration}: layer_stats.csv and "
+                f"grad_norms.csv stop after epoch {epoch}")
+    if has and not had and trainer.iteration:
+        return (f"probes switched on on resuming at iteration {trainer.iteration}: layer_stats.csv and "
+                f"grad_norms.csv start at epoch {epoch + 1}")
+    return None
 
 
 def _status(value) -> Optional[Status]:

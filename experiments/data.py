@@ -140,12 +140,35 @@ def load_imagefolder(root: Path, data_dir: Path):
     train, test, classes = decode(files, root)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(cache.parent)
         tmp = cache.with_suffix(f".tmp{os.getpid()}")
         torch.save({"train_x": train.x, "train_y": train.y, "test_x": test.x, "test_y": test.y, "classes": classes}, tmp)
         os.replace(tmp, cache)  # atomic: a reader sees the whole cache or none
     except OSError as e:
         print(f"warning: could not write the decoded-image cache {cache} ({e}); decoding again next time")
     return train, test, classes, desc
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list:
+    """Half-written caches (`*.tmp<pid>`, up to ~185 MB each) whose writer is dead: a SIGKILL during the write
+    leaves them. The folder is shared by every run, so a live writer's file is left alone."""
+    removed = []
+    for p in folder.glob("*.tmp*"):
+        pid = p.suffix[len(".tmp"):]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
 
 
 def fingerprint(root: Path) -> str:
@@ -171,7 +194,18 @@ def split_path(parts) -> Optional[tuple]:
     return None
 
 
+def looks_like_archive(path: Path) -> bool:
+    """gzip, bzip2 or xz magic bytes, or a plain tar's `ustar` header: a file that is none of these was never an
+    archive (a damaged copy of one still starts like one)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    return head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or head[257:262] == b"ustar"
+
+
 def read_tar(path: Path):
+    if not looks_like_archive(path):
+        raise DataError(f"data.root={path} is a file but not a .tar.gz (or .tar) archive: point data.root at a folder "
+                        f"with train/<class>/ and test/<class>/ images, or at a .tar.gz of such a folder")
     try:
         with tarfile.open(path, "r:*") as tar:
             for m in tar:

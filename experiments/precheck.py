@@ -117,6 +117,40 @@ def missing_data(data) -> Optional[str]:
     return None if data.download or folder.is_dir() else cifar10_missing_message(Path(data.dir))
 
 
+def uncreatable(path: Path) -> Optional[str]:
+    """Why `path` cannot be made a directory (its parent is a file, a read-only or virtual file system), or None.
+    Tried for real, and what the try made is removed again: Hydra makes the directory before the run starts,
+    and would say so in a traceback."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is a file"
+    made = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.append(d)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    finally:
+        for d in reversed(made):
+            d.rmdir()
+    return None
+
+
+def run_dir_problem(args: list, multirun: bool) -> Optional[str]:
+    """A `hydra.run.dir` (or a sweep's `hydra.sweep.dir`) that cannot be created, said in one line."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in args if a.startswith(key + "=")]
+    if not given or "${" in given[-1]:
+        return None  # the default, under results/ beside the code
+    why = uncreatable(Path(given[-1]))
+    return f"cannot create the run directory {given[-1]} ({why}): choose another {key}" if why else None
+
+
 def check(args: list, conf_dir: Path = CONF_DIR) -> Optional[str]:
     """None if every cell composes and can run; else the one-line reason."""
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
@@ -150,5 +184,6 @@ def check(args: list, conf_dir: Path = CONF_DIR) -> Optional[str]:
                 f"(conf/arch/{unsized[0]}.yaml): give one depth (e.g. depth=20) so the default depth grid does not "
                 f"repeat each cell")
     problem = too_long_for_cpu(composed) if multirun else None
-    # the data last: a command that is wrong in itself should say so before asking for data
-    return problem or next(filter(None, (missing_data(c.data) for c in composed)), None)
+    # the data and the directory last: a command that is wrong in itself should say so first
+    return (problem or next(filter(None, (missing_data(c.data) for c in composed)), None)
+            or run_dir_problem(args, multirun))

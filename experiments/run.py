@@ -71,11 +71,15 @@ def run_overrides(overrides: list, run_dir: Path) -> Result:
 
 def cli() -> None:
     from experiments.precheck import check
-    problem = check(sys.argv[1:])
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        raise SystemExit(2)
-    main()
+    try:
+        problem = check(sys.argv[1:])
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+        main()
+    except KeyboardInterrupt:  # Ctrl-C before any run opened (imports, composition): nothing to clean up
+        print("interrupted before any run started: nothing was written", file=sys.stderr)
+        raise SystemExit(130) from None
     from experiments.sweep import SweepSummary
     if SweepSummary.failed():
         raise SystemExit(1)

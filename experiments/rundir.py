@@ -85,23 +85,15 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 class RunDir:
     def __init__(self, path):
         self.path = Path(path)
         self.run_json = self.path / RUN_JSON
         self.checkpoint = self.path / CHECKPOINT
         self._lock_file = None
-        self.created = False  # this process made the directory: it may remove it again if it stays empty
+        # The directory held nothing when this process locked it (made by it, or by Hydra just before): what is
+        # in it is all this process's, so it may remove it again if the run ends before training anything.
+        self.created = False
 
     # -- lock: flock is released by the kernel when the holder dies, so a killed run never blocks a rerun
     def lock(self) -> None:
@@ -135,6 +127,7 @@ class RunDir:
         f.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
         f.flush()
         self._lock_file = f
+        self.created = self.created or all(p.name == LOCK for p in self.path.iterdir())
 
     def unlock(self) -> None:
         if self._lock_file:

@@ -27,17 +27,22 @@ class StopFlag:
     def __init__(self):
         self.signum: Optional[int] = None
         self.training = False
+        self.hard = False
         self._previous = {}
 
     def __call__(self) -> bool:
         return self.signum is not None
 
     def _handle(self, signum, frame):
+        if self.hard:  # already stopping at once: a third Ctrl-C must not break the last bookkeeping
+            return
         first = self.signum is None
         self.signum = self.signum or signum
         if not self.training or not first:
+            self.hard = True
             raise KeyboardInterrupt
-        log.warning("%s received: stopping after this step and writing a checkpoint", signal.Signals(signum).name)
+        log.warning("%s received: stopping after this step and writing a checkpoint (again: stop at once)",
+                    signal.Signals(signum).name)
 
     def __enter__(self):
         for s in (signal.SIGINT, signal.SIGTERM):
@@ -93,10 +98,16 @@ def train_cells(cells: list, stop: StopFlag) -> None:
     groups: dict = {}
     for c in cells:
         groups.setdefault(c.stream_key(), []).append(c)
-    for group in groups.values():
-        if stop():
-            break
-        train_group(group, stop)
+    try:
+        for group in groups.values():
+            if stop():
+                break
+            train_group(group, stop)
+    except KeyboardInterrupt:  # a second signal: stop at once, mid-step; the last checkpoints stand
+        for c in cells:
+            if c.result is None:
+                close_cell(c, stop.signum or signal.SIGINT, saved=False)
+        return
     for c in cells:  # groups never started because of a signal
         if c.result is None:
             close_cell(c, stop.signum)
@@ -113,10 +124,8 @@ def train_group(group: list, stop: StopFlag) -> None:
             cell_of[trainer].on_epoch(row)
     try:
         fit([c.trainer for c in group], stream, ds.test, ds.val, on_epoch, stop)
-    except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoints stand
-        for c in group:
-            close_cell(c, stop.signum or signal.SIGINT, saved=False)
-        return
+    except KeyboardInterrupt:
+        raise  # a second signal: train_cells closes every cell
     except BaseException as e:
         for c in group:
             if c.result is None:

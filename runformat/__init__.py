@@ -124,3 +124,5 @@ class RunInfo(TypedDict, total=False):
     sessions: list             # one entry per process that trained it: started_at, from_iteration
     iterations_done: int
     epochs_done: int
+    notes: list                # sentences a reader must see beside the numbers, e.g. that the probe files
+                               # stop early because a resume switched the probes off

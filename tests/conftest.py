@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.harness import make_image_folder, tiny_overrides
+from tests.helpers.harness import LONG, cli, make_image_folder, numbers, tiny_overrides
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +18,12 @@ def image_folder(tmp_path_factory) -> Path:
 def tiny(image_folder, tmp_path) -> list:
     """Overrides that make any run a few seconds on CPU: the smoke protocol on the tiny folder."""
     return tiny_overrides(image_folder, tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def reference(image_folder, tmp_path_factory) -> list:
+    """An uninterrupted LONG run's metrics (timings left out): what every interrupted-and-resumed run must equal."""
+    out = tmp_path_factory.mktemp("ref")
+    r = cli(tiny_overrides(image_folder, out / "data") + LONG + [f"hydra.run.dir={out / 'run'}"], timeout=300)
+    assert r.returncode == 0, r.stderr
+    return numbers(out / "run")

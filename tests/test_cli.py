@@ -8,7 +8,7 @@ import pytest
 
 from experiments.rundir import RunDir
 from runformat import METRICS
-from tests.helpers.harness import PARAMS, cli, numbers, popen, run_inprocess, tiny_overrides
+from tests.helpers.harness import LONG, PARAMS, cli, numbers, popen, run_inprocess, wait_for_rows
 from tests.helpers.harness import metrics_rows as rows
 
 
@@ -96,26 +96,6 @@ def test_diverged_run_keeps_its_rows_and_says_so(tiny, tmp_path):
     info = json.loads((tmp_path / "run.json").read_text())
     assert status == "diverged" == info["status"] and "NaN" in info["message"]
     assert len(rows(tmp_path)) == info["epochs_done"] < 3
-
-
-LONG = ["depth=20", "protocol.iterations=120", "protocol.milestones=[60,90]"]
-
-
-@pytest.fixture(scope="module")
-def reference(image_folder, tmp_path_factory):
-    """An uninterrupted run to compare every interrupted-and-resumed one with."""
-    out = tmp_path_factory.mktemp("ref")
-    r = cli(tiny_overrides(image_folder, out / "data") + LONG + [f"hydra.run.dir={out / 'run'}"], timeout=300)
-    assert r.returncode == 0, r.stderr
-    return numbers(out / "run")
-
-
-def wait_for_rows(path, n, proc, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end and proc.poll() is None:
-        if (path / "metrics.csv").exists() and len((path / "metrics.csv").read_text().splitlines()) > n:
-            return
-        time.sleep(0.05)
 
 
 def test_sigterm_checkpoints_and_the_rerun_continues_with_identical_numbers(tiny, tmp_path, reference):

@@ -54,6 +54,21 @@ def run_inprocess(overrides: list, run_dir: Path):
     return run_overrides(overrides, run_dir).status
 
 
+# A run long enough (15 epochs of 8 steps at 16 images) for a signal to land mid-epoch, short enough for a test.
+LONG = ["depth=20", "protocol.iterations=120", "protocol.milestones=[60,90]"]
+
+
+def wait_for_rows(run_dir: Path, n: int, proc, timeout: float = 120) -> None:
+    """Until metrics.csv has more than `n` lines (header included) or the process has ended."""
+    import time
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        path = run_dir / "metrics.csv"
+        if path.exists() and len(path.read_text().splitlines()) > n:
+            return
+        time.sleep(0.05)
+
+
 def _env() -> dict:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 

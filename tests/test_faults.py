@@ -1,0 +1,286 @@
+"""Nothing lost, nothing wrong: the fault and bad-input cases that once corrupted a run or a table, each
+reproduced with real processes or files."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analysis import report
+from experiments import config
+from experiments.config import Config
+from experiments.errors import UserError
+from experiments.rundir import RunDir
+from tests.helpers.harness import (
+    LONG,
+    cli,
+    make_image_folder,
+    metrics_rows,
+    numbers,
+    popen,
+    run_inprocess,
+    tiny_overrides,
+    wait_for_rows,
+)
+
+
+def info(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def wait_for(predicate, proc, timeout=120, step=0.002):
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+# ---- wrong results ------------------------------------------------------------------------------------
+
+def test_a_refused_process_leaves_the_first_ones_run_alone(tmp_path):
+    """Process A is stopped while it loads a data set (its directory holds only .lock); B and then C on the same
+    directory are refused and touch nothing; A then finishes with every epoch once."""
+    slow = make_image_folder(tmp_path / "many", per_class_train=400, per_class_test=6)  # decoding takes a while
+    out = tmp_path / "run"
+    a = popen(tiny_overrides(slow, tmp_path / "data") + LONG + ["protocol.iterations=16", f"hydra.run.dir={out}"])
+    try:
+        assert wait_for(lambda: (out / ".lock").exists() and "pid" in (out / ".lock").read_text(), a), a.stdout
+        os.kill(a.pid, signal.SIGSTOP)  # as if its data took minutes to load
+        assert {p.name for p in out.iterdir()} == {".lock"}
+        for _ in ("B", "C"):
+            r = cli(tiny_overrides(slow, tmp_path / "data2") + [f"hydra.run.dir={out}"])
+            assert r.returncode == 2 and f"is in use by pid {a.pid}" in one_error_line(r.stderr)
+            assert (out / ".lock").exists()  # the refused process removed nothing
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    log = a.communicate(timeout=300)[0]
+    assert a.returncode == 0, log
+    rows = metrics_rows(out)  # 1,600 images at batch 16: the 16 iterations are one epoch, written once
+    assert [(r["epoch"], r["iteration"]) for r in rows] == [("1", "16")] and info(out)["status"] == "completed"
+
+
+def test_resuming_without_run_json_still_checks_the_configuration(tiny, tmp_path, reference):
+    out = tmp_path / "run"
+    args = tiny + LONG + [f"hydra.run.dir={out}"]
+    p = popen(args)
+    wait_for_rows(out, 3, p)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM
+    (out / "run.json").unlink()
+
+    changed = cli(args + ["protocol.lr=0.05"])
+    assert changed.returncode == 2 and "differs in: protocol.lr" in one_error_line(changed.stderr)
+    deeper = cli(args + ["depth=26"])  # a checkpoint that does not fit: named by the key, not a traceback
+    assert deeper.returncode == 2 and "differs in: depth" in one_error_line(deeper.stderr)
+    assert not (out / "run.json").exists()  # refused before anything was written
+
+    r = cli(args, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert numbers(out) == reference and info(out)["config"]["protocol"]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("end", ["completed", "diverged"])
+def test_a_finished_run_refuses_a_different_configuration(tiny, tmp_path, end):
+    extra = ["protocol.lr=1e30", "protocol.iterations=12", "protocol.milestones=[100]"] if end == "diverged" else []
+    assert run_inprocess(tiny + extra, tmp_path) == end
+    before = (tmp_path / "metrics.csv").read_text()
+    with pytest.raises(UserError, match=r"differs in: depth, protocol.lr"):
+        run_inprocess(tiny + extra + ["depth=56", "protocol.lr=0.05"], tmp_path)
+    assert (tmp_path / "metrics.csv").read_text() == before and info(tmp_path)["status"] == end
+    assert run_inprocess(tiny + extra, tmp_path) == end  # the same command: nothing to do
+
+
+def test_a_completed_run_whose_rows_stop_short_is_not_averaged_as_final(tiny, tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        assert run_inprocess(tiny + [f"seed={seed}", "protocol.iterations=12", "protocol.milestones=[6,9]"],
+                             runs / f"s{seed}") == "completed"
+    intact = metrics_rows(runs / "s0")[-1]
+    cut = runs / "s1" / "metrics.csv"  # a bad copy: the last row is lost, run.json still says completed
+    cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:-1]))
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "table6.csv").read_text().splitlines()
+    row = dict(zip(table[0].split(","), table[1].split(",")))
+    assert row["n"] == "1" and float(row["test_err_mean"]) == pytest.approx(float(intact["test_err"]))
+    assert "`s1` (run.json says completed but metrics.csv stops at iteration 8 of 12" in (
+        tmp_path / "out" / "report.md").read_text()
+
+
+# ---- bad input: one line, exit 2, no run directory ----------------------------------------------------
+
+def out_of_range_values() -> list:
+    """(key, a value outside its range) for every ranged numeric key of the schema and of each family."""
+    from experiments import families
+    ranges = dict(config.numeric_ranges(Config))
+    for family in families.all_families():
+        ranges.update({f"arch.{f.name}": f.metadata["range"] for f in dataclasses.fields(family.config)
+                       if "range" in f.metadata})
+    cases = []
+    for key, (lo, hi, lo_open, hi_open) in ranges.items():
+        cases.append((key, lo if lo_open else lo - 1))
+        if hi is not None:
+            cases.append((key, hi if hi_open else hi + 1))
+    return cases
+
+
+def test_every_numeric_key_of_the_schema_has_a_range():
+    numeric = [f"{prefix}{f.name}" for prefix, cls in [("", Config), *[(f"{f.name}.", f.default_factory)
+                                                                     for f in dataclasses.fields(Config)
+                                                                     if dataclasses.is_dataclass(f.default_factory)]]
+               for f in dataclasses.fields(cls) if f.type in ("int", "float")]
+    assert numeric and set(numeric) <= set(config.numeric_ranges(Config)), set(numeric) - set(config.numeric_ranges(Config))
+
+
+@pytest.mark.parametrize("key, value", out_of_range_values())
+def test_an_out_of_range_value_is_one_line_and_exit_2_with_no_run_directory(key, value, tmp_path, monkeypatch,
+                                                                            capsys):
+    from experiments import run
+    arch = ["arch=minimodel"] if key == "arch.units_per_stage" else []  # a family's own key needs that family
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["run", *arch, f"{key}={value}", "data=imagefolder", f"data.root={tmp_path}"])
+    with pytest.raises(SystemExit) as exit_:
+        run.cli()
+    assert exit_.value.code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{key}={value!r}" in line or f"{key}=" in line, line
+    assert "must be" in line or "milestone" in line
+    assert not (tmp_path / "results").exists()
+
+
+def test_batch_larger_than_the_training_set_is_refused_before_run_json(tiny, tmp_path):
+    out = tmp_path / "run"
+    r = cli(tiny + ["protocol.batch_size=1000", f"hydra.run.dir={out}"])
+    assert r.returncode == 2
+    assert "protocol.batch_size=1000 is more than the 64 training images" in one_error_line(r.stderr)
+    assert not out.exists()  # it created the directory, so it removed it again
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_a_run_directory_that_cannot_be_created_is_one_line(tiny, tmp_path, where):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "run" if where == "under-a-file" else Path("/proc/degradation-test/run")
+    r = cli(tiny + [f"hydra.run.dir={out}"])
+    assert r.returncode == 2 and "cannot create the run directory" in one_error_line(r.stderr)
+
+
+def test_a_data_root_that_is_a_file_but_no_archive_says_so(tmp_path):
+    not_archive = tmp_path / "images.txt"
+    not_archive.write_text("these are not images\n")
+    r = cli(["data=imagefolder", f"data.root={not_archive}", f"data.dir={tmp_path / 'data'}", "device=cpu",
+             "protocol=smoke", f"hydra.run.dir={tmp_path / 'run'}"])
+    line = one_error_line(r.stderr)
+    assert r.returncode == 2 and "is a file but not a .tar.gz" in line and "copy it again" not in line
+    assert not (tmp_path / "run").exists()
+
+
+# ---- signals ------------------------------------------------------------------------------------------
+
+def test_ctrl_c_during_start_up_leaves_nothing_behind(tmp_path):
+    slow = make_image_folder(tmp_path / "many", per_class_train=400, per_class_test=6)
+    out = tmp_path / "run"
+    p = popen(tiny_overrides(slow, tmp_path / "data") + [f"hydra.run.dir={out}"])
+    assert wait_for(lambda: (out / ".lock").exists(), p)
+    p.send_signal(signal.SIGINT)
+    log = p.communicate(timeout=60)[0]
+    assert p.returncode == 128 + signal.SIGINT, log
+    assert "Traceback" not in log and "during start-up" in log
+    assert not out.exists()
+
+
+def test_a_second_ctrl_c_stops_at_once_keeps_the_last_checkpoint_and_resumes(tiny, tmp_path, reference,
+                                                                            monkeypatch):
+    """Two Ctrl-C a moment apart (in this process: real signals, delivered mid-step): the run ends at once as
+    `interrupted`, exit 130, and the rerun continues from the last epoch's checkpoint with identical numbers."""
+    from experiments.train import Trainer
+    out = tmp_path / "run"
+    original = Trainer.step
+
+    def step(self, x, y):
+        if self.iteration == 13:  # mid-epoch 4: the first Ctrl-C asks for a stop, the second stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, x, y)
+    monkeypatch.setattr(Trainer, "step", step)
+    with pytest.raises(SystemExit) as exit_:
+        run_inprocess(tiny + LONG, out)
+    assert exit_.value.code == 128 + signal.SIGINT
+    state = info(out)
+    assert state["status"] == "interrupted" and "second SIGINT" in state["message"]
+    assert state["iterations_done"] == 12 and "iteration 12 is kept" in state["message"]
+    monkeypatch.undo()
+    r = cli(tiny + LONG + [f"hydra.run.dir={out}"], timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert numbers(out) == reference
+
+
+def test_a_signal_as_the_last_epoch_ends_exits_0_with_the_run_completed(tiny, tmp_path, monkeypatch):
+    from experiments.progress import RunProgress
+    original = RunProgress.epoch
+
+    def epoch_then_sigterm(self, row):
+        original(self, row)
+        if row["iteration"] == 8:  # the last one: the signal arrives as the run completes
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(RunProgress, "epoch", epoch_then_sigterm)
+    assert run_inprocess(tiny, tmp_path) == "completed"  # no SystemExit(143): the exit code agrees with run.json
+    assert info(tmp_path)["status"] == "completed"
+
+
+# ---- leftovers ----------------------------------------------------------------------------------------
+
+def test_temporary_files_a_killed_run_left_are_removed_by_the_next_owner(tiny, tmp_path, image_folder):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".checkpoint.tmp99999999").write_bytes(b"half a checkpoint")
+    (out / ".run.json.tmp99999998").write_text("{")
+    cache = tmp_path / "data" / "imagefolder"
+    cache.mkdir(parents=True)
+    (cache / "tiny-0123.tmp99999997").write_bytes(b"half a cache")  # a dead writer's
+    live = cache / f"tiny-0123.tmp{os.getppid()}"
+    live.write_bytes(b"a live writer's")
+    assert run_inprocess(tiny + [f"data.dir={tmp_path / 'data'}"], out) == "completed"
+    assert not list(out.glob(".*.tmp*")) and not list(out.glob(".checkpoint.tmp*"))
+    assert [p.name for p in cache.glob("*.tmp*")] == [live.name]
+
+
+def test_a_locked_directory_is_not_cleaned_by_a_refused_process(tiny, tmp_path):
+    out = tmp_path / "run"
+    holder = RunDir(out)
+    holder.lock()
+    (out / ".checkpoint.tmp99999999").write_bytes(b"the holder's business")
+    try:
+        with pytest.raises(UserError, match="is in use by"):
+            run_inprocess(tiny, out)
+    finally:
+        holder.unlock()
+    assert (out / ".checkpoint.tmp99999999").exists() and (out / ".lock").exists()
+
+
+def test_switching_the_probes_off_on_resume_is_said_in_run_json_and_the_report(tiny, tmp_path):
+    runs = tmp_path / "runs"
+    out = runs / "long"
+    p = popen(tiny + LONG + [f"hydra.run.dir={out}"])
+    wait_for_rows(out, 3, p)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM
+    assert run_inprocess(tiny + LONG + ["probes.enabled=false"], out) == "completed"
+    notes = info(out)["notes"]
+    assert len(notes) == 1 and "probes switched off" in notes[0] and "stop after epoch" in notes[0]
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "probes switched off" in (tmp_path / "out" / "report.md").read_text()
