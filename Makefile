@@ -43,9 +43,11 @@ LAUNCHER ?= $(shell $(PY) -c "import torch; print('concurrent' if torch.cuda.is_
 SWEEP = -m protocol=$(PROTOCOL) $(SIZES) residual=false,true seed=$(SEEDS) $(if $(FORCE),force=true) \
 	hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs hydra/launcher=$(LAUNCHER) $(OVERRIDES)
 
+# exit 2: the sweep did not start (its one-line reason is printed): no figures to redraw, and no second error
 sweep: install  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
 	$(PY) -m experiments.run $(SWEEP); status=$$?; \
-	$(MAKE) --no-print-directory plots PROTOCOL=$(PROTOCOL) RESULTS=$(RESULTS); exit $$status
+	if [ $$status -ne 2 ]; then $(MAKE) --no-print-directory plots PROTOCOL=$(PROTOCOL) RESULTS=$(RESULTS); fi; \
+	exit $$status
 
 bench: install  ## throughput of (a) conventional, (b) ours, (c) ours x8 concurrently -> results/bench/
 	$(PY) -m experiments.bench --out $(RESULTS)/bench $(OVERRIDES)

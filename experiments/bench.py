@@ -1,16 +1,23 @@
-"""`make bench`: training throughput of three pipelines, side by side in one run on this machine.
+"""`make bench`: training throughput of several pipelines, side by side in one run on this machine.
 
 (a) conventional: torchvision DataLoader + PIL transforms, fp32, eager, torch.optim.SGD, a loss.item()
     per step, one network at a time (as the popular reproductions do it);
-(b) ours, one network at a time: data resident on the device, tensor-op augmentation, foreach SGD, and
-    on CUDA bf16 autocast, channels_last and a captured CUDA-graph step;
-(c) ours, the eight Figure-6 networks trained together (one shared stream, a CUDA stream each).
+(b) ours, one network at a time: data resident on the device, tensor-op augmentation, foreach SGD, and the
+    `speed.*=auto` switches of this device (experiments.device);
+(c) ours, the eight Figure-6 networks trained together (one shared stream, a CUDA stream each);
+and, for the speed switches, (b) on plain-20 and plain-56 with each switch alone: fp32 eager, channels_last,
+bf16 autocast, both, torch.compile (after its compile time, which is reported apart).
 
-Reports images/s per network, the ratios b/a and c/a, the projected wall time of the full paper sweep
-(8 networks x 64k iterations x 128 images) for each, achieved TFLOP/s against the device's bf16 peak,
-and the probes' overhead. Writes results/bench/bench.csv and bench.md.
+A shared machine makes one timing worthless, so no pipeline is timed once: every pipeline is built and
+warmed up first, then timed for a few steps in each of several rounds, in a rotated order; each ratio is
+taken within a round (its two sides measured seconds apart) and reported as the median over rounds with its
+spread (min-max). A spread wider than a quarter of the median is flagged as too wide to trust.
 
-    python -m experiments.bench [--steps N] [--out DIR] [hydra-style data overrides ...]
+Reports images/s per network, b/a and c/a, the projected wall time of the full paper sweep (8 networks x 64k
+iterations x 128 images), achieved TFLOP/s against the device's bf16 peak, the probes' overhead and the
+switch table. Writes results/bench/bench.csv, bench.json and bench.md.
+
+    python -m experiments.bench [--rounds N] [--steps N] [--out DIR] [hydra-style data overrides ...]
 """
 from __future__ import annotations
 
@@ -18,22 +25,25 @@ import argparse
 import csv
 import json
 import platform
+import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from experiments.config import ProtocolConfig, compose
+from experiments.config import ProtocolConfig, SpeedConfig, Switch, compose
 from experiments.data import Split
-from experiments.device import resolve_device
+from experiments.device import native_bf16, resolve_device
 from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet
 from experiments.progress import fmt_duration
-from experiments.train import step_all
+from experiments.train import make_trainer, step_all
 
 DEPTHS = (20, 32, 44, 56)
 PAPER_IMAGES = 64_000 * 128  # one network of the paper's protocol
+WIDE = 0.25  # a ratio whose spread over rounds exceeds this share of its median is not to be trusted
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by device-name fragment.
 BF16_PEAK = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H100": 756.0,
              "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
@@ -58,7 +68,7 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-# --- (a) the conventional pipeline --------------------------------------------------------------------
+# --- the pipelines: each built and warmed up once, then timed for a few steps per round ----------------
 
 class PILDataset(torch.utils.data.Dataset):
     """What torchvision.datasets.CIFAR10 does per item: uint8 HWC array -> PIL image -> transforms."""
@@ -74,66 +84,94 @@ class PILDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), self.y[i]
 
 
-def conventional(split: Split, depth: int, residual: bool, device, warmup: int, steps: int, workers: int) -> float:
-    import torchvision.transforms as T
-    mean = (split.x.float() / 255).mean((0, 2, 3)).tolist()
-    std = (split.x.float() / 255).std((0, 2, 3)).tolist()
-    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
-    loader = torch.utils.data.DataLoader(PILDataset(split, tf), batch_size=128, shuffle=True, drop_last=True,
-                                         num_workers=workers, pin_memory=device.type == "cuda",
-                                         persistent_workers=workers > 0)
-    torch.manual_seed(0)
-    model = CifarResNet(depth, residual).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    it, done, start = iter(loader), 0, None
-    while done < warmup + steps:
-        try:
-            x, y = next(it)
-        except StopIteration:
-            it = iter(loader)
-            continue
-        if done == warmup:
-            sync(device)
-            start = time.perf_counter()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        out = model(x)
-        loss = F.cross_entropy(out, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss.item()  # the reproductions log loss and accuracy every step: a host sync per step
-        done += 1
-    sync(device)
-    return 128 * steps / (time.perf_counter() - start)
+class Conventional:
+    """(a): DataLoader + PIL transforms, fp32 eager, torch.optim.SGD, a host sync per step."""
 
-
-# --- (b), (c) ours --------------------------------------------------------------------------------------
-
-def fast_trainers(nets, device, probes: bool) -> list:
-    """Exactly what a run with the default speed.* and probes.* trains (runner.make_trainer)."""
-    from experiments.config import ProbesConfig, SpeedConfig
-    from experiments.train import make_trainer
-    out = []
-    for depth, residual in nets:
+    def __init__(self, split: Split, depth: int, residual: bool, device, workers: int):
+        import torchvision.transforms as T
+        mean = (split.x.float() / 255).mean((0, 2, 3)).tolist()
+        std = (split.x.float() / 255).std((0, 2, 3)).tolist()
+        tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
+        self.loader = torch.utils.data.DataLoader(PILDataset(split, tf), batch_size=128, shuffle=True, drop_last=True,
+                                                  num_workers=workers, pin_memory=device.type == "cuda",
+                                                  persistent_workers=workers > 0)
         torch.manual_seed(0)
-        out.append(make_trainer(CifarResNet(depth, residual), depth, ProtocolConfig(), device, SpeedConfig(),
-                                ProbesConfig().grad_every if probes else 0))
-    return out
+        self.device, self.model = device, CifarResNet(depth, residual).to(device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        self.it = iter(self.loader)
+
+    def step(self) -> None:
+        try:
+            x, y = next(self.it)
+        except StopIteration:
+            self.it = iter(self.loader)
+            x, y = next(self.it)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        loss = F.cross_entropy(self.model(x), y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        loss.item()  # the reproductions log loss and accuracy every step: a host sync per step
 
 
-def ours(split: Split, nets, device, warmup: int, steps: int, probes: bool = True) -> float:
-    """Images/s per network while `nets` train together (one network: (b); eight: (c))."""
-    trainers = fast_trainers(nets, device, probes)
-    stream = TrainStream(split, pixel_mean(split.x), 128, "crop_flip", seed=0)
-    concurrent = len(trainers) > 1 and device.type == "cuda"
-    start = None
-    for i in range(warmup + steps):
-        if i == warmup:
-            sync(device)
-            start = time.perf_counter()
-        step_all(trainers, *stream.batch(*divmod(i, stream.steps_per_epoch)), streams=concurrent)  # as fit() does
+class Ours:
+    """(b) and (c): exactly what a run trains (train.make_trainer), `nets` together over one stream."""
+
+    def __init__(self, split: Split, nets, device, speed: SpeedConfig, probes: bool = True):
+        from experiments.config import ProbesConfig
+        self.trainers = []
+        for depth, residual in nets:
+            torch.manual_seed(0)
+            self.trainers.append(make_trainer(CifarResNet(depth, residual), depth, ProtocolConfig(), device, speed,
+                                              ProbesConfig().grad_every if probes else 0))
+        self.stream = TrainStream(split, pixel_mean(split.x), 128, "crop_flip", seed=0)
+        self.concurrent = len(self.trainers) > 1 and device.type == "cuda"
+        self.i = 0
+
+    def step(self) -> None:
+        batch = self.stream.batch(*divmod(self.i, self.stream.steps_per_epoch))
+        step_all(self.trainers, *batch, streams=self.concurrent)  # as fit() does
+        self.i += 1
+
+
+def timed(pipeline, steps: int, device) -> float:
+    """Images/s per network over `steps` steps."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        pipeline.step()
     sync(device)
     return 128 * steps / (time.perf_counter() - start)
+
+
+def measure(pipelines: dict, device, rounds: int, steps: int, warmup: int) -> dict:
+    """{name: [images/s in each round]}: every pipeline warmed up, then timed once per round, each round in a
+    rotated order so that no pipeline always runs first (or after the same neighbour)."""
+    warm = {}
+    for name, p in pipelines.items():
+        start = time.perf_counter()
+        for _ in range(warmup):
+            p.step()
+        sync(device)
+        warm[name] = time.perf_counter() - start
+    rates = {name: [] for name in pipelines}
+    names = list(pipelines)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            rates[name].append(timed(pipelines[name], steps, device))
+        print(f"  round {r + 1}/{rounds} done", flush=True)
+    return {"rates": rates, "warmup_s": warm}
+
+
+def ratio(rates: dict, top, bottom) -> dict:
+    """Median and spread over rounds of a per-round ratio. top/bottom: a pipeline name or a function of the
+    round's rates (e.g. a projected sweep time)."""
+    n = len(next(iter(rates.values())))
+    pick = (lambda k, i: rates[k][i] if isinstance(k, str) else k({n_: v[i] for n_, v in rates.items()}))
+    values = [pick(top, i) / pick(bottom, i) for i in range(n)]
+    med = statistics.median(values)
+    return {"median": med, "min": min(values), "max": max(values), "wide": (max(values) - min(values)) > WIDE * med}
 
 
 def interpolate(ips: dict, residual: bool) -> dict:
@@ -142,71 +180,103 @@ def interpolate(ips: dict, residual: bool) -> dict:
     return {d: 1 / (t20 + (t56 - t20) * (d - 20) / 36) for d in DEPTHS}
 
 
+def sweep_seconds(r: dict, pipe: str) -> float:
+    """Projected wall time of the paper sweep from one round's rates `r` for pipeline `pipe` (a, b or c)."""
+    if pipe == "c":
+        return PAPER_IMAGES / r["c"]
+    ips = {(d, res): r[f"{pipe} {'ResNet' if res else 'plain'}-{d}"] for d in (20, 56) for res in (False, True)}
+    return sum(PAPER_IMAGES / v for res in (False, True) for v in interpolate(ips, res).values())
+
+
+SWITCHES = {  # the speed-switch table: each alone, both, and compile (CPU and GPU alike)
+    "fp32 eager": dict(channels_last=Switch.off, bf16=Switch.off, cuda_graphs=Switch.off, compile=Switch.off),
+    "channels_last": dict(channels_last=Switch.on, bf16=Switch.off, cuda_graphs=Switch.off, compile=Switch.off),
+    "bf16": dict(channels_last=Switch.off, bf16=Switch.on, cuda_graphs=Switch.off, compile=Switch.off),
+    "channels_last + bf16": dict(channels_last=Switch.on, bf16=Switch.on, cuda_graphs=Switch.off, compile=Switch.off),
+    "compile (fp32)": dict(channels_last=Switch.off, bf16=Switch.off, cuda_graphs=Switch.off, compile=Switch.on),
+}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=0, help="timed steps per measurement (default: 200 on CUDA, 10 on CPU)")
-    ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--rounds", type=int, default=0, help="timing rounds (default: 5)")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="timed steps per pipeline per round (default: 50 on CUDA, 3 on CPU)")
     ap.add_argument("--warmup", type=int, default=-1, help="untimed steps first (default: 20 on CUDA, 2 on CPU)")
+    ap.add_argument("--no-switches", action="store_true", help="leave out the speed-switch table")
+    ap.add_argument("--out", default="results/bench")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--compare", type=int, default=0, metavar="SEEDS",
-                    help="instead: train plain-20 on the quick protocol with the fast path and with fp32 eager "
-                         "(speed.*=off), SEEDS seeds each, and compare the final errors")
+                    help="instead: train plain-20 on the quick protocol with the speed.*=auto path and with fp32 "
+                         "eager (speed.*=off), SEEDS seeds each, and compare the final errors")
     ap.add_argument("overrides", nargs="*", help="data options as for experiments.run, e.g. data=imagefolder data.root=PATH")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     on_cuda = device.type == "cuda"
     if args.compare:
         return compare(args.compare, device, Path(args.out), args.overrides)
-    steps = args.steps or (200 if on_cuda else 10)  # a multiple of 10: probed steps in their real share
+    rounds = args.rounds or 5
+    steps = args.steps or (50 if on_cuda else 3)
     warmup = args.warmup if args.warmup >= 0 else (20 if on_cuda else 2)
     split = bench_data(args.overrides)
     name = torch.cuda.get_device_name(device) if on_cuda else (platform.processor() or "cpu")
-    print(f"bench on {name}: {len(split)} training images, {steps} timed steps per measurement")
+    print(f"bench on {name}: {len(split)} training images; {rounds} rounds of {steps} timed steps per pipeline")
 
-    rows, ips_a, ips_b = [], {}, {}
-    for depth in (20, 56):
-        for residual in (False, True):
-            ips_a[(depth, residual)] = conventional(split, depth, residual, device, warmup, steps,
-                                                    workers=8 if on_cuda else 2)
-            ips_b[(depth, residual)] = ours(split, [(depth, residual)], device, warmup, steps)
-            for pipe, v in (("a_conventional", ips_a), ("b_ours_single", ips_b)):
-                rows.append({"pipeline": pipe, "depth": depth, "residual": residual, "images_per_s": v[(depth, residual)]})
-            print(f"  {'ResNet' if residual else 'plain'}-{depth}: (a) {ips_a[(depth, residual)]:.0f} img/s,"
-                  f" (b) {ips_b[(depth, residual)]:.0f} img/s")
-    nets = [(d, r) for d in DEPTHS for r in (False, True)]
-    ips_c = ours(split, nets, device, warmup, steps)
-    rows.append({"pipeline": "c_ours_concurrent8", "depth": "all", "residual": "both", "images_per_s": ips_c})
-    print(f"  (c) eight networks together: {ips_c:.0f} img/s per network")
-    # the probes' overhead (at most 5% is the target): ResNet-56 with and without them, best of two each
-    with_probes = max(ips_b[(56, True)], ours(split, [(56, True)], device, warmup, steps, probes=True))
-    no_probes = max(ours(split, [(56, True)], device, warmup, steps, probes=False) for _ in range(2))
-    overhead = no_probes / with_probes - 1
+    auto = SpeedConfig()
+    nets4 = [(d, r) for d in (20, 56) for r in (False, True)]
+    label = {(d, r): f"{'ResNet' if r else 'plain'}-{d}" for d in DEPTHS for r in (False, True)}
+    pipelines = {}
+    for net in nets4:
+        pipelines[f"a {label[net]}"] = Conventional(split, *net, device, workers=8 if on_cuda else 2)
+        pipelines[f"b {label[net]}"] = Ours(split, [net], device, auto)
+    pipelines["c"] = Ours(split, [(d, r) for d in DEPTHS for r in (False, True)], device, auto)
+    pipelines["b ResNet-56 no probes"] = Ours(split, [(56, True)], device, auto, probes=False)
+    if not args.no_switches:
+        for switch, values in SWITCHES.items():
+            for net in ((20, False), (56, False)):
+                pipelines[f"switch {switch} {label[net]}"] = Ours(split, [net], device, replace(auto, **values),
+                                                                  probes=False)
+    m = measure(pipelines, device, rounds, steps, warmup)
+    rates = m["rates"]
 
-    wall = {"a_conventional": sum(PAPER_IMAGES / v for r in (False, True) for v in interpolate(ips_a, r).values()),
-            "b_ours_single": sum(PAPER_IMAGES / v for r in (False, True) for v in interpolate(ips_b, r).values()),
-            "c_ours_concurrent8": PAPER_IMAGES / ips_c}
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    rows = [{"pipeline": k, "images_per_s_median": v, "images_per_s_min": min(rates[k]),
+             "images_per_s_max": max(rates[k]), "rounds": len(rates[k])} for k, v in med.items()]
+    wall = {p: sweep_seconds(med, p) for p in ("a", "b", "c")}
     flops = {d: flops_per_image(d, True) for d in DEPTHS}
     sweep_flops = sum(2 * flops[d] * PAPER_IMAGES for d in DEPTHS)
     peak = peak_tflops(name) if on_cuda else None
-    summary = {"device": name, "versions": {"torch": torch.__version__, "python": platform.python_version()},
-               "steps": steps, "train_images": len(split), "probe_overhead": overhead,
-               "projected_sweep_s": wall, "ratio_b_over_a": wall["a_conventional"] / wall["b_ours_single"],
-               "ratio_c_over_a": wall["a_conventional"] / wall["c_ours_concurrent8"],
-               "tflops": {k: sweep_flops / w / 1e12 for k, w in wall.items()}, "bf16_peak_tflops": peak}
+    per_round = lambda p: (lambda r: 1 / sweep_seconds(r, p))  # noqa: E731 - a sweep's speed, per round
+    ratios = {"b/a": ratio(rates, per_round("b"), per_round("a")), "c/a": ratio(rates, per_round("c"), per_round("a")),
+              "probes": ratio(rates, "b ResNet-56 no probes", "b ResNet-56")}
+    switches = {}
+    if not args.no_switches:
+        for switch in SWITCHES:
+            for net in ((20, False), (56, False)):
+                key = f"switch {switch} {label[net]}"
+                switches[key] = {"switch": switch, "net": label[net], "images_per_s": med[key],
+                                 "vs_fp32": ratio(rates, key, f"switch fp32 eager {label[net]}"),
+                                 "warmup_s": m["warmup_s"][key]}
+    summary = {"device": name, "native_bf16": native_bf16() if not on_cuda else None,
+               "versions": {"torch": torch.__version__, "python": platform.python_version()},
+               "rounds": rounds, "steps": steps, "train_images": len(split),
+               "speed_auto": pipelines["b ResNet-20"].trainers[0].speed.as_dict(),
+               "projected_sweep_s": wall, "ratios": ratios,
+               "tflops": {k: sweep_flops / w / 1e12 for k, w in wall.items()}, "bf16_peak_tflops": peak,
+               "switches": switches}
     write(rows, summary, Path(args.out))
     return 0
 
 
-SLOW_PATH = ["speed.bf16=off", "speed.channels_last=off", "speed.cuda_graphs=off", "speed.foreach=false"]
+SLOW_PATH = ["speed.bf16=off", "speed.channels_last=off", "speed.cuda_graphs=off", "speed.compile=off",
+             "speed.foreach=false"]
 
 
 def compare(seeds: int, device, out: Path, overrides: list, extra=("protocol=quick", "depth=20", "residual=false")) -> int:
-    """Same results: the fast path's final errors against fp32 eager's, each over `seeds` seeds."""
-    import statistics
-
+    """Same results: the `speed.*=auto` path's final errors against fp32 eager's, each over `seeds` seeds."""
     from experiments.run import run_overrides
-    finals = {}
-    for name, speed in (("fast", []), ("fp32_eager", SLOW_PATH)):
+    finals, speeds = {}, {}
+    for name, speed in (("auto", []), ("fp32_eager", SLOW_PATH)):
         finals[name] = []
         for seed in range(seeds):
             ov = [*extra, f"seed={seed}", f"device={device.type}", "progress=false", *speed, *overrides]
@@ -217,18 +287,23 @@ def compare(seeds: int, device, out: Path, overrides: list, extra=("protocol=qui
             with open(run_dir / "metrics.csv") as f:
                 row = list(csv.DictReader(f))[-1]
             finals[name].append((float(row["train_err"]), float(row["test_err"])))
-    lines = [f"# Same results: fast path vs fp32 eager ({', '.join(extra)}), {seeds} seeds each", "",
-             "| path | final train error (%) | final test error (%) |", "| --- | --- | --- |"]
+            speeds[name] = json.loads((run_dir / "run.json").read_text()).get("speed")
+    switched = ", ".join(k for k, v in (speeds["auto"] or {}).items() if v and k not in ("foreach", "cudnn_benchmark"))
+    lines = [f"# Same results: speed.*=auto ({switched or 'nothing switched on'}) vs fp32 eager on {device.type} "
+             f"({', '.join(extra)}), {seeds} seeds each", "",
+             "| path | final train error (%) | final test error (%) | per seed (test) |", "| --- | --- | --- | --- |"]
     for name, vals in finals.items():
         cells = []
         for i in (0, 1):
             xs = [v[i] for v in vals]
             sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
             cells.append(f"{statistics.mean(xs):.2f} ± {sd:.2f}")
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
-    diff = abs(statistics.mean(v[1] for v in finals["fast"]) - statistics.mean(v[1] for v in finals["fp32_eager"]))
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {' / '.join(f'{v[1]:.2f}' for v in vals)} |")
+    diff = abs(statistics.mean(v[1] for v in finals["auto"]) - statistics.mean(v[1] for v in finals["fp32_eager"]))
     spread = max(statistics.stdev(v[1] for v in vals) if len(vals) > 1 else 0.0 for vals in finals.values())
-    lines += ["", f"Difference of the mean test errors: {diff:.2f} points; largest seed-to-seed std: {spread:.2f}."]
+    verdict = "within" if diff <= 2 * spread else "NOT within"
+    lines += ["", f"Difference of the mean test errors: {diff:.2f} points; largest seed-to-seed std: {spread:.2f}: "
+              f"{verdict} 2 seed-stds."]
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -247,36 +322,53 @@ def bench_data(overrides: list) -> Split:
     return load(OmegaConf.to_object(compose(overrides)).data).train
 
 
+def fmt_ratio(r: dict) -> str:
+    text = f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})"
+    return text + " **spread too wide to trust**" if r["wide"] else text
+
+
 def write(rows: list, summary: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "bench.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["pipeline", "depth", "residual", "images_per_s"])
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     (out / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
-    names = {"a_conventional": "(a) conventional: DataLoader + PIL transforms, fp32, eager",
-             "b_ours_single": "(b) ours, one network at a time", "c_ours_concurrent8": "(c) ours, 8 networks together"}
-    peak = summary["bf16_peak_tflops"]
+    by = {r["pipeline"]: r for r in rows}
+    names = {"a": "(a) conventional: DataLoader + PIL transforms, fp32, eager", "b": "(b) ours, one network at a time",
+             "c": "(c) ours, 8 networks together"}
+    peak, ratios = summary["bf16_peak_tflops"], summary["ratios"]
+    on = ", ".join(k for k, v in summary["speed_auto"].items() if v) or "none"
     lines = [f"# make bench: {summary['device']}", "",
-             f"torch {summary['versions']['torch']}, Python {summary['versions']['python']}; "
-             f"{summary['steps']} timed steps per measurement at batch 128, {summary['train_images']} training images.",
-             "", "| network | (a) img/s | (b) img/s | b/a |", "| --- | --- | --- | --- |"]
-    by = {(r["pipeline"], r["depth"], r["residual"]): r["images_per_s"] for r in rows}
+             f"torch {summary['versions']['torch']}, Python {summary['versions']['python']}; batch 128, "
+             f"{summary['train_images']} training images; {summary['rounds']} rounds of {summary['steps']} timed steps "
+             f"per pipeline, interleaved; images/s per network as median (min-max) over rounds. speed.*=auto here: "
+             f"{on}" + (f"; native bf16: {summary['native_bf16']}" if summary["native_bf16"] is not None else "") + ".",
+             "", "| network | (a) img/s | (b) img/s |", "| --- | --- | --- |"]
+    cell = lambda r: f"{r['images_per_s_median']:.0f} ({r['images_per_s_min']:.0f}-{r['images_per_s_max']:.0f})"  # noqa: E731
     for d in (20, 56):
         for res in (False, True):
-            a, b = by[("a_conventional", d, res)], by[("b_ours_single", d, res)]
-            lines.append(f"| {'ResNet' if res else 'plain'}-{d} | {a:.0f} | {b:.0f} | {b / a:.2f}x |")
-    lines += ["", f"(c) all eight networks together: {by[('c_ours_concurrent8', 'all', 'both')]:.0f} img/s per network.",
-              "", "| pipeline | projected full paper sweep (8 nets x 64k it.) | vs (a) | achieved TFLOP/s |",
-              "| --- | --- | --- | --- |"]
+            net = f"{'ResNet' if res else 'plain'}-{d}"
+            lines.append(f"| {net} | {cell(by['a ' + net])} | {cell(by['b ' + net])} |")
+    lines += ["", f"(c) all eight networks together: {cell(by['c'])} img/s per network.",
+              "", "| pipeline | projected full paper sweep (8 nets x 64k it.) | achieved TFLOP/s |", "| --- | --- | --- |"]
     for k, w in summary["projected_sweep_s"].items():
         tf = summary["tflops"][k]
         share = f" ({100 * tf / peak:.1f}% of {peak:.0f} bf16 peak)" if peak else ""
-        lines.append(f"| {names[k]} | {fmt_duration(w)} | {summary['projected_sweep_s']['a_conventional'] / w:.2f}x | "
-                     f"{tf:.2f}{share} |")
-    lines += ["", f"**b/a = {summary['ratio_b_over_a']:.2f}x, c/a = {summary['ratio_c_over_a']:.2f}x.** "
-              f"Probes (layer responses, gradient norms) cost {100 * summary['probe_overhead']:.1f}% on ResNet-56 (b).",
-              "", "Projections: (a) and (b) time depths 20 and 56 and interpolate 32 and 44 linearly in depth; "
+        lines.append(f"| {names[k]} | {fmt_duration(w)} | {tf:.2f}{share} |")
+    lines += ["", f"**b/a = {fmt_ratio(ratios['b/a'])}, c/a = {fmt_ratio(ratios['c/a'])}** (median (min-max) over rounds "
+              f"of the projected sweep's speed-up). Probes (layer responses, gradient norms) cost "
+              f"{100 * (ratios['probes']['median'] - 1):.1f}% on ResNet-56 (b) "
+              f"({100 * (ratios['probes']['min'] - 1):.1f} to {100 * (ratios['probes']['max'] - 1):.1f}%)"
+              + (" **spread too wide to trust**" if ratios["probes"]["wide"] else "") + "."]
+    if summary["switches"]:
+        lines += ["", "## Speed switches, each alone (ours, one network, probes off)", "",
+                  "| switch | net | img/s | vs fp32 eager | warm-up (s) |", "| --- | --- | --- | --- | --- |"]
+        for s in summary["switches"].values():
+            lines.append(f"| {s['switch']} | {s['net']} | {s['images_per_s']:.0f} | {fmt_ratio(s['vs_fp32'])} | "
+                         f"{s['warmup_s']:.1f} |")
+        lines += ["", "compile's warm-up includes its compile time, paid once per run (and again on each resume)."]
+    lines += ["", "Projections: (a) and (b) time depths 20 and 56 and interpolate 32 and 44 linearly in depth; "
               "(c) is the measured rate of all eight together. FLOPs are forward + backward as counted by "
               "torch.utils.flop_counter; the peak is the data-sheet dense bf16 figure."]
     (out / "bench.md").write_text("\n".join(lines) + "\n")

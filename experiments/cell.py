@@ -22,7 +22,7 @@ from experiments.config import Config, checked_ranges, to_dict
 from experiments.device import resolve_device
 from experiments.errors import UserError
 from experiments.models import num_params
-from experiments.progress import RunProgress
+from experiments.progress import SWEEP, RunProgress
 from experiments.rundir import RunDir, RunError, config_diff
 from experiments.train import Trainer, make_trainer
 from runformat import GRAD_NORMS, LAYER_STATS, METRICS, Status
@@ -212,6 +212,7 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         "status": Status.running.value, "config": job.config, "overrides": job.overrides,
         "family": {"name": f.name, "label": f.label, "title": f.title},
         "num_params": num_params(model), "depth": cell.depth, "device": str(device),
+        "speed": trainer.speed.as_dict(),  # what `speed.*` meant on this device: how the numbers were computed
         "device_name": provenance.device_name(device), "versions": provenance.versions(),
         "git_commit": provenance.git_commit(), "data_description": ds.description,
         "data_sizes": {"train": len(ds.train), "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test)},
@@ -278,6 +279,7 @@ def finish(cell: Cell, status: Status, message: str) -> Result:
     cell.rd.release()
     (log.info if status == Status.completed else log.warning)("%s: %s. %s", cell.rd.path, status.value, message)
     cell.result = Result(status, message, str(cell.rd.path))
+    SWEEP.closed(cell.rd.path.name)
     return cell.result
 
 

@@ -30,7 +30,7 @@ class Device(str, Enum):
 
 
 class Switch(str, Enum):
-    auto = "auto"  # on for CUDA, off for CPU
+    auto = "auto"  # what make bench measured to be faster on the device (experiments.device.auto)
     on = "on"
     off = "off"
 
@@ -72,7 +72,7 @@ class DataConfig:
     source: Source = Source.cifar10
     root: Optional[str] = None  # imagefolder: a folder with train/ and test/, or a .tar.gz of one
     dir: str = "data"  # shared by every run: torchvision's download and the decoded image-folder cache
-    download: bool = False
+    download: bool = True  # cifar10: fetch it into `dir` when it is not there (checked against torchvision's checksums)
     val_size: int = ranged(0, 0)  # 5000: the paper's 45k/5k split; val_* columns are reported, the test set selects nothing
     train_size: int = ranged(0, 0)  # 0 = all; else a fixed class-balanced random subset, the same for every run
     test_size: int = ranged(0, 0)
@@ -102,13 +102,15 @@ class ProtocolConfig:
 
 @dataclass
 class SpeedConfig:
-    # How a run is computed, never what it computes: none of these is part of a run's identity.
-    # "auto" = on for CUDA, off for CPU.
+    # How a run is computed, not what it computes: none of these is part of a run's identity. "auto" = what
+    # make bench measured to be faster on the device (experiments.device): CUDA: all but compile; CPU:
+    # channels_last, and bf16 where the CPU has native bf16. run.json records what applied.
     channels_last: Switch = Switch.auto
     bf16: Switch = Switch.auto  # autocast to bf16 with fp32 master weights; BN statistics stay fp32
     foreach: bool = True  # SGD as multi-tensor ops (off: a per-parameter loop; same math)
     cudnn_benchmark: bool = True
     cuda_graphs: Switch = Switch.auto  # capture the training step once and replay it (CUDA, SGD)
+    compile: Switch = Switch.auto  # torch.compile the training forward (auto: off; see experiments.device)
     threads: int = ranged(0, 0)  # CPU threads for torch; 0 = torch's default
 
 

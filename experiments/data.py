@@ -103,16 +103,62 @@ def cifar10_missing_message(data_dir: Path) -> str:
             f"train/<class>/ and test/<class>/ folders")
 
 
+def cifar10_present(data_dir: Path) -> bool:
+    """torchvision's CIFAR-10 files are in `data_dir` and pass torchvision's per-file checksums."""
+    from torchvision.datasets import CIFAR10
+    try:
+        CIFAR10(str(data_dir), train=True, download=False)
+        return True
+    except RuntimeError:
+        return False
+
+
+def download_cifar10(data_dir: Path) -> None:
+    """Fetch torchvision's CIFAR-10 archive, check it and every extracted file against torchvision's checksums,
+    and move the extracted folder into `data_dir` in one rename. Everything is done in a temporary folder
+    beside it, removed whatever happens, so `data_dir` never holds a partial download or a half-extracted set."""
+    import shutil
+    import urllib.error
+
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import download_url, extract_archive
+
+    way_out = ("connect to the network and rerun, or use data=imagefolder data.root=PATH with a copy of CIFAR-10 "
+               "in train/<class>/ and test/<class>/ folders")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(data_dir)
+    tmp = data_dir / f".cifar10-download.tmp{os.getpid()}"
+    try:
+        print(f"downloading CIFAR-10 (about 170 MB) into {data_dir} ...", flush=True)
+        download_url(CIFAR10.url, str(tmp), CIFAR10.filename, CIFAR10.tgz_md5)  # md5 checked, or RuntimeError
+        extract_archive(str(tmp / CIFAR10.filename), str(tmp))
+        if not cifar10_present(tmp):
+            raise RuntimeError("an extracted file failed its checksum")
+        target = data_dir / CIFAR10.base_folder
+        if target.exists():  # a damaged copy (it failed the checks that sent us here): out of the way first
+            os.replace(target, tmp / "damaged")
+        os.replace(tmp / CIFAR10.base_folder, target)
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        reason = getattr(e, "reason", e)
+        raise DataError(f"could not download CIFAR-10 into {data_dir} (no network? {reason}): {way_out}") from e
+    except (RuntimeError, tarfile.TarError, EOFError, zlib.error) as e:
+        raise DataError(f"the CIFAR-10 download failed torchvision's checksum ({e}); nothing was kept in "
+                        f"{data_dir}: rerun to download again, or {way_out.split(', or ')[1]}") from e
+    except OSError as e:  # a full disk, a read-only data.dir
+        raise DataError(f"could not write CIFAR-10 into {data_dir} ({e.strerror or e}): free space or choose "
+                        f"another data.dir") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def load_cifar10(data_dir: Path, download: bool):
     import torchvision  # slow to import; only this source needs it
 
-    way_out = "data=imagefolder data.root=PATH with a copy of CIFAR-10 in train/<class>/ and test/<class>/ folders"
-    try:
-        splits = [torchvision.datasets.CIFAR10(str(data_dir), train=t, download=download) for t in (True, False)]
-    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
-        raise DataError(cifar10_missing_message(data_dir)) from e
-    except OSError as e:  # no network, DNS failure, refused connection, disk full
-        raise DataError(f"could not download CIFAR-10 into {data_dir} ({e}): use {way_out}") from e
+    if not cifar10_present(data_dir):
+        if not download:
+            raise DataError(cifar10_missing_message(data_dir))
+        download_cifar10(data_dir)
+    splits = [torchvision.datasets.CIFAR10(str(data_dir), train=t, download=False) for t in (True, False)]
     train, test = (Split(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(s.targets))
                    for s in splits)
     return train, test, splits[0].classes, f"torchvision CIFAR-10 (original files) in {data_dir}"
@@ -160,13 +206,14 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: Path) -> list:
-    """Half-written caches (`*.tmp<pid>`, up to ~185 MB each) whose writer is dead: a SIGKILL during the write
-    leaves them. The folder is shared by every run, so a live writer's file is left alone."""
+    """Half-written caches and downloads (`*.tmp<pid>`, up to ~185 MB each) whose writer is dead: a SIGKILL
+    during the write leaves them. The folder is shared by every run, so a live writer's file is left alone."""
+    import shutil
     removed = []
     for p in folder.glob("*.tmp*"):
         pid = p.suffix[len(".tmp"):]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            p.unlink(missing_ok=True)
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(p.name)
     return removed
 

@@ -1,5 +1,17 @@
-"""Which device a run uses, and what the `speed.*` switches mean on it."""
+"""Which device a run uses, and what the `speed.*` switches mean on it.
+
+`auto` means what `make bench` measured to be faster on that kind of device, never a guess by name:
+on CUDA every switch of the fast path; on a CPU channels_last, and bf16 autocast where the CPU computes in
+bf16 natively (AVX-512 BF16 or AMX): together 2.3x per ResNet-20 training step on 2 cores of an AMD EPYC
+(see README, Speed). torch.compile is off under `auto` everywhere: on a CPU its compile time outweighs what
+it saves on a quick run, and on a GPU it is unmeasured.
+"""
 from __future__ import annotations
+
+import functools
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -15,7 +27,49 @@ def resolve_device(name) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def speed_on(value, device: torch.device) -> bool:
-    """A `speed.*` Switch: `on`, `off`, or `auto` = on for CUDA, off for CPU."""
-    value = getattr(value, "value", value)  # a Switch enum or its name
-    return value == "on" or (value == "auto" and device.type == "cuda")
+@functools.lru_cache(maxsize=None)
+def native_bf16() -> bool:
+    """The CPU has bf16 arithmetic (AVX-512 BF16 or AMX): there autocast to bf16 pays; elsewhere it is emulated."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def auto(feature: str, device: torch.device) -> bool:
+    """What `speed.<feature>=auto` means on `device` (see the module docstring)."""
+    if device.type == "cuda":
+        return feature != "compile"
+    return {"channels_last": True, "bf16": native_bf16()}.get(feature, False)
+
+
+def speed_on(feature: str, value, device: torch.device) -> bool:
+    """A `speed.*` Switch (an enum or its name): `on`, `off`, or `auto` (see `auto`)."""
+    value = getattr(value, "value", value)
+    return value == "on" or (value == "auto" and auto(feature, device))
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The switches as they apply on one device: what run.json records and the trainer is built with."""
+    channels_last: bool
+    bf16: bool
+    cuda_graphs: bool
+    compile: bool
+    foreach: bool
+    cudnn_benchmark: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_speed(speed, device: torch.device) -> Speed:
+    """`speed`: a SpeedConfig. CUDA graphs need CUDA whatever the switch says."""
+    return Speed(channels_last=speed_on("channels_last", speed.channels_last, device),
+                 bf16=speed_on("bf16", speed.bf16, device),
+                 cuda_graphs=device.type == "cuda" and speed_on("cuda_graphs", speed.cuda_graphs, device),
+                 compile=speed_on("compile", speed.compile, device),
+                 foreach=bool(speed.foreach), cudnn_benchmark=bool(speed.cudnn_benchmark))

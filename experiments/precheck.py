@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from experiments.config import CONF_DIR
+from experiments.config import CONF_DIR, to_dict
 
 
 def _values(override) -> list:
@@ -88,18 +90,13 @@ def too_long_for_cpu(configs: list) -> Optional[str]:
     """A sweep that would keep a CPU busy for more than two hours must be asked for explicitly."""
     import torch
 
-    from experiments import families
     from experiments.progress import fmt_duration
-    from experiments.sweep import CPU_LIMIT_S, cpu_estimate_s
+    from experiments.sweep import CPU_LIMIT_S, cell_cost
 
     on_cpu = [c for c in configs if c.device.value == "cpu" or (c.device.value == "auto" and not torch.cuda.is_available())]
     if not on_cpu or any(c.force for c in configs):
         return None
-    est = 0.0
-    for c in on_cpu:
-        family = families.get(c.arch.name)
-        est += cpu_estimate_s(c.protocol.iterations, family.depth(c.arch, c.depth), c.protocol.batch_size,
-                              family.cpu_cost_per_layer)
+    est = sum(map(cell_cost, on_cpu))
     if est <= CPU_LIMIT_S:
         return None
     return (f"this sweep would take about {fmt_duration(est)} on this CPU ({len(on_cpu)} runs, no GPU found): "
@@ -107,14 +104,22 @@ def too_long_for_cpu(configs: list) -> Optional[str]:
 
 
 def missing_data(data) -> Optional[str]:
-    """The cheap half of the data checks, so a sweep with no data fails once, before its first cell."""
-    from experiments.data import cifar10_missing_message
+    """The data checks, so a sweep with no data fails once, before its first cell. CIFAR-10 that is missing and
+    may be downloaded is fetched here, once for the whole sweep."""
+    from experiments.data import DataError, cifar10_missing_message, cifar10_present, download_cifar10
     if data.source.value == "imagefolder":
         root = Path(data.root)
         return None if root.exists() else (f"data.root={root} does not exist: point it at a folder with "
                                            f"train/<class>/ and test/<class>/ images, or at a .tar.gz of such a folder")
-    folder = Path(data.dir) / "cifar-10-batches-py"
-    return None if data.download or folder.is_dir() else cifar10_missing_message(Path(data.dir))
+    if cifar10_present(Path(data.dir)):
+        return None
+    if not data.download:
+        return cifar10_missing_message(Path(data.dir))
+    try:
+        download_cifar10(Path(data.dir))
+    except DataError as e:
+        return str(e)
+    return None
 
 
 def uncreatable(path: Path) -> Optional[str]:
@@ -151,23 +156,42 @@ def run_dir_problem(args: list, multirun: bool) -> Optional[str]:
     return f"cannot create the run directory {given[-1]} ({why}): choose another {key}" if why else None
 
 
+@dataclass
+class Plan:
+    """What a command line asks for: every cell's config, or the one-line reason it cannot run."""
+    problem: Optional[str] = None
+    configs: list = field(default_factory=list)
+    multirun: bool = False
+
+
 def check(args: list, conf_dir: Path = CONF_DIR) -> Optional[str]:
     """None if every cell composes and can run; else the one-line reason."""
+    return plan(args, conf_dir).problem
+
+
+def plan(args: list, conf_dir: Path = CONF_DIR) -> Plan:
+    """Compose and check every cell of the command line (a sweep's whole grid) before Hydra starts; the data
+    are checked (and CIFAR-10 fetched, when allowed) last, once."""
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
            a.startswith(("--cfg", "--info")) for a in args):
-        return None
+        return Plan()
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    configs = []
+    problem = _check(args, conf_dir, multirun, configs)
+    return Plan(problem, configs if problem is None else [], multirun)
+
+
+def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Optional[str]:
     from omegaconf import OmegaConf
 
     from experiments import cell, families
     from experiments.config import compose
     from experiments.errors import UserError
 
-    multirun = any(a in ("-m", "--multirun") for a in args)
     try:
         all_cells = cells(args + (sweep_defaults(args, conf_dir) if multirun else []))
     except Exception as e:  # an override Hydra cannot parse at all
         return " ".join(str(e).split())
-    composed = []
     for overrides in all_cells:
         try:
             cfg = OmegaConf.to_object(compose(overrides, conf_dir))
@@ -184,6 +208,8 @@ def check(args: list, conf_dir: Path = CONF_DIR) -> Optional[str]:
                 f"(conf/arch/{unsized[0]}.yaml): give one depth (e.g. depth=20) so the default depth grid does not "
                 f"repeat each cell")
     problem = too_long_for_cpu(composed) if multirun else None
-    # the data and the directory last: a command that is wrong in itself should say so first
-    return (problem or next(filter(None, (missing_data(c.data) for c in composed)), None)
-            or run_dir_problem(args, multirun))
+    # the directory and the data last: a command that is wrong in itself should say so first; each distinct
+    # data set once
+    datasets = {json.dumps(to_dict(c.data), sort_keys=True): c.data for c in composed}
+    return (problem or run_dir_problem(args, multirun)
+            or next(filter(None, (missing_data(d) for d in datasets.values())), None))

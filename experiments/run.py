@@ -70,12 +70,16 @@ def run_overrides(overrides: list, run_dir: Path) -> Result:
 
 
 def cli() -> None:
-    from experiments.precheck import check
+    from experiments.precheck import plan
+    from experiments.progress import SWEEP
+    from experiments.sweep import cell_cost
     try:
-        problem = check(sys.argv[1:])
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
+        cells = plan(sys.argv[1:])
+        if cells.problem:
+            print(f"error: {cells.problem}", file=sys.stderr)
             raise SystemExit(2)
+        if cells.multirun:
+            SWEEP.start([cell_cost(c) for c in cells.configs])
         main()
     except KeyboardInterrupt:  # Ctrl-C before any run opened (imports, composition): nothing to clean up
         print("interrupted before any run started: nothing was written", file=sys.stderr)

@@ -13,6 +13,8 @@ from experiments import provenance
 from experiments.cell import DataCache, Result, abandon, close_cell, finish, open_cell
 from experiments.errors import UserError
 from experiments.loader import TrainStream, make_normalizer
+from experiments.progress import SWEEP
+from experiments.sweep import cell_cost
 from experiments.train import fit
 from runformat import Status
 
@@ -70,6 +72,9 @@ def run_jobs(jobs: list, keep_going: bool = False) -> list:
             for i, job in enumerate(jobs):
                 try:
                     cells.append((i, open_cell(job, data)))
+                    c = cells[-1][1]
+                    SWEEP.opened(c.rd.path.name, cell_cost(job.cfg), job.cfg.protocol.iterations,
+                                 c.trainer.iteration if c.trainer else 0, finished=c.result is not None)
                 except UserError as e:
                     if not keep_going:
                         raise

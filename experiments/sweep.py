@@ -25,6 +25,14 @@ def cpu_estimate_s(iterations: int, depth: int, batch_size: int, cost_per_layer:
     return iterations * depth * cost_per_layer * CPU_SECONDS_PER_ITER_PER_LAYER * batch_size / 128
 
 
+def cell_cost(cfg) -> float:
+    """A cell's whole training on this CPU, estimated (seconds): the CPU guard's total and the sweep ETA's weights."""
+    from experiments import families
+    family = families.get(cfg.arch.name)
+    return cpu_estimate_s(cfg.protocol.iterations, family.depth(cfg.arch, cfg.depth), cfg.protocol.batch_size,
+                          family.cpu_cost_per_layer)
+
+
 class SweepSummary(Callback):
     """Collects each cell's Result; at the end prints the cells that did not complete, and remembers whether
     any failed (the process then exits 1)."""

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from experiments.config import Optimizer, ProtocolConfig, SpeedConfig
 from experiments.data import Split
-from experiments.device import speed_on
+from experiments.device import resolve_speed
 from experiments.loader import Normalizer, TrainStream, iterate_eval
 from experiments.optim import ForeachSGD
 from experiments.probes import Probes
@@ -81,6 +81,8 @@ class Trainer:
         # CUDA graphs: the whole step captured once, replayed on static input buffers (SGD only)
         self.graphed = None if cuda_graph and protocol.optimizer == Optimizer.sgd and self.device.type == "cuda" else False
         self.cuda_stream = None  # set by fit() when several trainers share the GPU
+        self.forward = model  # the training forward: the model, or its torch.compile'd twin (speed.compile)
+        self.speed = None  # the speed switches as they apply (experiments.device.Speed), set by make_trainer
 
     @property
     def finished(self) -> bool:
@@ -113,7 +115,7 @@ class Trainer:
         """Forward, backward, update, running sums: all on the device, no host sync (what a graph captures)."""
         with self.probes.input_grads() if probe else nullcontext():
             with self.autocast or nullcontext():
-                out = self.model(x)
+                out = self.model(x) if probe else self.forward(x)
                 loss = F.cross_entropy(out.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -172,16 +174,22 @@ def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device:
                  speed: SpeedConfig, probe_every: int = 10) -> Trainer:
     """The model on `device` with the `speed` switches applied, wrapped in its Trainer: what every run (and
     `make bench`) trains. probe_every=0: no probes."""
+    on = resolve_speed(speed, device)
     model.to(device)
-    if speed_on(speed.channels_last, device):
+    if on.channels_last:
         model.to(memory_format=torch.channels_last)
     # bf16 autocast keeps fp32 master weights, and BN runs (and keeps its statistics) in fp32 under it;
     # no cast cache, which a captured graph could not refresh
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-                if speed_on(speed.bf16, device) else None)
-    return Trainer(model, protocol, warmup=depth >= protocol.warmup_min_depth and protocol.optimizer == Optimizer.sgd,
-                   foreach=speed.foreach, autocast=autocast, probes=Probes(model, probe_every) if probe_every else None,
-                   cuda_graph=speed_on(speed.cuda_graphs, device))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if on.bf16 else None
+    trainer = Trainer(model, protocol, warmup=depth >= protocol.warmup_min_depth and protocol.optimizer == Optimizer.sgd,
+                      foreach=on.foreach, autocast=autocast, probes=Probes(model, probe_every) if probe_every else None,
+                      cuda_graph=on.cuda_graphs)
+    if on.compile:
+        # the unprobed training forward only: probed steps and evaluations run the module itself, whose hooks
+        # a compiled graph would not see
+        trainer.forward = torch.compile(model)
+    trainer.speed = on
+    return trainer
 
 
 def step_all(trainers: list, x: torch.Tensor, y: torch.Tensor, streams: bool = False) -> None:

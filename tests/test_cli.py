@@ -59,7 +59,7 @@ def test_run_json_reports_the_papers_parameter_counts(depth, tiny, tmp_path):
     (["protocol.normalize=std"], "protocol.normalize=std: Invalid value 'std', expected one of [pixel_mean, keras]"),
     (["arch=resnet"], "no arch named 'resnet': choose one of minimodel, resnet_cifar"),
     (["data=imagefolder", "data.root=/no/such/dir"], "data.root=/no/such/dir does not exist"),
-    (["data=cifar10", "data.dir=NODATA"], "CIFAR-10 not found"),
+    (["data=cifar10", "data.dir=NODATA", "data.download=false"], "CIFAR-10 not found"),
 ])
 def test_bad_input_is_one_line_and_a_nonzero_exit(args, expected, tmp_path):
     args = [a.replace("NODATA", str(tmp_path / "nodata")) for a in args]

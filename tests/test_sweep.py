@@ -48,6 +48,9 @@ def test_each_cell_gets_its_stable_directory_and_the_sweep_ends_with_a_summary(s
         "depth=8-residual=false-seed=0", "depth=8-residual=true-seed=0"]
     assert all(json.loads((out / n / "run.json").read_text())["status"] == "completed" for n in names)
     assert "sweep: 4 cells, 4 completed." in r.stdout
+    # where the sweep stands as a whole, as each cell ends
+    assert "sweep: 1/4 cells done, 0 running, 3 left" in r.stdout
+    assert "sweep: 4/4 cells done, 0 running, 0 left; 100% of the work; done" in r.stdout
 
 
 def test_the_concurrent_launcher_writes_the_same_files_and_numbers_as_cells_run_one_by_one(sequential, tiny, tmp_path):
@@ -55,6 +58,8 @@ def test_the_concurrent_launcher_writes_the_same_files_and_numbers_as_cells_run_
     r = cli(sweep_args(tiny, tmp_path / "runs", "hydra/launcher=concurrent"), timeout=300)
     assert r.returncode == 0, r.stderr
     assert "Training 4 cells together" in r.stdout
+    assert "sweep: 1/4 cells done, 3 running, 0 left" in r.stdout  # all four train together
+    assert "sweep: 4/4 cells done, 0 running, 0 left; 100% of the work; done" in r.stdout
     conc = tables(tmp_path / "runs")
     assert conc == tables(seq_out)  # same names, columns and values (CPU, fixed seeds)
     for name in conc:
@@ -120,3 +125,35 @@ def test_make_sweep_runs_the_grid_and_then_the_analysis(image_folder, tmp_path):
     for f in ("fig1_plain.png", "fig6.png", "degradation.png", "table6.md", "table6.csv", "report.md",
               "fig7.png", "gradients.png"):
         assert (tmp_path / "smoke" / f).exists(), f
+
+
+def test_make_sweep_that_does_not_start_prints_one_error_and_no_second(tmp_path):
+    """The paper sweep on a CPU is refused by the CPU guard: its one line, exit 2, and no "no runs found" from
+    the plots that used to follow."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run(["make", "sweep", f"RESULTS={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode != 0
+    errors = [line for line in (r.stdout + r.stderr).splitlines() if "error" in line.lower()]
+    # ours, and make's own trailer naming the failed target (GNU make always adds it)
+    assert len(errors) == 2 and errors[0].startswith("error: this sweep would take about"), errors
+    assert errors[1].startswith("make: ***") and "sweep" in errors[1]
+    assert "no runs found" not in r.stdout + r.stderr and not (tmp_path / "paper").exists()
+
+
+def test_sweep_progress_counts_cells_and_projects_the_rest_from_the_rate(monkeypatch):
+    from experiments import progress
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    sweep = progress.SweepProgress()
+    sweep.start([100.0, 100.0, 300.0])  # three cells; the third costs three times as much
+    sweep.opened("done-before", 100.0, 10, 10, finished=True)  # finished by an earlier sweep: no work here
+    sweep.opened("a", 100.0, 10, 0)
+    assert sweep.line() == "sweep: 1/3 cells done, 1 running, 1 left; 20% of the work; ETA after the first epoch"
+    clock[0] = 50.0
+    sweep.advanced("a", 5)  # half of a's 100 in 50 s: 1 s per unit of work
+    assert sweep.line() == "sweep: 1/3 cells done, 1 running, 1 left; 30% of the work; ETA 5m50s"  # 350 units left
+    clock[0] = 100.0
+    sweep.advanced("a", 10)
+    sweep.closed("a")
+    assert sweep.line() == "sweep: 2/3 cells done, 0 running, 1 left; 40% of the work; ETA 5m00s"
