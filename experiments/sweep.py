@@ -27,7 +27,7 @@ def cpu_estimate_s(iterations: int, depth: int, batch_size: int, cost_per_layer:
 
 class SweepSummary(Callback):
     """Collects each cell's Result; at the end prints the cells that did not complete, and remembers whether
-    any failed (the process then exits 1)."""
+    any failed or was interrupted (the process then exits 1)."""
 
     results: list = []
 
@@ -53,4 +53,6 @@ class SweepSummary(Callback):
 
     @staticmethod
     def failed() -> bool:
-        return any(r.status == Status.failed for _, r in SweepSummary.results)
+        """A cell failed, or was interrupted in a job of its own (a sweep signalled itself exits 128 + signal
+        before this is asked): the sweep's work is not done."""
+        return any(r.status in (Status.failed, Status.interrupted) for _, r in SweepSummary.results)
