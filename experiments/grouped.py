@@ -212,21 +212,24 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
         log.info("\tjob %d: %s", g, " | ".join(" ".join(o for o in filter_overrides(composed[i][0].overrides)
                                                         if o not in shared) for i in cells))
 
-    returns, why = [None] * len(groups), "never started: the inner launcher failed before it"
+    name = type(launcher.inner).__name__
+    returns: list = [None] * len(groups)
+    why = [f"never submitted: the {name} launcher failed on an earlier job"] * len(groups)
     for start in range(0, len(groups), len(slots)):
         wave = list(range(start, min(start + len(slots), len(groups))))
         overrides = [group_overrides([composed[i][0].overrides for i in groups[g]], slot) for g, slot in zip(wave, slots)]
         try:
             for g, ret in zip(wave, launcher.inner.launch(overrides, initial_job_idx=start)):
                 returns[g] = ret
-        except Exception as e:  # a job that died without a result (killed, out of memory): stop submitting
-            log.error("%s launcher: %s: %s", type(launcher.inner).__name__, type(e).__name__, e)
-            why = f"{type(e).__name__} from the {type(launcher.inner).__name__} launcher"
+        except Exception as e:  # cannot submit, or a job died without a result (killed): stop submitting
+            log.error("%s launcher: %s: %s", name, type(e).__name__, e)
+            for g in wave:
+                why[g] = f"the {name} launcher raised {type(e).__name__}: {first_line(e)}"
             break
 
     results: list = [None] * len(composed)
     for g, cells in enumerate(groups):
-        report = group_results(g, returns[g], [composed[i][0] for i in cells], why)
+        report = group_results(g, returns[g], [composed[i][0] for i in cells], why[g])
         for i, result in zip(cells, report):
             results[i] = result
     job_returns = []
@@ -246,9 +249,13 @@ def group_results(g: int, ret, jobs: list, why: str) -> list:
         return r.results
     if ret is not None:
         error = ret._return_value  # what the task raised (e.g. submitit refusing to requeue)
-        why = f"{type(error).__name__}: {error}"
-        log.error("job %d ended without results (%s)", g, why)
+        why = f"its job raised {type(error).__name__}: {first_line(error)}"
+        log.error("job %d: %s", g, why)
     return [from_disk(job, why) for job in jobs]
+
+
+def first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
 
 
 def from_disk(job, why: str) -> Result:
@@ -262,6 +269,5 @@ def from_disk(job, why: str) -> Result:
     except ValueError:
         status = None
     if status is None or status == Status.running:  # never opened, or its job was killed mid-run
-        return Result(Status.failed, f"its job ended without a result ({why}); rerun the sweep to resume it",
-                      str(job.run_dir))
+        return Result(Status.failed, f"{why}; rerun the sweep to resume it", str(job.run_dir))
     return Result(status, info.get("message", ""), str(job.run_dir))

@@ -151,7 +151,7 @@ def test_a_group_job_that_brought_nothing_back_is_reported_from_its_run_director
     (tmp_path / "a" / RUN_JSON).write_text(json.dumps({"status": "interrupted", "message": "stopped by SIGUSR2"}))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / RUN_JSON).write_text(json.dumps({"status": "running"}))  # its process was killed
-    a, b, c = group_results(0, None, jobs, "UncompletedJobError from the SlurmLauncher launcher")
+    a, b, c = group_results(0, None, jobs, "the SlurmLauncher launcher raised UncompletedJobError: Job 12 ...")
     assert (a.status.value, a.message) == ("interrupted", "stopped by SIGUSR2")
     assert b.status.value == c.status.value == "failed" and "UncompletedJobError" in b.message and "rerun" in c.message
 
