@@ -15,22 +15,33 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS))"
 	@echo "             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)'"
+	@echo "             LAUNCHER=$(LAUNCHER) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md)"
 
-install: $(VENV)/.installed  ## create .venv/ and install the project with its test extras
+install: $(VENV)/.installed  ## create .venv/ and install the project (no extras)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	touch $@
 
-test: install  ## the test suite (CPU, a few minutes; slow and GPU tests excluded)
+# the extras, each on top of the project: `cluster` for the SLURM and multi-GPU launchers, `test` (with
+# `cluster`, so that CI runs the cluster tests) for the tests and the linter
+$(VENV)/.installed-cluster: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[cluster]'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
+	touch $@ $(VENV)/.installed-cluster
+
+test: $(VENV)/.installed-test  ## the test suite (CPU, a few minutes; slow and GPU tests excluded)
 	$(PY) -m pytest -q
 
-lint: install  ## ruff (config in pyproject.toml): what CI checks before the tests
+lint: $(VENV)/.installed-test  ## ruff (config in pyproject.toml): what CI checks before the tests
 	$(VENV)/bin/ruff check .
 
-test-all: install  ## every test, the slow ones too (GPU tests skip without CUDA)
+test-all: $(VENV)/.installed-test  ## every test, the slow ones too (GPU tests skip without CUDA)
 	$(PY) -m pytest -q -m ''
 
 FORCE ?=
@@ -38,13 +49,18 @@ ARCH ?= resnet_cifar
 UNITS ?= 1,2,3,4
 # MiniModel's size is its units per stage; depth is then fixed to one value, which it ignores
 SIZES = $(if $(filter minimodel,$(ARCH)),arch=minimodel arch.units_per_stage=$(UNITS) depth=20,depth=$(DEPTHS))
-# with a GPU the cells train together in one process (experiments/concurrent.py); else one after another
-LAUNCHER ?= $(shell $(PY) -c "import torch; print('concurrent' if torch.cuda.is_available() else 'basic')" 2>/dev/null || echo basic)
+# GPUS=N: this machine's first N GPUs, one group of cells on each (hydra/launcher=gpus); LAUNCHER=slurm: one
+# SLURM job per group (docs/cluster.md); CELLS_PER_JOB=K: at most K cells per group (default: a whole stream).
+# Otherwise, with a GPU the cells train together in one process (experiments/concurrent.py); else one after another.
+GPUS ?=
+CELLS_PER_JOB ?=
+LAUNCHER ?= $(if $(GPUS),gpus,$(shell $(PY) -c "import torch; print('concurrent' if torch.cuda.is_available() else 'basic')" 2>/dev/null || echo basic))
 SWEEP = -m protocol=$(PROTOCOL) $(SIZES) residual=false,true seed=$(SEEDS) $(if $(FORCE),force=true) \
-	hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs hydra/launcher=$(LAUNCHER) $(OVERRIDES)
+	hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs hydra/launcher=$(LAUNCHER) $(if $(GPUS),hydra.launcher.gpus=$(GPUS)) \
+	$(if $(CELLS_PER_JOB),hydra.launcher.cells_per_job=$(CELLS_PER_JOB)) $(OVERRIDES)
 
 # exit 2: the sweep did not start (its one-line reason is printed): no figures to redraw, and no second error
-sweep: install  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
+sweep: install $(if $(filter slurm gpus,$(LAUNCHER)),$(VENV)/.installed-cluster)  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
 	$(PY) -m experiments.run $(SWEEP); status=$$?; \
 	if [ $$status -ne 2 ]; then $(MAKE) --no-print-directory plots PROTOCOL=$(PROTOCOL) RESULTS=$(RESULTS); fi; \
 	exit $$status

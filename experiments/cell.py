@@ -110,10 +110,14 @@ class Cell:
         self.saved_at = self.trainer.iteration
 
     def stream_key(self) -> str:
-        """Cells with equal keys see the same batches and can be trained together."""
-        c = self.cfg
-        return json.dumps([to_dict(c.data), c.protocol.batch_size, c.protocol.augment.value, c.protocol.normalize.value,
-                           c.seed, str(self.trainer.device)], sort_keys=True)
+        return stream_key(self.cfg, str(self.trainer.device))
+
+
+def stream_key(c: Config, device: str) -> str:
+    """Cells with equal keys see the same batches and can be trained together (the grouped launcher groups a
+    sweep's cells into jobs by it before any device is resolved, passing `c.device`)."""
+    return json.dumps([to_dict(c.data), c.protocol.batch_size, c.protocol.augment.value, c.protocol.normalize.value,
+                       c.seed, device], sort_keys=True)
 
 
 def check(cfg: Config) -> tuple:

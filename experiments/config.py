@@ -193,14 +193,15 @@ def register() -> None:
         cs.store(group="family_schema", name=family.name, node=family.config)
 
 
-def compose(overrides: list, conf_dir: Path = CONF_DIR):
-    """The config (a DictConfig) that `python -m experiments.run OVERRIDES` would run, without running it."""
+def compose(overrides: list, conf_dir: Path = CONF_DIR, return_hydra_config: bool = False):
+    """The config (a DictConfig) that `python -m experiments.run OVERRIDES` would run, without running it
+    (with `return_hydra_config`, its `hydra` node too: the launcher's settings)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     register()
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def to_dict(obj) -> dict:

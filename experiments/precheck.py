@@ -6,6 +6,7 @@ every value is checked up front, so `depth=20,21` fails before the first cell tr
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -164,6 +165,17 @@ class Plan:
     multirun: bool = False
 
 
+# Launchers of conf/hydra/launcher/ and hydra-submitit-launcher's, which the `cluster` extra installs; those
+# whose jobs run on other machines, whose devices the CPU guard cannot judge from here.
+CLUSTER_LAUNCHERS = ("slurm", "gpus", "submitit_slurm", "submitit_local")
+REMOTE_LAUNCHERS = ("slurm", "submitit_slurm")
+
+
+def launcher(args: list) -> Optional[str]:
+    """The launcher the command line picks (`hydra/launcher=slurm`), if it picks one."""
+    return next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("hydra/launcher=")), None)
+
+
 def check(args: list, conf_dir: Path = CONF_DIR) -> Optional[str]:
     """None if every cell composes and can run; else the one-line reason."""
     return plan(args, conf_dir).problem
@@ -188,6 +200,10 @@ def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Option
     from experiments.config import compose
     from experiments.errors import UserError
 
+    chosen = launcher(args)
+    if chosen in CLUSTER_LAUNCHERS and importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+        return (f"hydra/launcher={chosen} needs hydra-submitit-launcher: pip install -e '.[cluster]' "
+                f"(make sweep LAUNCHER={chosen} installs it)")
     try:
         all_cells = cells(args + (sweep_defaults(args, conf_dir) if multirun else []))
     except Exception as e:  # an override Hydra cannot parse at all
@@ -207,7 +223,7 @@ def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Option
         return (f"depth does not apply to arch={unsized[0]}, whose size is set by its own keys "
                 f"(conf/arch/{unsized[0]}.yaml): give one depth (e.g. depth=20) so the default depth grid does not "
                 f"repeat each cell")
-    problem = too_long_for_cpu(composed) if multirun else None
+    problem = too_long_for_cpu(composed) if multirun and chosen not in REMOTE_LAUNCHERS else None
     # the directory and the data last: a command that is wrong in itself should say so first; each distinct
     # data set once
     datasets = {json.dumps(to_dict(c.data), sort_keys=True): c.data for c in composed}

@@ -22,9 +22,14 @@ log = logging.getLogger("experiments")
 
 
 class StopFlag:
-    """SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption). While the cells open there is nothing to checkpoint,
-    so a signal stops at once; while they train, the first asks the loop to stop after the current step and
-    checkpoint, and a second stops at once (the last checkpoint stands)."""
+    """SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption) and SIGUSR2 (what SLURM sends ahead of a time limit
+    or, where the cluster is set up for it, a preemption, when a job asks for it as submitit's jobs do). While
+    the cells open there is nothing to checkpoint, so a signal stops at once; while they train, the first asks
+    the loop to stop after the current step and checkpoint, and a second stops at once (the last checkpoint
+    stands). The handlers that were there before come back on exit, so a caller can hand the signal on to
+    them afterwards (experiments.grouped gives USR2 to submitit, which requeues the job)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self):
         self.signum: Optional[int] = None
@@ -47,7 +52,7 @@ class StopFlag:
                     signal.Signals(signum).name)
 
     def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in self.SIGNALS:
             self._previous[s] = signal.signal(s, self._handle)
         return self
 
@@ -57,12 +62,23 @@ class StopFlag:
         return False
 
 
+class Stopped(SystemExit):
+    """A signal ended the cells, each checkpointed and marked (or left as it was if it never started): exits
+    128 + signal like a process the signal ended, and tells a caller that catches it which signal and how each
+    job ended."""
+
+    def __init__(self, signum: int, results: list):
+        super().__init__(128 + signum)
+        self.signum, self.results = signum, results
+
+
 def run_jobs(jobs: list, keep_going: bool = False) -> list:
     """Run every job to the end (or to a signal); returns one Result per job, in order.
 
     keep_going (a sweep): a job refused for bad input or an unusable directory gets a `failed` Result and the
     others go on; otherwise the UserError propagates to the entry point, which prints it. A signal ends the
-    process with 128 + signal after every cell is checkpointed and marked, unless every cell had finished."""
+    process with 128 + signal (`Stopped`) after every cell is checkpointed and marked, unless every cell had
+    finished."""
     provenance.git_commit()  # read before the first cell starts (it is cached for the process)
     data, stop = DataCache(), StopFlag()
     results: list = [None] * len(jobs)
@@ -85,15 +101,18 @@ def run_jobs(jobs: list, keep_going: bool = False) -> list:
                 if cell.result is None:
                     abandon(cell, stop.signum or signal.SIGINT)
             signum = stop.signum or signal.SIGINT
-            log.error("interrupted by %s during start-up: nothing was trained; rerun the same command",
-                      signal.Signals(signum).name)
-            raise SystemExit(128 + signum) from None
+            how = signal.Signals(signum).name
+            log.error("interrupted by %s during start-up: nothing was trained; rerun the same command", how)
+            opened = {i: cell.result for i, cell in cells}
+            raise Stopped(signum, [opened.get(i) or results[i] or Result(
+                Status.interrupted, f"{how} during start-up, before it was opened", str(job.run_dir))
+                for i, job in enumerate(jobs)]) from None
         stop.training = True
         train_cells([c for _, c in cells if c.result is None], stop)
     for i, cell in cells:
         results[i] = cell.result
     if stop.signum is not None and any(r.status == Status.interrupted for r in results if r):
-        raise SystemExit(128 + stop.signum)  # the exit code agrees with the status a scheduler reads
+        raise Stopped(stop.signum, results)  # the exit code agrees with the status a scheduler reads
     return results
 
 

@@ -35,7 +35,7 @@ def cell_cost(cfg) -> float:
 
 class SweepSummary(Callback):
     """Collects each cell's Result; at the end prints the cells that did not complete, and remembers whether
-    any failed (the process then exits 1)."""
+    any failed or was interrupted (the process then exits 1)."""
 
     results: list = []
 
@@ -61,4 +61,6 @@ class SweepSummary(Callback):
 
     @staticmethod
     def failed() -> bool:
-        return any(r.status == Status.failed for _, r in SweepSummary.results)
+        """A cell failed, or was interrupted in a job of its own (a sweep signalled itself exits 128 + signal
+        before this is asked): the sweep's work is not done."""
+        return any(r.status in (Status.failed, Status.interrupted) for _, r in SweepSummary.results)

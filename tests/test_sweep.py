@@ -1,6 +1,5 @@
 """Sweeps: stable per-cell directories, resume after interruption, failures isolated, the concurrent
 launcher equal to running the cells one by one, and the CPU guard."""
-import csv
 import json
 import os
 import signal
@@ -11,24 +10,13 @@ import time
 import pytest
 
 from experiments.rundir import RunDir
-from tests.helpers.harness import ROOT, cli, tiny_overrides
+from tests.helpers.harness import ROOT, cli, tables, tiny_overrides
 
 GRID = ["-m", "depth=8,14", "residual=false,true", "seed=0"]
 
 
 def sweep_args(tiny, out, *extra):
     return GRID + tiny + [f"hydra.sweep.dir={out}", *extra]
-
-
-def tables(out):
-    """{run dir name: {csv name: rows without timings}} for every run under `out`."""
-    result = {}
-    for run in sorted(p for p in out.iterdir() if p.is_dir()):
-        result[run.name] = {}
-        for name in ("metrics.csv", "layer_stats.csv", "grad_norms.csv"):
-            with open(run / name) as f:
-                result[run.name][name] = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,9 @@ def tiny_overrides(image_folder: Path, data_dir: Path, iterations: int = 8) -> l
             f"protocol.milestones=[{iterations // 2},{iterations * 3 // 4}]", "device=cpu", "speed.threads=1"]
 
 
-def compose(overrides: list, conf_dir: Path = ROOT / "conf"):
+def compose(overrides: list, conf_dir: Path = ROOT / "conf", return_hydra_config: bool = False):
     from experiments.config import compose as compose_config
-    return compose_config(overrides, conf_dir)
+    return compose_config(overrides, conf_dir, return_hydra_config)
 
 
 def run_inprocess(overrides: list, run_dir: Path):
@@ -92,3 +92,15 @@ def metrics_rows(run_dir: Path) -> list:
 def numbers(run_dir: Path) -> list:
     """metrics.csv without its timings: what must be equal between an interrupted-and-resumed run and a whole one."""
     return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in metrics_rows(run_dir)]
+
+
+def tables(out: Path) -> dict:
+    """{run dir name: {csv name: rows without timings}} for every run under a sweep directory `out`."""
+    import csv
+    result = {}
+    for run in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        result[run.name] = {}
+        for name in ("metrics.csv", "layer_stats.csv", "grad_norms.csv"):
+            with open(run / name) as f:
+                result[run.name][name] = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
+    return result
