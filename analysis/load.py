@@ -6,8 +6,8 @@ file holds. Directory names are never parsed: everything comes from the files. A
 written, was killed mid-line or has a corrupt `run.json` must not stop the report, so each problem is
 recorded and the rest is kept.
 
-The public pieces, which `probes_figures` reads its own files with: `run_dirs`, `has_files`,
-`read_meta`, `read_csv`/`read_table`, `name_nets`.
+The public pieces, which `probes_figures` and `inspection` read their own files with: `run_dirs`,
+`has_files`, `read_meta`, `read_csv`/`read_table`, `name_nets`, `from_scratch`.
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ class RunMeta:
     fallback: dict              # model columns for CSV rows that lack them
     columns: dict               # per-run columns for the frame (provenance, sizes, ...)
     problem: str = ""           # "run.json missing" / "run.json unreadable (JSONDecodeError)"
+    info: dict = field(default_factory=dict)  # run.json itself, for keys only some runs have (`init`, `inspection`)
 
 
 def load_runs(runs_dir) -> pd.DataFrame:
@@ -186,7 +187,7 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
     }
     return RunMeta(status=str(info.get("status") or "unknown"), family=str(family),
                    family_info=family_info, iterations=None if pd.isna(iterations) else int(iterations),
-                   fallback=fallback, columns=columns, problem=problem)
+                   fallback=fallback, columns=columns, problem=problem, info=info)
 
 
 def _dict(parent: dict, key: str) -> dict:
