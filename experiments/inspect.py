@@ -26,6 +26,7 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -141,41 +142,43 @@ def calibration(model, depth: int, stream: TrainStream, batches: int) -> dict:
 
 
 @torch.no_grad()
-def compare(shallow, deep, test, normalize, batch_size: int, stream: TrainStream, batches: int,
+def outputs(model, test, normalize, batch_size: int, stream: TrainStream, batches: int,
             epoch: int = MEASURE_EPOCH) -> dict:
-    """A CONSTRUCTED row (without its deep_depth and identity columns): the two nets on the test images in eval
-    mode, and on training batches in training mode."""
-    dev = next(shallow.parameters()).device
-    sums = torch.zeros(2, 2, dtype=torch.float64, device=dev)  # [shallow, deep] x [loss sum, wrong]
-    biggest = torch.zeros((), device=dev)
-    was = shallow.training, deep.training
-    shallow.eval()
-    deep.eval()
-    for x, y in iterate_eval(test, normalize, batch_size):
-        zs, zd = shallow(x), deep(x)
-        sums += torch.stack([_loss_wrong(zs, y), _loss_wrong(zd, y)])
-        biggest = torch.maximum(biggest, (zd - zs).abs().max())
-    shallow.train(was[0])
-    deep.train(was[1])
-    n = len(test)
-    (ls, es), (ld, ed) = (sums / torch.tensor([n, n / 100.0], dtype=torch.float64, device=dev)).tolist()
-    row = {"test_err_shallow": es, "test_err_deep": ed, "test_loss_shallow": ls, "test_loss_deep": ld,
-           "max_logit_diff": biggest.item()}
+    """What `compare` compares: the net's eval-mode logits on the test images, and its training-mode logits on
+    `batches` training batches of `epoch` (BN's running statistics left as they were), with the labels."""
+    was = model.training
+    model.eval()
+    test_out = [(model(x), y) for x, y in iterate_eval(test, normalize, batch_size)]
+    model.train(was)
+    with frozen_train_mode(model):
+        train_out = [(model(x), y) for x, y in (stream.batch(epoch, b) for b in range(min(batches,
+                                                                                          stream.steps_per_epoch)))]
+    return {"test": test_out, "train": train_out}
 
-    k = min(batches, stream.steps_per_epoch)
-    train = torch.zeros(2, 2, dtype=torch.float64, device=dev)
-    deviation = torch.zeros((), dtype=torch.float64, device=dev)
-    seen = 0
-    with frozen_train_mode(shallow, deep):
-        for b in range(k):
-            x, y = stream.batch(epoch, b)
-            zs, zd = shallow(x), deep(x)
-            train += torch.stack([_loss_wrong(zs, y), _loss_wrong(zd, y)])
-            deviation += ((zd - zs).double().norm() / zs.double().norm())
-            seen += len(y)
-    (ls, es), (ld, ed) = (train / torch.tensor([seen, seen / 100.0], dtype=torch.float64, device=dev)).tolist()
-    return {**row, "train_err_shallow": es, "train_err_deep": ed, "train_loss_shallow": ls, "train_loss_deep": ld,
-            "train_deviation": deviation.item() / k, "batches": k}
+
+def _mean_loss_err(pairs: list) -> tuple:
+    sums = torch.stack([_loss_wrong(z, y) for z, y in pairs]).sum(0)
+    n = sum(len(y) for _, y in pairs)
+    loss, wrong = sums.tolist()
+    return loss / n, 100.0 * wrong / n
+
+
+def compare(shallow, deep, test, normalize, batch_size: int, stream: TrainStream, batches: int,
+            reference: dict | None = None) -> dict:
+    """A CONSTRUCTED row (without its deep_depth and identity columns): the two nets on the test images in eval
+    mode, and on training batches in training mode. `reference`: the shallow net's `outputs`, when already made
+    (one inspection compares it with several deeper nets)."""
+    ref = reference or outputs(shallow, test, normalize, batch_size, stream, batches)
+    ours = outputs(deep, test, normalize, batch_size, stream, batches)
+    (ls, es), (ld, ed) = _mean_loss_err(ref["test"]), _mean_loss_err(ours["test"])
+    biggest = max((zd - zs).abs().max() for (zs, _), (zd, _) in zip(ref["test"], ours["test"]))
+    (tls, tes), (tld, ted) = _mean_loss_err(ref["train"]), _mean_loss_err(ours["train"])
+    deviation = torch.stack([(zd - zs).double().norm() / zs.double().norm()
+                             for (zs, _), (zd, _) in zip(ref["train"], ours["train"])]).mean()
+    return {"test_err_shallow": es, "test_err_deep": ed, "test_loss_shallow": ls, "test_loss_deep": ld,
+            "max_logit_diff": biggest.item(), "train_err_shallow": tes, "train_err_deep": ted,
+            "train_loss_shallow": tls, "train_loss_deep": tld, "train_deviation": deviation.item(),
+            "batches": len(ref["train"])}
 
 
 # ---- one run ----------------------------------------------------------------------------------------------------
@@ -192,48 +195,59 @@ def check(cfg, family) -> str | None:
     return None
 
 
-def inspect_net(model, cfg, ds, family) -> tuple:
-    """-> ({file: rows} of the measures that apply, notes on those that do not). `ds`: the run's data on the
-    model's device; `cfg`: its typed Config."""
-    p = cfg.protocol
+@dataclass
+class Inspection:
+    """What `inspect_net` found: the rows of each measure that applies, why the others do not, what each took."""
+    tables: dict = field(default_factory=dict)   # runformat table file -> rows (without the identity columns)
+    notes: list = field(default_factory=list)    # one line per measure not written, and why
+    seconds: dict = field(default_factory=dict)  # "blocks" (ratios and lesions: one walk), "constructed"
+
+
+def inspect_net(model, cfg, ds, family) -> Inspection:
+    """Every measure on `model` with `cfg`'s protocol (its typed Config) and data (`ds`, on the model's device)."""
+    p, found = cfg.protocol, Inspection()
     normalize = make_normalizer(p.normalize, ds.train.x)
-    tables, notes = {}, []
+    clock = time.perf_counter()
     try:
         walked = walk_blocks(model, ds.test, normalize, p.eval_batch_size)
-        tables[BLOCK_RATIOS.file], tables[LESION.file] = walked["ratios"], walked["lesions"]
+        found.tables[BLOCK_RATIOS.file], found.tables[LESION.file] = walked["ratios"], walked["lesions"]
+        found.seconds["blocks"] = round(time.perf_counter() - clock, 3)
     except NotSupported as e:
-        notes.append(f"block ratios and lesions: not supported for {family.label}: {e}")
+        found.notes.append(f"block ratios and lesions: not supported for {family.label}: {e}")
     deeper = sorted({d for d in cfg.inspect.deeper if d > cfg.depth})
     if not deeper:
-        notes.append(f"constructed: no depth in inspect.deeper={list(cfg.inspect.deeper)} above {cfg.depth}")
-        return tables, notes
+        found.notes.append(f"constructed: no depth in inspect.deeper={list(cfg.inspect.deeper)} above {cfg.depth}")
+        return found
+    clock = time.perf_counter()
     stream = TrainStream(ds.train, normalize, p.batch_size, p.augment, cfg.seed)
     try:
         stats = calibration(model, deeper[0], stream, cfg.inspect.train_batches)
     except NotSupported as e:
-        notes.append(f"constructed: not supported for {family.label}: {e}")
-        return tables, notes
-    rows = []
+        found.notes.append(f"constructed: not supported for {family.label}: {e}")
+        return found
+    rows, k = [], cfg.inspect.train_batches
+    reference = outputs(model, ds.test, normalize, p.eval_batch_size, stream, k)  # this net's, once for every depth
     for d in deeper:
         deep = model.deepened(d, stats)
         rows.append({"deep_depth": family.depth(cfg.arch, d),
-                     **compare(model, deep, ds.test, normalize, p.eval_batch_size, stream, cfg.inspect.train_batches)})
+                     **compare(model, deep, ds.test, normalize, p.eval_batch_size, stream, k, reference)})
         del deep
-    tables[CONSTRUCTED.file] = rows
-    return tables, notes
+    found.tables[CONSTRUCTED.file] = rows
+    found.seconds["constructed"] = round(time.perf_counter() - clock, 3)
+    return found
 
 
-def write(rd, tables: dict, notes: list, extra: dict, started: float) -> dict:
+def write(rd, found: Inspection, extra: dict, started: float) -> dict:
     """Write the tables into the run directory (removing any an earlier inspection left that this one did not
-    write); -> run.json's `inspection`."""
+    write); -> run.json's `inspection` (runformat.InspectionInfo)."""
     for t in INSPECTION_TABLES:
-        if t.file in tables:
-            rd.write_table(t.file, tables[t.file], extra)
+        if t.file in found.tables:
+            rd.write_table(t.file, found.tables[t.file], extra)
         else:
             (rd.path / t.file).unlink(missing_ok=True)
-    files = [t.file for t in INSPECTION_TABLES if t.file in tables]
-    return {"status": "done" if tables else "not supported", "files": files, "notes": notes,
-            "seconds": round(time.perf_counter() - started, 3), "at": provenance.now()}
+    files = [t.file for t in INSPECTION_TABLES if t.file in found.tables]
+    return {"status": "done" if files else "not supported", "files": files, "notes": found.notes,
+            "seconds": round(time.perf_counter() - started, 3), "timings": found.seconds, "at": provenance.now()}
 
 
 def after_run(cell) -> None:
@@ -243,16 +257,15 @@ def after_run(cell) -> None:
         return
     started = time.perf_counter()
     try:
-        tables, notes = inspect_net(cell.trainer.model, cell.cfg, cell.ds, cell.family)
-        cell.info["inspection"] = write(cell.rd, tables, notes, cell.extra, started)
+        found = inspect_net(cell.trainer.model, cell.cfg, cell.ds, cell.family)
+        cell.info["inspection"] = info = write(cell.rd, found, cell.extra, started)
     except Exception as e:  # the run itself has completed: an inspection bug must not undo that
         log.exception("%s: the after-training inspection failed", cell.rd.path)
         cell.info["inspection"] = {"status": "failed", "notes": [f"{type(e).__name__}: {e}"],
                                    "seconds": round(time.perf_counter() - started, 3)}
         return
-    info = cell.info["inspection"]
     log.info("%s: inspected in %.1f s: %s%s", cell.rd.path, info["seconds"], ", ".join(info["files"]) or "nothing",
-             "".join(f"; {n}" for n in notes))
+             "".join(f"; {n}" for n in found.notes))
 
 
 # ---- existing runs: python -m experiments.inspect -----------------------------------------------------------------
@@ -285,6 +298,8 @@ def inspect_dir(path: Path, data, device, missing: bool) -> str:
     from experiments.rundir import RunDir, RunError
 
     rd = RunDir(path)
+    if not path.exists():
+        raise RunError(f"{path} does not exist")
     if not rd.run_json.exists():
         raise RunError(f"{path} is not a run directory (no {rd.run_json.name})")
     info = rd.read_info()
@@ -305,14 +320,14 @@ def inspect_dir(path: Path, data, device, missing: bool) -> str:
         model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
         model.load_state_dict(ckpt["trainer"]["model"])
         model.to(device)
-        tables, notes = inspect_net(model, cfg, ds, family)
+        found = inspect_net(model, cfg, ds, family)
         extra = identity_columns(cfg, family.depth(cfg.arch, cfg.depth), (info.get("init") or {}).get("depth"))
-        info["inspection"] = write(rd, tables, notes, extra, started)
+        info["inspection"] = write(rd, found, extra, started)
         rd.write_info(info)
     finally:
         rd.release()
     i = info["inspection"]
-    return f"{', '.join(i['files']) or 'nothing'} in {i['seconds']:.1f} s" + "".join(f"; {n}" for n in notes)
+    return f"{', '.join(i['files']) or 'nothing'} in {i['seconds']:.1f} s" + "".join(f"; {n}" for n in found.notes)
 
 
 def main(argv=None) -> int:

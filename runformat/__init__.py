@@ -163,6 +163,7 @@ class InspectionInfo(TypedDict, total=False):
     files: list      # the INSPECTION_TABLES files written
     notes: list      # one line per measure skipped, and why (`constructed: not supported for MiniModel ...`)
     seconds: float   # what it took (the cost it adds to a run)
+    timings: dict    # seconds per measure: `blocks` (block ratios and lesions, one walk), `constructed`
     at: str          # ISO 8601, when
 
 

@@ -191,11 +191,12 @@ def test_minimodel_gets_ratios_and_lesions_where_a_unit_has_a_skip_and_no_constr
                  protocol=ProtocolConfig(batch_size=8, eval_batch_size=8), inspect=InspectConfig(deeper=[20]))
     ds = Dataset(split, images(8, seed=1), None, list(range(10)), "random images")
     from experiments import families
-    tables, notes = inspection.inspect_net(MiniModel(1, residual), cfg, ds, families.get("minimodel"))
+    found = inspection.inspect_net(MiniModel(1, residual), cfg, ds, families.get("minimodel"))
+    tables, notes = found.tables, found.notes
     # residual: every unit (the pooling ones: their projection shortcut); plain: only the unit that does not pool
     assert [r["skip"] for r in tables[LESION.file]] == (["identity"] + ["projection"] * 3 if residual else ["identity"])
     assert len(tables[BLOCK_RATIOS.file]) == len(tables[LESION.file])
-    assert CONSTRUCTED.file not in tables and len(notes) == 1
+    assert CONSTRUCTED.file not in tables and len(notes) == 1 and set(found.seconds) == {"blocks"}
     assert notes[0].startswith("constructed: not supported for MiniModel: MiniModel is sized by arch.units_per_stage")
 
 
@@ -230,12 +231,12 @@ def test_a_completed_run_is_inspected_and_the_intact_error_is_its_final_test_err
 def test_inspection_switched_off_is_done_later_on_demand(tiny, tmp_path, capsys):
     runs = tmp_path / "runs"
     run = runs / "r"
-    assert run_inprocess(tiny + ["depth=8", "inspect.enabled=false"], run) == "completed"
+    assert run_inprocess(tiny + ["depth=8", "inspect.enabled=false", "inspect.deeper=[14,20]"], run) == "completed"
     assert "inspection" not in json.loads((run / "run.json").read_text()) and not (run / LESION.file).exists()
     assert inspection.main(["--missing", str(runs), "--device", "cpu"]) == 0  # a directory of runs, as make plots
     info = json.loads((run / "run.json").read_text())
     assert info["inspection"]["status"] == "done" and (run / LESION.file).exists()
-    assert [r.split(",")[0] for r in (run / CONSTRUCTED.file).read_text().splitlines()[1:]] == ["32", "44", "56"]
+    assert [r.split(",")[0] for r in (run / CONSTRUCTED.file).read_text().splitlines()[1:]] == ["14", "20"]
     assert inspection.main(["--missing", str(runs)]) == 0
     assert "skipped: already inspected" in capsys.readouterr().out
     assert inspection.main([str(tmp_path / "nowhere")]) == 1  # an explicit run that is not one: an error
