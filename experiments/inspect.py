@@ -84,9 +84,8 @@ def walk_blocks(model, split, normalize, batch_size: int) -> dict:
             out = part.block(h)
             if part.skip is not None:
                 s = part.skip(h)
-                branch = part.branch(h).double().square().sum() if part.branch is not None else torch.zeros_like(
-                    norms[k, 0])
-                norms[k] += torch.stack([branch, (out - s).double().square().sum(), s.double().square().sum()])
+                f = part.branch(h).double().square().sum() if part.branch is not None else norms.new_zeros(())
+                norms[k] += torch.stack([f, (out - s).double().square().sum(), s.double().square().sum()])
                 z = s  # block k deleted: its skip, then the blocks after it as trained
                 for later in parts[k + 1:]:
                     z = later.block(z)
@@ -307,12 +306,12 @@ def inspect_dir(path: Path, data, device, missing: bool) -> str:
         raise Skipped(f"it is {info.get('status', 'of unknown status')}, not completed")
     if missing and (info.get("inspection") or {}).get("status") in ("done", "not supported"):
         raise Skipped("already inspected")
+    if not rd.checkpoint.exists():
+        raise RunError(f"{path} has no {rd.checkpoint.name} (not copied with the run?): no weights to inspect")
     rd.lock()
     try:
         info = rd.read_info()  # again, under the lock
         ckpt = rd.load_checkpoint()
-        if ckpt is None:
-            raise RunError(f"{path} has no {rd.checkpoint.name} (not copied with the run?): no weights to inspect")
         cfg = typed_config(ckpt.get("config") or info["config"])
         family = families.get(cfg.arch.name)
         started = time.perf_counter()
