@@ -9,10 +9,10 @@ SEEDS ?= 0
 OVERRIDES ?=
 RESULTS ?= results
 
-.PHONY: help install test test-all lint sweep plots bench gpu-bundle
+.PHONY: help install test test-all lint sweep plots bench inspect-bench gpu-bundle
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 	@echo "  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS))"
 	@echo "             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)'"
 	@echo "             LAUNCHER=$(LAUNCHER) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md)"
@@ -75,5 +75,9 @@ gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to car
 	$(PYTHON) -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3
 	cp ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz .carry/
 
-plots: install  ## redraw results/PROTOCOL/ (figures, tables, report) from whatever runs exist
+plots: install  ## inspect completed runs that lack it, then redraw results/PROTOCOL/ (figures, tables, report)
+	$(PY) -m experiments.inspect --missing $(RESULTS)/$(PROTOCOL)/runs
 	$(PY) -m analysis.report --runs $(RESULTS)/$(PROTOCOL)/runs --out $(RESULTS)/$(PROTOCOL)
+
+inspect-bench: install  ## what the after-training inspection adds to a quick run, here (OVERRIDES: other settings)
+	$(PY) -m experiments.inspect_bench $(OVERRIDES)

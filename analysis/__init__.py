@@ -7,5 +7,7 @@ the files hold is declared once, in `runformat`, which both sides import.
 load (files -> one tidy frame), families (a family's label and title, from run.json), tables (Table 6
 + peers.csv, the paper's and reproductions' numbers), figures (Fig. 1, Fig. 6, error vs depth), text
 (findings from the numbers, and the sentences that word them), provenance (protocol, data, machines),
-probes_figures (Fig. 7 layer responses, gradient norms), render (markdown / HTML), report (the CLI).
+probes_figures (Fig. 7 layer responses, gradient norms), inspection and inspection_text (why depth hurts
+plain nets, from the files experiments/inspect.py writes after training: the constructed deeper net, runs started
+from it, block ratios, the lesion study), render (markdown / HTML), report (the CLI).
 """

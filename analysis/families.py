@@ -34,9 +34,12 @@ class Family:
     def plural(self, residual: bool) -> str:
         return "ResNets" if self.paper and residual else f"{self.series(residual)} nets"
 
-    def net(self, depth, residual: bool, shortcut=None) -> str:
-        """`plain-20`, `ResNet-56`, `ResNet-56 (B)`, `WRN-plain-16`."""
+    def net(self, depth, residual: bool, shortcut=None, init_depth=None) -> str:
+        """`plain-20`, `ResNet-56`, `ResNet-56 (B)`, `WRN-plain-16`; `plain-56 (from plain-20)` for a run started from
+        a trained plain-20 deepened by identity blocks (`init_depth`, runformat's identity column)."""
         suffix = " (B)" if residual and shortcut == "B" else ""  # the paper's CIFAR nets use option A
+        if init_depth is not None and not pd.isna(init_depth):
+            suffix += f" (from {self.series(residual)}-{int(init_depth)})"
         return f"{self.series(residual)}-{int(depth)}{suffix}"
 
 

@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 from runformat import PAPER_FAMILY
 
 from . import families
+from .load import from_scratch
 from .tables import load_peers, summarise
 
 ITER_UNIT = 1e4  # the paper's x axis: "iter. (1e4)"
@@ -35,7 +36,8 @@ class NothingToPlot(ValueError):
 
 
 def select(frame: pd.DataFrame, family: str) -> pd.DataFrame:
-    rows = frame[frame["family"] == family]
+    # nets trained from scratch only: a run started from a shallower net (init.from) has figures of its own
+    rows = frame[(frame["family"] == family) & from_scratch(frame)]
     if family == PAPER_FAMILY:  # the paper's curves are option-A ResNets; option B is table-only
         rows = rows[~rows["net"].astype(str).str.endswith("(B)")]
     return rows

@@ -6,8 +6,8 @@ file holds. Directory names are never parsed: everything comes from the files. A
 written, was killed mid-line or has a corrupt `run.json` must not stop the report, so each problem is
 recorded and the rest is kept.
 
-The public pieces, which `probes_figures` reads its own files with: `run_dirs`, `has_files`,
-`read_meta`, `read_csv`/`read_table`, `name_nets`.
+The public pieces, which `probes_figures` and `inspection` read their own files with: `run_dirs`,
+`has_files`, `read_meta`, `read_csv`/`read_table`, `name_nets`, `from_scratch`.
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ class RunMeta:
     columns: dict               # per-run columns for the frame (provenance, sizes, ...)
     problem: str = ""           # "run.json missing" / "run.json unreadable (JSONDecodeError)"
     notes: list = field(default_factory=list)  # run.json's `notes`: what a reader must see beside the numbers
+    info: dict = field(default_factory=dict)  # run.json itself, for keys only some runs have (`init`, `inspection`)
 
 
 def load_runs(runs_dir) -> pd.DataFrame:
@@ -165,7 +166,8 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
     iterations = pd.to_numeric(protocol.get("iterations"), errors="coerce")
     fallback = {"arch": family, "depth": config.get("depth", info.get("depth")),
                 "residual": config.get("residual"), "shortcut": config.get("shortcut"),
-                "seed": config.get("seed"), "protocol": protocol.get("name")}
+                "seed": config.get("seed"), "protocol": protocol.get("name"),
+                "init_depth": _dict(info, "init").get("depth")}
     columns = {
         "num_params": info.get("num_params"),
         "data_description": info.get("data_description"),
@@ -187,7 +189,7 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
     notes = info.get("notes")
     return RunMeta(status=str(info.get("status") or "unknown"), family=str(family),
                    family_info=family_info, iterations=None if pd.isna(iterations) else int(iterations),
-                   fallback=fallback, columns=columns, problem=problem,
+                   fallback=fallback, columns=columns, problem=problem, info=info,
                    notes=[str(n) for n in notes] if isinstance(notes, list) else [])
 
 
@@ -265,11 +267,18 @@ def _as_bool(value):
 
 def name_nets(rows: pd.DataFrame, found: dict) -> pd.DataFrame:
     """Each row's family (its arch), the family's label and title, and its net's name (`plain-20`,
-    `WRN-res-16`), from `found` (arch name -> Family); an arch not in it is named by itself."""
+    `WRN-res-16`, `plain-56 (from plain-20)`), from `found` (arch name -> Family); an arch not in it is named by
+    itself."""
     fams = [found.get(a) or families.declared(a) for a in rows["arch"]]
     return rows.assign(
         family=rows["arch"], family_label=[f.label for f in fams], family_title=[f.title for f in fams],
-        net=[f.net(d, r, s) for f, d, r, s in zip(fams, rows["depth"], rows["residual"], rows["shortcut"])])
+        net=[f.net(d, r, s, i) for f, d, r, s, i in
+             zip(fams, rows["depth"], rows["residual"], rows["shortcut"], rows["init_depth"])])
+
+
+def from_scratch(frame: pd.DataFrame) -> pd.Series:
+    """Rows of runs trained from their own initialisation, not started from a shallower run (`init_depth`)."""
+    return frame["init_depth"].isna() if "init_depth" in frame else pd.Series(True, index=frame.index)
 
 
 def final_rows(frame: pd.DataFrame) -> pd.DataFrame:

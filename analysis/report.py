@@ -15,7 +15,7 @@ import pandas as pd
 
 from runformat import PAPER_FAMILY
 
-from . import figures, probes_figures, text
+from . import figures, inspection, probes_figures, text
 from .load import RunSet, scan_runs
 from .provenance import header_line, machine_lines
 from .render import to_html, to_markdown
@@ -119,6 +119,9 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
     probe_blocks, probe_files = probes_figures.report_blocks(runs_dir, out_dir, runset)  # Fig. 7, gradients
     blocks += probe_blocks
     written += probe_files
+    inspection_blocks, inspection_files = inspection.report_blocks(runs_dir, out_dir, runset, table)  # issue 12
+    blocks += inspection_blocks
+    written += inspection_files
     blocks += _runs_blocks(runset, table, depths if paper_present else ())
     blocks += [("h", 2, "What produced these results"), ("p", header_line(frame)),
                ("ul", machine_lines(frame))]

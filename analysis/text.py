@@ -18,6 +18,7 @@ from runformat import PAPER_FAMILY
 
 from . import families
 from .families import Family
+from .load import from_scratch
 from .tables import comparable_with_paper, load_peers
 
 EXPECTED_DEPTHS = (20, 32, 44, 56)  # Fig. 6 left panel and Table 6's first rows
@@ -46,7 +47,7 @@ def _capital(text: str) -> str:
 # ---- selecting nets from the per-net table --------------------------------------------------------
 
 def _nets(table: pd.DataFrame, residual: bool, family: str = PAPER_FAMILY) -> pd.DataFrame:
-    rows = table[(table["family"] == family) & (table["residual"] == residual)]
+    rows = table[(table["family"] == family) & (table["residual"] == residual) & from_scratch(table)]
     if family == PAPER_FAMILY:
         rows = rows[rows.apply(comparable_with_paper, axis=1)] if len(rows) else rows
     return rows.sort_values("depth")

@@ -17,7 +17,8 @@ from typing import Optional
 import torch
 
 from experiments import data as data_mod
-from experiments import families, provenance
+from experiments import families, init_from, provenance
+from experiments import inspect as inspection
 from experiments.config import Config, checked_ranges, to_dict
 from experiments.device import resolve_device
 from experiments.errors import UserError
@@ -132,7 +133,16 @@ def check(cfg: Config) -> tuple:
         raise UserError(str(e)) from e
     if cfg.data.source.value == "imagefolder" and not cfg.data.root:
         raise UserError("data=imagefolder needs data.root=PATH (a folder with train/ and test/, or a .tar.gz of one)")
+    problem = init_from.check(cfg, family, depth) or inspection.check(cfg, family)  # issue 12's keys
+    if problem:
+        raise UserError(problem)
     return family, depth
+
+
+def identity_columns(cfg: Config, depth: int, init_depth: Optional[int] = None) -> dict:
+    """The identity columns (runformat.IDENTITY_COLUMNS) of every CSV row a run writes."""
+    return {"arch": cfg.arch.name, "depth": depth, "residual": cfg.residual, "shortcut": cfg.shortcut.value,
+            "seed": cfg.seed, "protocol": cfg.protocol.name, "init_depth": init_depth}
 
 
 def open_cell(job: Job, data: DataCache) -> Cell:
@@ -189,6 +199,8 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
 
     torch.manual_seed(cfg.seed)  # the weights: the same seed gives the same initial network
     model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+    if cfg.init.get("from"):  # issue 12: a shallower run's net deepened by identity blocks, unless resuming
+        info["init"] = init_from.prepare(model, cfg, ds, fresh=ckpt is None, known=info.get("init"))
     trainer = make_trainer(model, cell.depth, p, device, cfg.speed, cfg.probes.grad_every if cfg.probes.enabled else 0)
     if ckpt:
         try:
@@ -205,8 +217,7 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
             info.setdefault("notes", []).append(note)
             log.warning("%s: %s", rd.path, note)
     cell.trainer, cell.ds = trainer, ds
-    cell.extra = {"arch": cfg.arch.name, "depth": cell.depth, "residual": cfg.residual,
-                  "shortcut": cfg.shortcut.value, "seed": cfg.seed, "protocol": p.name}
+    cell.extra = identity_columns(cfg, cell.depth, (info.get("init") or {}).get("depth"))
     for name, rows in cell.tables().items():
         rd.write_table(name, rows, cell.extra)  # on resume this drops any row written after the last checkpoint
 
@@ -270,6 +281,7 @@ def close_cell(cell: Cell, stopped_by: Optional[int], saved: bool = True) -> Res
         last = t.history[-1]
         status, message = Status.completed, (f"final train error {last['train_err']:.2f}%, "
                                              f"test error {last['test_err']:.2f}%")
+        inspection.after_run(cell)  # issue 12: from the final weights, into the run directory, still locked
     else:
         status, message = Status.failed, info.get("message") or "ended early"
     return finish(cell, status, message)

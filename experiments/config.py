@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -122,6 +122,21 @@ class ProbesConfig:
 
 
 @dataclass
+class InspectConfig:
+    # After a run completes (experiments.inspect): the identity construction, branch sizes and the lesion study,
+    # from the final weights. How much is measured, never what the run computes: not part of a run's identity.
+    enabled: bool = True  # false: nothing after training; `make plots` or `python -m experiments.inspect` does it later
+    deeper: List[int] = field(default_factory=lambda: [32, 44, 56])  # the deeper nets to construct (those > depth)
+    train_batches: int = ranged(4, 1)  # training batches for the BN statistics, and again for the train-mode deviation
+
+
+# `init.from=RUN_DIR` (a deeper run started from a shallower one's net, deepened by identity blocks) is the key a
+# user types; `from` is a Python keyword, so it cannot be a dataclass field. A typed dict node keeps the key as
+# typed and its value an Optional[str]; its keys are checked in one line by experiments.init_from.check.
+INIT_KEYS = ("from",)
+
+
+@dataclass
 class Config:
     depth: int = ranged(20, 1)  # weighted layers; each family says which depths it can build
     residual: bool = True
@@ -133,6 +148,8 @@ class Config:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
+    inspect: InspectConfig = field(default_factory=InspectConfig)
+    init: Dict[str, Optional[str]] = field(default_factory=lambda: dict.fromkeys(INIT_KEYS))
     progress: bool = True
     force: bool = False  # start a sweep even when it would run for days on a CPU
 

@@ -2,14 +2,16 @@
 
 Adding a family is one model file that calls `register(Family(...))` plus one conf/arch/<name>.yaml that
 starts from the family's schema (`defaults: [/family_schema/<name>@_here_, _self_]`). Nothing else
-changes: the probes ask the model for its probe points (`ProbedModel`), the run directory's name and the
-CPU guard ask the family, and the analysis reads the family's label and title from run.json.
+changes: the probes and the after-training inspection ask the model for its probe points and parts
+(`ProbedModel`), the run directory's name and the CPU guard ask the family, and the analysis reads the family's
+label and title from run.json. A model that does not offer an inspection measure raises `NotSupported`, and its
+runs get no file for that measure.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import torch.nn as nn
 
@@ -72,8 +74,27 @@ class ProbePoint(NamedTuple):
     target: object  # a module (responses, blocks) or a weight tensor (gradients)
 
 
+class NotSupported(Exception):
+    """An inspection measure that does not apply to a family (the message says why)."""
+
+
+class BlockParts(NamedTuple):
+    """One block as the inspection (`experiments.inspect`) sees it."""
+    name: str  # as in `blocks()`
+    stage: int
+    block: nn.Module  # the whole block: block(x)
+    # The map left when the block is deleted, and that it is compared with: the identity, option A's zero-padded
+    # subsampled identity where the block changes the shape (for plain blocks too), or a residual block's own
+    # projection shortcut. None: the block changes the shape and has no such map (it is not deleted or compared).
+    skip: Optional[nn.Module]
+    skip_kind: str  # "identity", "zero-pad", "projection"; "" when skip is None
+    branch: Optional[Callable]  # F(x), the residual function the block adds to skip(x); None in a plain block
+
+
 class ProbedModel:
-    """What a model of any family offers the probes (`experiments.probes`), naming its own layers."""
+    """What a model of any family offers the probes (`experiments.probes`) and the after-training inspection
+    (`experiments.inspect`), naming its own layers. The inspection's methods raise NotSupported unless the model
+    overrides them."""
 
     def response_points(self) -> list:
         """[ProbePoint(name, stage, module)]: the modules whose outputs are the 3x3 layers' "responses"
@@ -87,3 +108,23 @@ class ProbedModel:
     def blocks(self) -> list:
         """[ProbePoint(name, stage, block)]: the blocks (residual units) whose input gradients are measured."""
         raise NotImplementedError
+
+    # -- the after-training inspection (experiments.inspect): forward(x) must equal
+    # forward_head(b_n(...b_1(forward_stem(x)))) over the blocks of `block_parts`, in order
+    def forward_stem(self, x):
+        raise NotSupported(f"{type(self).__name__} does not split into stem, blocks and head")
+
+    def forward_head(self, x):
+        raise NotSupported(f"{type(self).__name__} does not split into stem, blocks and head")
+
+    def block_parts(self) -> list:
+        """[BlockParts], in network order: every block the network is a chain of."""
+        raise NotSupported(f"{type(self).__name__} does not name its blocks' branches and skips")
+
+    def deepened(self, depth: int, input_stats: Optional[dict] = None) -> nn.Module:
+        """The depth-`depth` net of this family whose blocks are this net's, first in each stage, followed by blocks
+        that compute the identity in eval mode. `input_stats`: {stage: (mean, var)}, the per-channel batch mean and
+        (biased) variance, in training mode, of the output of the stage's last block, which is what the added
+        blocks of that stage receive; with them an added block that normalises by batch statistics (training
+        mode) is the identity too, up to the batch-to-batch noise of those statistics."""
+        raise NotSupported(f"{type(self).__name__} cannot be deepened by identity blocks")

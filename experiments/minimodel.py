@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from experiments.config import ArchConfig, ranged
-from experiments.families import Family, ProbedModel, ProbePoint, register
+from experiments.families import BlockParts, Family, NotSupported, ProbedModel, ProbePoint, register
 
 STAGE_WIDTHS = (32, 64, 128, 256)
 
@@ -159,6 +159,30 @@ class MiniModel(nn.Module, ProbedModel):
     def blocks(self) -> list:
         return [ProbePoint(f"stage{s}.{u}", s, unit) for s, stage in enumerate(self.stages, 1)
                 for u, unit in enumerate(stage)]
+
+    # -- the after-training inspection (experiments.inspect)
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def block_parts(self) -> list:
+        parts = []
+        for name, s, unit in self.blocks():
+            pools = isinstance(unit.pool, nn.MaxPool2d)
+            if self.residual:  # no ReLU after the addition (pre-activation): a deleted unit leaves its shortcut
+                skip = unit.shortcut if pools else nn.Identity()
+                parts.append(BlockParts(name, s, unit, skip, "projection" if pools else "identity", unit.branch))
+            else:  # a plain unit that pools and widens has no parameter-free counterpart: not deleted or compared
+                parts.append(BlockParts(name, s, unit, None if pools else nn.Identity(), "" if pools else "identity",
+                                        None))
+        return parts
+
+    def deepened(self, depth: int, input_stats=None) -> nn.Module:
+        raise NotSupported("MiniModel is sized by arch.units_per_stage, not depth, and its plain unit "
+                           "(BN-ReLU-conv-BN-ReLU-conv) cannot pass the negative part of its input, so it has no "
+                           "identity unit")
 
 
 @dataclass

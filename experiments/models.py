@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from experiments.config import ArchConfig
-from experiments.families import Family, ProbedModel, ProbePoint, register
+from experiments.families import BlockParts, Family, ProbedModel, ProbePoint, register
 
 # The depths the paper reports (Table 6), as blocks per stage: depth = 6n + 2.
 PAPER_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
@@ -74,9 +74,13 @@ class BasicBlock(nn.Module):
         self.conv2, self.bn2 = conv3x3(planes, planes), nn.BatchNorm2d(planes)
         self.shortcut = make_shortcut(shortcut, in_planes, planes, stride) if residual else None
 
-    def forward(self, x):
+    def branch(self, x):
+        """F(x): the residual function (Eq. 1), or the whole plain block before its last ReLU."""
         out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        return self.bn2(self.conv2(out))
+
+    def forward(self, x):
+        out = self.branch(x)
         if self.shortcut is not None:
             out = out + self.shortcut(x)  # F(x) + x, then the second ReLU after the addition (Sec. 3.2)
         return F.relu(out)
@@ -104,10 +108,16 @@ class CifarResNet(nn.Module, ProbedModel):
         init_he(self)
 
     def forward(self, x):  # [B, 3, 32, 32]
-        x = F.relu(self.bn1(self.conv1(x)))  # [B, 16, 32, 32]
+        x = self.forward_stem(x)  # [B, 16, 32, 32]
         x = self.stages(x)  # [B, 64, 8, 8]
+        return self.forward_head(x)  # [B, 10]
+
+    def forward_stem(self, x):
+        return F.relu(self.bn1(self.conv1(x)))
+
+    def forward_head(self, x):
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # global average pooling: [B, 64]
-        return self.fc(x)  # [B, 10]
+        return self.fc(x)
 
     # -- probe points (experiments.probes): post-BN, pre-ReLU/addition, as the paper measures (Fig. 7)
     def response_points(self) -> list:
@@ -127,6 +137,47 @@ class CifarResNet(nn.Module, ProbedModel):
         return [ProbePoint(f"stage{s}.{b}", s, block) for s, stage in enumerate(self.stages, 1)
                 for b, block in enumerate(stage)]
 
+    # -- the after-training inspection (experiments.inspect)
+    def block_parts(self) -> list:
+        parts = []
+        for name, s, block in self.blocks():
+            c = block.conv1
+            same = c.stride[0] == 1 and c.in_channels == c.out_channels
+            # residual: what is added to F(x) is what a deletion leaves; plain: the identity, or option A's where
+            # the block downsamples (the one parameter-free map of that shape)
+            skip = block.shortcut if self.residual else make_shortcut("A", c.in_channels, c.out_channels, c.stride[0])
+            kind = "identity" if same else "projection" if self.residual and self.shortcut == "B" else "zero-pad"
+            parts.append(BlockParts(name, s, block, skip, kind, block.branch if self.residual else None))
+        return parts
+
+    def deepened(self, depth: int, input_stats=None) -> "CifarResNet":
+        """Sec. 4 ("a deeper model ... the added layers are identity mapping, and the other layers are copied from
+        the learned shallower model") made concrete: each stage keeps this net's blocks first (the first block of
+        stages 2 and 3 downsamples) and gets identity blocks after them, each of which sees non-negative inputs
+        (the previous block ends with a ReLU). Plain: identity 3x3 kernels, and BNs that give back what they
+        receive (running statistics = `input_stats`, weight = their std, bias = their mean; without stats, mean
+        0 and variance 1). Residual: the last BN's weight and bias 0, so F(x) = 0 exactly, in both modes; its
+        convs keep their fresh He initialisation, so that training can move F away from 0."""
+        if blocks_per_stage(depth) < blocks_per_stage(self.depth):
+            raise ValueError(f"depth {depth} is not deeper than this net's {self.depth}")
+        deep = CifarResNet(depth, self.residual, self.shortcut, self.fc.out_features).to(self.fc.weight.device)
+        ours = self.state_dict()
+        n = blocks_per_stage(self.depth)
+        kept = {k: v for k, v in ours.items() if not k.startswith("stages.") or int(k.split(".")[2]) < n}
+        deep.load_state_dict({**deep.state_dict(), **kept})  # stem, fc and the first n blocks of each stage
+        with torch.no_grad():
+            for s, stage in enumerate(deep.stages, 1):
+                for block in list(stage)[n:]:
+                    if self.residual:
+                        nn.init.zeros_(block.bn2.weight)
+                        nn.init.zeros_(block.bn2.bias)
+                    else:
+                        mean, var = (input_stats or {}).get(s, (0.0, 1.0))
+                        for conv, bn in ((block.conv1, block.bn1), (block.conv2, block.bn2)):
+                            nn.init.dirac_(conv.weight)  # out[c] = in[c]: the identity kernel
+                            _pass_through(bn, mean, var)
+        return deep
+
 
 def init_he(model: nn.Module) -> None:
     # He et al. 2015 ("Delving deep", eq. 10): N(0, 2/n) with n = k*k*in_channels (fan-in), cited by Sec. 3.4.
@@ -138,6 +189,18 @@ def init_he(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def _pass_through(bn: nn.BatchNorm2d, mean, var) -> None:
+    """BN as the identity on inputs with per-channel `mean` and `var`: in eval mode exactly,
+    (x - mean) / sqrt(var + eps) * sqrt(var + eps) + mean = x; in training mode up to how far a batch's own
+    statistics are from these."""
+    mean = torch.as_tensor(mean, dtype=bn.running_mean.dtype, device=bn.running_mean.device).expand_as(bn.running_mean)
+    var = torch.as_tensor(var, dtype=bn.running_var.dtype, device=bn.running_var.device).expand_as(bn.running_var)
+    bn.running_mean.copy_(mean)
+    bn.running_var.copy_(var)
+    bn.weight.copy_(torch.sqrt(var + bn.eps))
+    bn.bias.copy_(mean)
 
 
 def num_params(model: nn.Module) -> int:

@@ -75,6 +75,8 @@ def known_keys() -> list:
             yield prefix + f.name
             if t is not None:
                 yield from walk(t, prefix + f.name + ".")
+            elif callable(f.default_factory) and isinstance(f.default_factory(), dict):  # a dict node: `init.from`
+                yield from (f"{prefix}{f.name}.{k}" for k in f.default_factory())
     family_keys = [f"arch.{f.name}" for fam in families.all_families() for f in fields(fam.config)]
     return list(dict.fromkeys([*walk(Config, ""), *family_keys]))
 

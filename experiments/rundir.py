@@ -24,7 +24,7 @@ from runformat import CHECKPOINT, LOCK, RUN_JSON, TABLES
 
 # Keys that say how a run is computed or where things live, not what it computes: they are left out of the
 # directory name and may change between a run and its resumption.
-NOT_IDENTITY = ("device", "data.dir", "data.download", "progress", "speed", "probes", "force")
+NOT_IDENTITY = ("device", "data.dir", "data.download", "progress", "speed", "probes", "force", "inspect")
 # Keys the name always spells out (or that select where results go); a family adds its size keys.
 IN_NAME = ("depth", "residual", "seed", "protocol", "arch", "arch.name")
 SAFE = re.compile(r"^[A-Za-z0-9_.,+-]{1,24}$")
@@ -51,9 +51,25 @@ def run_name(head: str, residual: bool, seed: int, overrides, size_keys=()) -> s
     kept = [o.lstrip("+~") for o in overrides if not _excluded(_key(o), spelled)]
     for o in sorted(kept, key=lambda o: _key(o).split(".")):  # a group's choice before its keys
         key, _, value = o.partition("=")
+        if key == "init.from":
+            name += f"-init={init_label(value)}"
+            continue
         short = value if SAFE.match(value) else hashlib.sha1(value.encode()).hexdigest()[:8]
         name += f"-{key.split('.')[-1] if key.startswith('data.') else key}={short}"
     return name
+
+
+def init_label(value: str) -> str:
+    """`from-depth20-1a2b3c4d` for `init.from=PATH`: the depth of the run there (from its run.json) and a short hash of
+    the path, since runs of one depth differ (seed, data); `from-1a2b3c4d` when that run cannot be read."""
+    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+    path = value[1:-1] if quoted else re.sub(r"\\(.)", r"\1", value)  # as Hydra reads `'...'` and `depth\=20`
+    digest = hashlib.sha1(path.encode()).hexdigest()[:8]
+    try:
+        depth = json.loads((Path(path) / RUN_JSON).read_text()).get("depth")
+    except (OSError, ValueError, AttributeError):
+        depth = None
+    return f"from-depth{depth}-{digest}" if isinstance(depth, int) else f"from-{digest}"
 
 
 def identity(config: dict) -> dict:

@@ -8,6 +8,9 @@ A run directory holds
     metrics.csv       one row per epoch (`METRICS`)
     layer_stats.csv   Figure 7's layer responses, one row per epoch and 3x3 layer (`LAYER_STATS`)
     grad_norms.csv    gradient norms, one row per epoch, layer and kind (`GRAD_NORMS`)
+    block_ratios.csv  after training: how far each block is from the identity (`BLOCK_RATIOS`)
+    lesion.csv        after training: the test error with each block deleted (`LESION`)
+    constructed.csv   after training: the deeper net built from this one with identity blocks (`CONSTRUCTED`)
     checkpoint.pt     the writer's own state (never read by the analysis)
 
 Every CSV repeats the identity columns (`IDENTITY_COLUMNS`) on every row, so a file stands alone.
@@ -51,7 +54,11 @@ class Status(str, Enum):
 
 # ---- the CSV tables ---------------------------------------------------------------------------------
 
-IDENTITY_COLUMNS = ("arch", "depth", "residual", "shortcut", "seed", "protocol")
+# init_depth: the depth of the trained net a run started from (`init.from=RUN_DIR`: that net deepened by identity
+# blocks), empty for a run trained from scratch. Part of the net's identity: such a run is another net than the
+# scratch run of its depth, and is never averaged with it.
+IDENTITY_COLUMNS = ("arch", "depth", "residual", "shortcut", "seed", "protocol", "init_depth")
+IDENTITY_NUMERIC = ("depth", "seed", "init_depth")
 
 
 @dataclass(frozen=True)
@@ -69,24 +76,65 @@ METRICS = Table(
              "val_err", "epoch_time_s") + IDENTITY_COLUMNS,
     required=("epoch", "iteration", "train_err", "test_err", "depth", "residual"),
     numeric=("epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err", "val_loss",
-             "val_err", "epoch_time_s", "depth", "seed"),
+             "val_err", "epoch_time_s") + IDENTITY_NUMERIC,
     key=("iteration",),
 )
 LAYER_STATS = Table(
     "layer_stats.csv",
     columns=("epoch", "layer", "name", "stage", "std") + IDENTITY_COLUMNS,
     required=("epoch", "layer", "std", "depth", "residual"),
-    numeric=("epoch", "layer", "stage", "std", "depth", "seed"),
+    numeric=("epoch", "layer", "stage", "std") + IDENTITY_NUMERIC,
     key=("epoch", "layer"),
 )
 GRAD_NORMS = Table(
     "grad_norms.csv",
     columns=("epoch", "layer", "name", "stage", "kind", "norm", "samples") + IDENTITY_COLUMNS,
     required=("epoch", "layer", "kind", "norm", "depth", "residual"),
-    numeric=("epoch", "layer", "stage", "norm", "samples", "depth", "seed"),
+    numeric=("epoch", "layer", "stage", "norm", "samples") + IDENTITY_NUMERIC,
     key=("kind", "epoch", "layer"),
 )
-TABLES = {t.file: t for t in (METRICS, LAYER_STATS, GRAD_NORMS)}
+
+# -- written once a run has completed (experiments.inspect), from its final weights. Each block has a `skip`: the
+# map that is left when the block is deleted, and that it is compared with: `identity`; `zero-pad` (option A's
+# identity, subsampled and padded with zero channels, for a block that changes the shape: a plain net's
+# downsampling blocks get this one too); `projection` (a residual block's own learned 1x1 shortcut: option B,
+# MiniModel). A block with no such map (a MiniModel plain unit that pools) has no row.
+BLOCK_RATIOS = Table(
+    "block_ratios.csv",
+    # over the test images X, as norms of whole tensors: branch_ratio = ||F(X)|| / ||skip(X)|| with F the residual
+    # branch (empty for a plain block, which has none); change_ratio = ||block(X) - skip(X)|| / ||skip(X)||
+    columns=("block", "name", "stage", "skip", "branch_ratio", "change_ratio") + IDENTITY_COLUMNS,
+    required=("block", "change_ratio", "depth", "residual"),
+    numeric=("block", "stage", "branch_ratio", "change_ratio") + IDENTITY_NUMERIC,
+    key=("block",),
+)
+LESION = Table(
+    "lesion.csv",
+    # test error (%) and loss with one block replaced by its skip at test time, and the intact net's on every row
+    columns=("block", "name", "stage", "skip", "test_err", "test_loss", "intact_test_err", "intact_test_loss")
+    + IDENTITY_COLUMNS,
+    required=("block", "test_err", "intact_test_err", "depth", "residual"),
+    numeric=("block", "stage", "test_err", "test_loss", "intact_test_err", "intact_test_loss") + IDENTITY_NUMERIC,
+    key=("block",),
+)
+CONSTRUCTED = Table(
+    "constructed.csv",
+    # One row per deeper depth: this net's trained blocks first in each stage, identity blocks after them.
+    # test_*: eval mode on the test images, this (shallow) net and the constructed (deep) one, with the largest
+    # absolute logit difference between them. train_*: training mode (BN normalises by batch statistics) on
+    # `batches` training batches as training draws them; train_deviation = mean over those batches of
+    # ||logits_deep - logits_shallow|| / ||logits_shallow||, 0 where the construction is exact in training mode too.
+    columns=("deep_depth", "test_err_shallow", "test_err_deep", "test_loss_shallow", "test_loss_deep",
+             "max_logit_diff", "train_err_shallow", "train_err_deep", "train_loss_shallow", "train_loss_deep",
+             "train_deviation", "batches") + IDENTITY_COLUMNS,
+    required=("deep_depth", "test_err_shallow", "test_err_deep", "depth", "residual"),
+    numeric=("deep_depth", "test_err_shallow", "test_err_deep", "test_loss_shallow", "test_loss_deep",
+             "max_logit_diff", "train_err_shallow", "train_err_deep", "train_loss_shallow", "train_loss_deep",
+             "train_deviation", "batches") + IDENTITY_NUMERIC,
+    key=("deep_depth",),
+)
+TABLES = {t.file: t for t in (METRICS, LAYER_STATS, GRAD_NORMS, BLOCK_RATIOS, LESION, CONSTRUCTED)}
+INSPECTION_TABLES = (BLOCK_RATIOS, LESION, CONSTRUCTED)
 
 # ---- run.json ---------------------------------------------------------------------------------------
 
@@ -99,6 +147,24 @@ class FamilyInfo(TypedDict, total=False):
     name: str   # the `arch` column: conf/arch/<name>.yaml
     label: str  # what a net of the family is called in figures: `MiniModel` -> `MiniModel-plain-26`
     title: str  # the family in headings: "MiniModel (Keras-tutorial family, not the paper's nets)"
+
+
+class InitInfo(TypedDict, total=False):
+    """run.json's `init`: the run started from another run's net, deepened by identity blocks (`init.from`)."""
+    source: str      # init.from as given
+    run: str         # the source run directory's name
+    depth: int       # its weighted depth: the `init_depth` column
+    start: dict      # the constructed net before the first step: a CONSTRUCTED row (test_err_deep, ...)
+
+
+class InspectionInfo(TypedDict, total=False):
+    """run.json's `inspection`: what the after-training inspection wrote, or why not."""
+    status: str      # `done`, `not supported` (the family offers none of the measures), `failed`
+    files: list      # the INSPECTION_TABLES files written
+    notes: list      # one line per measure skipped, and why (`constructed: not supported for MiniModel ...`)
+    seconds: float   # what it took (the cost it adds to a run)
+    timings: dict    # seconds per measure: `blocks` (block ratios and lesions, one walk), `constructed`
+    at: str          # ISO 8601, when
 
 
 class RunInfo(TypedDict, total=False):
@@ -127,3 +193,5 @@ class RunInfo(TypedDict, total=False):
     epochs_done: int
     notes: list                # sentences a reader must see beside the numbers, e.g. that the probe files
                                # stop early because a resume switched the probes off
+    init: InitInfo              # only for a run started with init.from
+    inspection: InspectionInfo  # once the after-training inspection ran

@@ -98,6 +98,8 @@ def test_a_third_family_trains_is_probed_named_and_reported_with_no_other_edit(c
     assert info["depth"] == 5 and info["config"]["arch"] == {"name": "tinynet", "width": 8, "blocks": 3}
     with open(runs / "b3-false" / "layer_stats.csv") as f:
         assert [r["name"] for r in csv.DictReader(f) if r["epoch"] == "1"] == ["stem", "unit0", "unit1", "unit2"]
+    # its model offers none of the after-training inspection's measures: the run says so and has no file of them
+    assert info["inspection"]["status"] == "not supported" and info["inspection"]["files"] == []
 
     out = tmp_path / "out"
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0

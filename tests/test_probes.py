@@ -4,33 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from experiments.config import ProtocolConfig
-from experiments.data import Split
 from experiments.loader import pixel_mean
-from experiments.models import CifarResNet
 from experiments.probes import Probes
 from experiments.train import Trainer, evaluate
-
-
-def hand_set(residual: bool) -> CifarResNet:
-    """Depth 8 (one block per stage) with every weight set by a formula, BN statistics set by hand."""
-    model = CifarResNet(8, residual)
-    with torch.no_grad():
-        for i, conv in enumerate(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)):
-            n = conv.weight.numel()
-            conv.weight.copy_(torch.linspace(-1, 1, n).view_as(conv.weight).roll(i) / (n / conv.out_channels) ** 0.5)
-        for i, bn in enumerate(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.weight.fill_(1 + 0.1 * i)
-            bn.bias.fill_(0.05 * i)
-            bn.running_mean.fill_(0.01 * i)
-            bn.running_var.fill_(1 + 0.2 * i)
-        model.fc.weight.copy_(torch.linspace(-0.5, 0.5, model.fc.weight.numel()).view_as(model.fc.weight))
-        model.fc.bias.zero_()
-    return model
-
-
-def images(n=12):
-    g = torch.Generator().manual_seed(0)
-    return Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10)
+from tests.helpers.nets import hand_set, images
 
 
 def direct_responses(model, x):

@@ -37,10 +37,13 @@ def make_image_folder(root: Path, per_class_train: int = 16, per_class_test: int
 
 
 def tiny_overrides(image_folder: Path, data_dir: Path, iterations: int = 8) -> list:
-    """Any run in a few seconds on CPU: the smoke protocol on the tiny folder (64 images, 4 steps an epoch)."""
+    """Any run in a few seconds on CPU: the smoke protocol on the tiny folder (64 images, 4 steps an epoch). The
+    after-training inspection constructs no deeper net (a depth-56 one costs as much as the tiny run): the tests
+    that want one say so."""
     return ["protocol=smoke", "data=imagefolder", f"data.root={image_folder}", f"data.dir={data_dir}",
             "data.train_size=0", "data.test_size=0", "protocol.batch_size=16", f"protocol.iterations={iterations}",
-            f"protocol.milestones=[{iterations // 2},{iterations * 3 // 4}]", "device=cpu", "speed.threads=1"]
+            f"protocol.milestones=[{iterations // 2},{iterations * 3 // 4}]", "device=cpu", "speed.threads=1",
+            "inspect.deeper=[]"]
 
 
 def compose(overrides: list, conf_dir: Path = ROOT / "conf", return_hydra_config: bool = False):
@@ -70,7 +73,9 @@ def wait_for_rows(run_dir: Path, n: int, proc, timeout: float = 120) -> None:
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # this checkout's code whatever the cwd (an installed copy elsewhere must not be what a test runs)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
 def cli(args: list, cwd: Path = ROOT, timeout: float = 120, **kw) -> subprocess.CompletedProcess:

@@ -1,6 +1,7 @@
 """Run directories with known numbers, written as the harness writes them (runformat's files), for the
-analysis tests: `write_run` (metrics.csv + run.json), `write_grid` (the paper's 8 nets over seeds) and
-`write_probes` (layer_stats.csv + grad_norms.csv)."""
+analysis tests: `write_run` (metrics.csv + run.json), `write_grid` (the paper's 8 nets over seeds),
+`write_probes` (layer_stats.csv + grad_norms.csv) and `write_inspection` (block_ratios.csv, lesion.csv,
+constructed.csv and run.json's `inspection`)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from runformat import GRAD_NORMS, LAYER_STATS, METRICS, RUN_JSON
+from runformat import BLOCK_RATIOS, CONSTRUCTED, GRAD_NORMS, LAYER_STATS, LESION, METRICS, RUN_JSON
 from tests.helpers.harness import PARAMS  # the option-A nets' exact counts
 
 EPOCHS, ITERS_PER_EPOCH = 6, 391
@@ -39,11 +40,13 @@ def curve(final: float, start: float = 60.0) -> list[float]:
 def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tuple[float, float],
               arch: str = "resnet_cifar", status: str = "completed", epochs: int = EPOCHS,
               name: str | None = None, params: int | None = None, iterations: int | None = None,
-              family: bool | dict = True) -> Path:
+              family: bool | dict = True, init_depth: int | None = None, start: dict | None = None) -> Path:
     """`iterations`: the protocol's, in run.json (default: where `epochs` epochs end, so a completed run
     is complete). `family`: run.json's family object (True: the harness's for `arch`; False: none, as
-    older harnesses wrote)."""
-    name = name or f"{arch}-depth={depth}-residual={str(residual).lower()}-seed={seed}"
+    older harnesses wrote). `init_depth`, `start`: a run started with init.from from a net of that depth, and
+    the constructed net's numbers before its first step (run.json's `init.start`)."""
+    name = name or f"{arch}-depth={depth}-residual={str(residual).lower()}-seed={seed}" + (
+        f"-init=from-depth{init_depth}" if init_depth else "")
     run_dir = runs_dir / name
     run_dir.mkdir(parents=True)
     train, test = curve(final[0]), curve(final[1])
@@ -51,7 +54,7 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
              "train_err": train[e - 1], "test_loss": 1.0, "test_err": test[e - 1],
              "val_loss": None, "val_err": None, "epoch_time_s": 10.0, "arch": arch,
              "depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
-             "protocol": "quick"} for e in range(1, epochs + 1)]
+             "protocol": "quick", "init_depth": init_depth} for e in range(1, epochs + 1)]
     pd.DataFrame(rows, columns=list(METRICS.columns)).to_csv(run_dir / METRICS.file, index=False)
     # the shape experiments/ writes (only the keys analysis/ reads, plus a few)
     info = {"status": status, "num_params": params or PARAMS.get(depth, 1000 * depth),
@@ -68,6 +71,10 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
     family = FAMILIES.get(arch) if family is True else family
     if family:
         info["family"] = family
+    if init_depth:
+        info["config"]["init"] = {"from": f"runs/depth={init_depth}"}
+        info["init"] = {"source": f"runs/depth={init_depth}", "run": f"depth={init_depth}", "depth": init_depth,
+                        "start": start or {}}
     (run_dir / RUN_JSON).write_text(json.dumps(info))
     return run_dir
 
@@ -111,3 +118,43 @@ def write_probes(run_dir, depth, residual, seed=0, std=None, weight=None, inputs
                               "norm": 0.1, "samples": 4, **ident})
     pd.DataFrame(stats, columns=list(LAYER_STATS.columns)).to_csv(run_dir / LAYER_STATS.file, index=False)
     pd.DataFrame(grads, columns=list(GRAD_NORMS.columns)).to_csv(run_dir / GRAD_NORMS.file, index=False)
+
+
+# ---- inspection files -----------------------------------------------------------------------------------------------
+
+def inspection_blocks(depth: int) -> list[tuple[int, str, int, str]]:
+    """(block, name, stage, skip) of a paper-family net: n blocks per stage, the first of stages 2 and 3 downsample."""
+    n = (depth - 2) // 6
+    return [(s * n + b + 1, f"stage{s + 1}.{b}", s + 1, "zero-pad" if s and not b else "identity")
+            for s in range(3) for b in range(n)]
+
+
+def write_inspection(run_dir, depth, residual, seed=0, change=None, branch=None, lesion=None, intact=(10.0, 0.5),
+                     constructed=(), status="done", notes=(), arch="resnet_cifar"):
+    """change(block), branch(block) and lesion(block) give the values (1-based blocks as the harness writes them);
+    `constructed`: rows of constructed.csv without the identity columns; run.json gets `inspection`."""
+    ident = {"arch": arch, "depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
+             "protocol": "quick", "init_depth": None}
+    ratios, lesions = [], []
+    for block, name, stage, skip in inspection_blocks(depth):
+        where = {"block": block, "name": name, "stage": stage, "skip": skip, **ident}
+        ratios.append({**where, "branch_ratio": branch(block) if residual and branch else None,
+                       "change_ratio": change(block) if change else 1.0})
+        lesions.append({**where, "test_err": lesion(block) if lesion else 90.0, "test_loss": 2.0,
+                        "intact_test_err": intact[0], "intact_test_loss": intact[1]})
+    files = []
+    for table, rows in ((BLOCK_RATIOS, ratios), (LESION, lesions), (CONSTRUCTED, [{**r, **ident} for r in constructed])):
+        if rows:
+            pd.DataFrame(rows, columns=list(table.columns)).to_csv(Path(run_dir) / table.file, index=False)
+            files.append(table.file)
+    info = json.loads((Path(run_dir) / RUN_JSON).read_text())
+    info["inspection"] = {"status": status, "files": files, "notes": list(notes), "seconds": 1.0}
+    (Path(run_dir) / RUN_JSON).write_text(json.dumps(info))
+
+
+def constructed_row(deep_depth, test_err, train=(10.0, 10.0), deviation=0.0, diff=2e-6, batches=4):
+    """A constructed.csv row whose constructed net has exactly the shallow net's test error."""
+    return {"deep_depth": deep_depth, "test_err_shallow": test_err, "test_err_deep": test_err,
+            "test_loss_shallow": 0.5, "test_loss_deep": 0.5, "max_logit_diff": diff, "train_err_shallow": train[0],
+            "train_err_deep": train[1], "train_loss_shallow": 0.3, "train_loss_deep": 0.31,
+            "train_deviation": deviation, "batches": batches}
