@@ -39,6 +39,7 @@ from experiments.device import native_bf16, resolve_device
 from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet
 from experiments.progress import fmt_duration
+from experiments.provenance import device_name
 from experiments.train import make_trainer, step_all
 
 DEPTHS = (20, 32, 44, 56)
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
     steps = args.steps or (50 if on_cuda else 3)
     warmup = args.warmup if args.warmup >= 0 else (20 if on_cuda else 2)
     split = bench_data(args.overrides)
-    name = torch.cuda.get_device_name(device) if on_cuda else (platform.processor() or "cpu")
+    name = device_name(device)
     print(f"bench on {name}: {len(split)} training images; {rounds} rounds of {steps} timed steps per pipeline")
 
     auto = SpeedConfig()

@@ -25,7 +25,7 @@ import argparse
 import logging
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments import families, provenance
+from experiments.device import resolve_speed
 from experiments.families import NotSupported
 from experiments.loader import TrainStream, iterate_eval, make_normalizer
 from runformat import BLOCK_RATIOS, CONSTRUCTED, INSPECTION_TABLES, LESION, Status
@@ -42,6 +43,22 @@ log = logging.getLogger("experiments")
 # Training batches of these stream epochs: the BN statistics of the identity blocks come from the first, the
 # train-mode deviation is measured on the second, so that it is not measured on the batches it was fitted to.
 CALIBRATION_EPOCH, MEASURE_EPOCH = 0, 1
+
+
+def _walk_batch(model, parts, x, y, sums, norms) -> None:
+    h = model.forward_stem(x)
+    for k, part in enumerate(parts):
+        out = part.block(h)
+        if part.skip is not None:
+            s = part.skip(h)
+            f = part.branch(h).double().square().sum() if part.branch is not None else norms.new_zeros(())
+            norms[k] += torch.stack([f, (out - s).double().square().sum(), s.double().square().sum()])
+            z = s  # block k deleted: its skip, then the blocks after it as trained
+            for later in parts[k + 1:]:
+                z = later.block(z)
+            sums[k] += _loss_wrong(model.forward_head(z), y)
+        h = out
+    sums[-1] += _loss_wrong(model.forward_head(h), y)
 
 
 def _loss_wrong(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -68,10 +85,12 @@ def frozen_train_mode(*models):
 # ---- block ratios and lesions: one walk through the blocks ------------------------------------------------------
 
 @torch.no_grad()
-def walk_blocks(model, split, normalize, batch_size: int) -> dict:
+def walk_blocks(model, split, normalize, batch_size: int, autocast=None) -> dict:
     """Eval mode, over the whole split: the intact net's (loss, error %), and per block its ratios and the
     (loss, error %) with it deleted. Per batch the intact prefix is computed once and the lesion of block k runs
-    only the blocks after it, so the study costs about half a test pass per block rather than a whole one."""
+    only the blocks after it, so the study costs about half a test pass per block rather than a whole one.
+    `autocast`: the run's own (bf16 where it trained and evaluated in bf16), so the intact error is its last test
+    error and the study costs what its evaluations cost."""
     parts = model.block_parts()
     was_training = model.training
     model.eval()
@@ -79,19 +98,8 @@ def walk_blocks(model, split, normalize, batch_size: int) -> dict:
     sums = torch.zeros(len(parts) + 1, 2, dtype=torch.float64, device=dev)  # [loss sum, wrong]; the last: intact
     norms = torch.zeros(len(parts), 3, dtype=torch.float64, device=dev)  # ||F||^2, ||block - skip||^2, ||skip||^2
     for x, y in iterate_eval(split, normalize, batch_size):
-        h = model.forward_stem(x)
-        for k, part in enumerate(parts):
-            out = part.block(h)
-            if part.skip is not None:
-                s = part.skip(h)
-                f = part.branch(h).double().square().sum() if part.branch is not None else norms.new_zeros(())
-                norms[k] += torch.stack([f, (out - s).double().square().sum(), s.double().square().sum()])
-                z = s  # block k deleted: its skip, then the blocks after it as trained
-                for later in parts[k + 1:]:
-                    z = later.block(z)
-                sums[k] += _loss_wrong(model.forward_head(z), y)
-            h = out
-        sums[-1] += _loss_wrong(model.forward_head(h), y)
+        with autocast or nullcontext():
+            _walk_batch(model, parts, x, y, sums, norms)
     model.train(was_training)
     n = len(split)
     loss_err = (sums / torch.tensor([n, n / 100.0], dtype=torch.float64, device=dev)).tolist()  # the one host sync
@@ -206,9 +214,12 @@ def inspect_net(model, cfg, ds, family) -> Inspection:
     """Every measure on `model` with `cfg`'s protocol (its typed Config) and data (`ds`, on the model's device)."""
     p, found = cfg.protocol, Inspection()
     normalize = make_normalizer(p.normalize, ds.train.x)
+    device = next(model.parameters()).device
+    speed = resolve_speed(cfg.speed, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if speed.bf16 else None
     clock = time.perf_counter()
     try:
-        walked = walk_blocks(model, ds.test, normalize, p.eval_batch_size)
+        walked = walk_blocks(model, ds.test, normalize, p.eval_batch_size, autocast)
         found.tables[BLOCK_RATIOS.file], found.tables[LESION.file] = walked["ratios"], walked["lesions"]
         found.seconds["blocks"] = round(time.perf_counter() - clock, 3)
     except NotSupported as e:
@@ -228,6 +239,8 @@ def inspect_net(model, cfg, ds, family) -> Inspection:
     reference = outputs(model, ds.test, normalize, p.eval_batch_size, stream, k)  # this net's, once for every depth
     for d in deeper:
         deep = model.deepened(d, stats)
+        if speed.channels_last:  # the shallow net's layout: the same kernels, and 1.35x faster on a CPU
+            deep.to(memory_format=torch.channels_last)
         rows.append({"deep_depth": family.depth(cfg.arch, d),
                      **compare(model, deep, ds.test, normalize, p.eval_batch_size, stream, k, reference)})
         del deep
@@ -319,6 +332,8 @@ def inspect_dir(path: Path, data, device, missing: bool) -> str:
         model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
         model.load_state_dict(ckpt["trainer"]["model"])
         model.to(device)
+        if resolve_speed(cfg.speed, device).channels_last:  # as the run trained and evaluated it
+            model.to(memory_format=torch.channels_last)
         found = inspect_net(model, cfg, ds, family)
         extra = identity_columns(cfg, family.depth(cfg.arch, cfg.depth), (info.get("init") or {}).get("depth"))
         info["inspection"] = write(rd, found, extra, started)

@@ -31,9 +31,11 @@ class Probes:
     def responses(self):
         def hook(i):
             def record(module, inputs, out):
-                o = out.detach().double()
-                s = o.sum()
-                self.moments[i] += torch.stack([torch.full_like(s, o.numel()), s, (o * o).sum()])  # no host copy
+                o = out.detach().float()  # a bf16 output squared in bf16 would keep 8 bits
+                # sums accumulated in fp64 without an fp64 copy of the activations (8 bytes an element, per layer)
+                s = o.sum(dtype=torch.float64)
+                ss = (o * o).sum(dtype=torch.float64)
+                self.moments[i] += torch.stack([torch.full_like(s, o.numel()), s, ss])  # no host copy
             return record
         handles = [m.register_forward_hook(hook(i)) for i, (_, _, m) in enumerate(self.points)]
         try:

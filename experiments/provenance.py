@@ -39,7 +39,21 @@ def versions() -> dict:
 
 
 def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    """`NVIDIA H100 80GB HBM3`, or the CPU's model name (`AMD EPYC ...`) with the threads torch uses."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_model() -> str:
+    try:  # Linux names the CPU here; platform.processor() is often empty there
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
 
 
 def now() -> str:

@@ -2,6 +2,7 @@
 direct computation on nets with hand-set weights, then end to end on tiny runs."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -228,6 +229,17 @@ def test_a_completed_run_is_inspected_and_the_intact_error_is_its_final_test_err
         (header, row) = f.read().splitlines()
     row = dict(zip(header.split(","), row.split(",")))
     assert row["deep_depth"] == "14" and row["test_err_deep"] == row["test_err_shallow"] == final["test_err"]
+
+
+def test_lesions_are_computed_in_the_runs_own_precision_so_the_intact_error_is_its_last_test_error(tiny, tmp_path):
+    """With the default speed switches (bf16 autocast where the CPU has native bf16, as here and on CI) the block
+    walk runs under the run's autocast: its intact error is exactly the run's last evaluation."""
+    assert run_inprocess(tiny + ["depth=8"], tmp_path) == "completed"
+    final = metrics_rows(tmp_path)[-1]
+    with open(tmp_path / LESION.file) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["intact_test_err"] for r in rows} == {final["test_err"]}
+    assert {r["intact_test_loss"][:8] for r in rows} == {final["test_loss"][:8]}
 
 
 def test_inspection_switched_off_is_done_later_on_demand(tiny, tmp_path, capsys):
