@@ -32,10 +32,11 @@ class Probes:
         def hook(i):
             def record(module, inputs, out):
                 o = out.detach().float()  # a bf16 output squared in bf16 would keep 8 bits
-                # sums accumulated in fp64 without an fp64 copy of the activations (8 bytes an element, per layer)
-                s = o.sum(dtype=torch.float64)
-                ss = (o * o).sum(dtype=torch.float64)
-                self.moments[i] += torch.stack([torch.full_like(s, o.numel()), s, ss])  # no host copy
+                # one batch's sums in fp32 (torch's cascade summation: exact to about 1e-7 over a 16M-element
+                # batch, measured), accumulated over batches and epochs in fp64. Summing in fp64 directly costs
+                # 2.6x as much on a CPU (per-element conversion): 7 of an epoch's 28 s on plain-56, measured.
+                s, ss = o.sum(), (o * o).sum()
+                self.moments[i] += torch.stack([torch.full_like(s, o.numel()), s, ss]).double()  # no host copy
             return record
         handles = [m.register_forward_hook(hook(i)) for i, (_, _, m) in enumerate(self.points)]
         try:
