@@ -41,6 +41,23 @@ def test_recorded_response_std_equals_the_direct_computation(residual):
     assert len(set(round(v, 6) for v in recorded)) > 3  # hand-set weights give distinct layers
 
 
+def test_bf16_responses_leave_the_evaluation_untouched_and_match_the_direct_computation():
+    """Under bf16 autocast the hook squares its fp32 copy in place: the network's own activations (and so the
+    evaluation's numbers) must not change, and the std is that of the bf16 outputs."""
+    model, split = hand_set(True).eval(), images()
+    norm = pixel_mean(split.x)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False)
+    plain = evaluate(model, split, norm, 5, autocast)
+    probes = Probes(model)
+    with probes.responses():
+        probed = evaluate(model, split, norm, 5, autocast)
+    probes.end_epoch(1)
+    assert probed == plain
+    with torch.no_grad(), autocast:
+        expected = [r.double().std(unbiased=False).item() for r in direct_responses(model, norm(split.x))]
+    assert [row["std"] for row in probes.layer_rows] == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize("residual", [False, True])
 def test_recorded_gradient_norms_equal_the_direct_computation(residual):
     model, split = hand_set(residual), images(8)
