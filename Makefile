@@ -8,6 +8,8 @@ DEPTHS ?= 20,32,44,56
 SEEDS ?= 0
 OVERRIDES ?=
 RESULTS ?= results
+# pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
+TEST_WORKERS ?= auto
 
 .PHONY: help install test test-all lint sweep plots bench inspect-bench gpu-bundle
 
@@ -36,13 +38,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@ $(VENV)/.installed-cluster
 
 test: $(VENV)/.installed-test  ## the test suite (CPU, a few minutes; slow and GPU tests excluded)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed-test  ## ruff (config in pyproject.toml): what CI checks before the tests
 	$(VENV)/bin/ruff check .
 
 test-all: $(VENV)/.installed-test  ## every test, the slow ones too (GPU tests skip without CUDA)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m ''
 
 FORCE ?=
 ARCH ?= resnet_cifar
