@@ -103,8 +103,9 @@ class ProtocolConfig:
 @dataclass
 class SpeedConfig:
     # How a run is computed, not what it computes: none of these is part of a run's identity. "auto" = what
-    # make bench measured to be faster on the device (experiments.device): CUDA: all but compile; CPU:
-    # channels_last, and bf16 where the CPU has native bf16. run.json records what applied.
+    # make bench measured to be faster on the device and to leave the numbers alone (experiments.device): CUDA:
+    # all but compile; CPU: channels_last (bf16 is opt-in there: it makes plain-56 worse). run.json records
+    # what applied.
     channels_last: Switch = Switch.auto
     bf16: Switch = Switch.auto  # autocast to bf16 with fp32 master weights; BN statistics stay fp32
     foreach: bool = True  # SGD as multi-tensor ops (off: a per-parameter loop; same math)

@@ -15,9 +15,10 @@ from runformat import Status
 
 log = logging.getLogger("experiments")
 
-# Seconds per training iteration at batch 128 on 2 CPU cores, measured here on the quick protocol
-# (plain-20 about 0.19 s, plain-56 about 0.58 s): close to linear in depth.
-CPU_SECONDS_PER_ITER_PER_LAYER = 0.0105
+# Seconds per training iteration at batch 128 on 2 CPU cores (AMD EPYC with native bf16, speed.*=auto),
+# epochs' evaluations included, measured on the committed quick sweep: plain-20 0.139 s, plain-56 0.412 s,
+# close to linear in depth. fp32 (speed.bf16=off) takes about 1.6x as long; a CPU without bf16 likewise.
+CPU_SECONDS_PER_ITER_PER_LAYER = 0.0072
 CPU_LIMIT_S = 2 * 3600
 
 

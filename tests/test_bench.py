@@ -20,7 +20,7 @@ def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsy
                <= float(r["images_per_s_max"]) for r in rows.values())
     summary = json.loads((tmp_path / "bench.json").read_text())
     assert set(summary["ratios"]) == {"b/a", "c/a", "probes"}
-    assert summary["speed_auto"]["channels_last"] is True  # what `auto` means on a CPU
+    assert summary["speed_auto"]["channels_last"] is True and summary["speed_auto"]["bf16"] is False  # auto on a CPU
     md = (tmp_path / "bench.md").read_text()
     for needle in ("(a) conventional", "(b) ours", "(c) ours, 8 networks", "b/a =", "c/a =", "TFLOP/s", "torch ",
                    "rounds of 1 timed steps", "median (min-max)"):

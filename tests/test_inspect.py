@@ -205,8 +205,8 @@ def test_minimodel_gets_ratios_and_lesions_where_a_unit_has_a_skip_and_no_constr
 
 @pytest.fixture(scope="module")
 def source(image_folder, tmp_path_factory):
-    """A completed plain depth-8 run (tiny), to start deeper runs from. Evaluated in fp32 as the inspection is (a CPU
-    with native bf16 would evaluate in bf16 under speed.bf16=auto), so their numbers can be compared exactly."""
+    """A completed plain depth-8 run (tiny), to start deeper runs from. Evaluated in fp32 as the inspection's constructed
+    net is (speed.bf16=off, whatever `auto` means), so their numbers can be compared exactly."""
     from tests.helpers.harness import tiny_overrides
     out = tmp_path_factory.mktemp("source")
     run_dir = out / "depth=8-residual=false-seed=0"
@@ -232,9 +232,9 @@ def test_a_completed_run_is_inspected_and_the_intact_error_is_its_final_test_err
 
 
 def test_lesions_are_computed_in_the_runs_own_precision_so_the_intact_error_is_its_last_test_error(tiny, tmp_path):
-    """With the default speed switches (bf16 autocast where the CPU has native bf16, as here and on CI) the block
-    walk runs under the run's autocast: its intact error is exactly the run's last evaluation."""
-    assert run_inprocess(tiny + ["depth=8"], tmp_path) == "completed"
+    """Under bf16 autocast and channels_last (opt-in on a CPU) the block walk runs under the run's autocast and
+    layout: its intact error is exactly the run's last evaluation."""
+    assert run_inprocess(tiny + ["depth=8", "speed.bf16=on", "speed.channels_last=on"], tmp_path) == "completed"
     final = metrics_rows(tmp_path)[-1]
     with open(tmp_path / LESION.file) as f:
         rows = list(csv.DictReader(f))
