@@ -70,6 +70,11 @@ class Speed:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def autocast(self, device: torch.device):
+        """The bf16 autocast context every forward of a run uses (training, evaluation, inspection), or None.
+        No cast cache: a captured graph could not refresh it."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if self.bf16 else None
+
 
 def resolve_speed(speed, device: torch.device) -> Speed:
     """`speed`: a SpeedConfig. CUDA graphs need CUDA whatever the switch says."""

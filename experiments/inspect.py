@@ -216,7 +216,7 @@ def inspect_net(model, cfg, ds, family) -> Inspection:
     normalize = make_normalizer(p.normalize, ds.train.x)
     device = next(model.parameters()).device
     speed = resolve_speed(cfg.speed, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if speed.bf16 else None
+    autocast = speed.autocast(device)
     clock = time.perf_counter()
     try:
         walked = walk_blocks(model, ds.test, normalize, p.eval_batch_size, autocast)

@@ -178,9 +178,8 @@ def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device:
     model.to(device)
     if on.channels_last:
         model.to(memory_format=torch.channels_last)
-    # bf16 autocast keeps fp32 master weights, and BN runs (and keeps its statistics) in fp32 under it;
-    # no cast cache, which a captured graph could not refresh
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if on.bf16 else None
+    # bf16 autocast keeps fp32 master weights, and BN runs (and keeps its statistics) in fp32 under it
+    autocast = on.autocast(device)
     trainer = Trainer(model, protocol, warmup=depth >= protocol.warmup_min_depth and protocol.optimizer == Optimizer.sgd,
                       foreach=on.foreach, autocast=autocast, probes=Probes(model, probe_every) if probe_every else None,
                       cuda_graph=on.cuda_graphs)

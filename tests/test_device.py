@@ -23,3 +23,10 @@ def test_auto_on_cuda_is_the_whole_fast_path_but_compile():
 def test_on_and_off_override_auto(device):
     on = resolve_speed(SpeedConfig(bf16=Switch.on, channels_last=Switch.off, compile=Switch.on), torch.device(device))
     assert (on.bf16, on.channels_last, on.compile) == (True, False, True)
+
+
+def test_the_runs_autocast_is_bf16_only_where_bf16_applies():
+    cpu = torch.device("cpu")
+    assert resolve_speed(SpeedConfig(), cpu).autocast(cpu) is None
+    with resolve_speed(SpeedConfig(bf16=Switch.on), cpu).autocast(cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
