@@ -208,14 +208,22 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--compare", type=int, default=0, metavar="SEEDS",
-                    help="instead: train plain-20 on the quick protocol with the speed.*=auto path and with fp32 "
-                         "eager (speed.*=off), SEEDS seeds each, and compare the final errors")
+                    help="instead: train --net on --protocol with the speed.*=auto path and with fp32 eager "
+                         "(speed.*=off), SEEDS seeds each, and compare the final errors (results/bench/compare.md)")
+    ap.add_argument("--net", default="plain-20", help="with --compare: the network, plain-DEPTH or ResNet-DEPTH")
+    ap.add_argument("--protocol", default="quick", help="with --compare: the protocol (conf/protocol)")
+    ap.add_argument("--fast", action="append", default=[], metavar="OVERRIDE",
+                    help="with --compare: an override for the fast path only (repeatable), e.g. speed.bf16=on")
     ap.add_argument("overrides", nargs="*", help="data options as for experiments.run, e.g. data=imagefolder data.root=PATH")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     on_cuda = device.type == "cuda"
     if args.compare:
-        return compare(args.compare, device, Path(args.out), args.overrides)
+        try:
+            net = parse_net(args.net)
+        except ValueError as e:
+            ap.error(str(e))
+        return compare(args.compare, device, Path(args.out), args.overrides, net, args.protocol, tuple(args.fast))
     rounds = args.rounds or 5
     steps = args.steps or (50 if on_cuda else 3)
     warmup = args.warmup if args.warmup >= 0 else (20 if on_cuda else 2)
@@ -273,11 +281,22 @@ SLOW_PATH = ["speed.bf16=off", "speed.channels_last=off", "speed.cuda_graphs=off
              "speed.foreach=false"]
 
 
-def compare(seeds: int, device, out: Path, overrides: list, extra=("protocol=quick", "depth=20", "residual=false")) -> int:
-    """Same results: the `speed.*=auto` path's final errors against fp32 eager's, each over `seeds` seeds."""
+def parse_net(name: str) -> tuple:
+    """`plain-56` or `ResNet-20` (any case) -> (depth, residual); ValueError naming the form otherwise."""
+    kind, _, depth = name.lower().partition("-")
+    if kind not in ("plain", "resnet") or not depth.isdigit():
+        raise ValueError(f"--net {name}: expected plain-DEPTH or ResNet-DEPTH, e.g. plain-56")
+    return int(depth), kind == "resnet"
+
+
+def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), protocol: str = "quick",
+            fast: tuple = ()) -> int:
+    """Same results: the fast path's final errors (`speed.*=auto`, plus the `fast` overrides, e.g.
+    speed.bf16=on) against fp32 eager's, each over `seeds` seeds, for one network on one protocol."""
     from experiments.run import run_overrides
+    extra = (f"protocol={protocol}", f"depth={net[0]}", f"residual={str(net[1]).lower()}")
     finals, speeds = {}, {}
-    for name, speed in (("auto", []), ("fp32_eager", SLOW_PATH)):
+    for name, speed in (("auto", list(fast)), ("fp32_eager", SLOW_PATH)):
         finals[name] = []
         for seed in range(seeds):
             ov = [*extra, f"seed={seed}", f"device={device.type}", "progress=false", *speed, *overrides]
@@ -290,8 +309,10 @@ def compare(seeds: int, device, out: Path, overrides: list, extra=("protocol=qui
             finals[name].append((float(row["train_err"]), float(row["test_err"])))
             speeds[name] = json.loads((run_dir / "run.json").read_text()).get("speed")
     switched = ", ".join(k for k, v in (speeds["auto"] or {}).items() if v and k not in ("foreach", "cudnn_benchmark"))
-    lines = [f"# Same results: speed.*=auto ({switched or 'nothing switched on'}) vs fp32 eager on {device.type} "
-             f"({', '.join(extra)}), {seeds} seeds each", "",
+    label = f"{'ResNet' if net[1] else 'plain'}-{net[0]}"
+    lines = [f"# Same results: speed.*=auto{' + ' + ' '.join(fast) if fast else ''} "
+             f"({switched or 'nothing switched on'}) vs fp32 eager on {device.type}: {label}, protocol {protocol}, "
+             f"{seeds} seeds each", "",
              "| path | final train error (%) | final test error (%) | per seed (test) |", "| --- | --- | --- | --- |"]
     for name, vals in finals.items():
         cells = []
