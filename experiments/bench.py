@@ -209,7 +209,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--compare", type=int, default=0, metavar="SEEDS",
                     help="instead: train --net on --protocol with the speed.*=auto path and with fp32 eager "
-                         "(speed.*=off), SEEDS seeds each, and compare the final errors (results/bench/compare.md)")
+                         "(speed.*=off), SEEDS seeds each, and compare the final errors "
+                         "(results/bench/compare-NET-PROTOCOL[-FAST].md)")
     ap.add_argument("--net", default="plain-20", help="with --compare: the network, plain-DEPTH or ResNet-DEPTH")
     ap.add_argument("--protocol", default="quick", help="with --compare: the protocol (conf/protocol)")
     ap.add_argument("--fast", action="append", default=[], metavar="OVERRIDE",
@@ -295,12 +296,15 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
     speed.bf16=on) against fp32 eager's, each over `seeds` seeds, for one network on one protocol."""
     from experiments.run import run_overrides
     extra = (f"protocol={protocol}", f"depth={net[0]}", f"residual={str(net[1]).lower()}")
+    label = f"{'ResNet' if net[1] else 'plain'}-{net[0]}"
+    # one name per comparison, so that another comparison never resumes (or overwrites) this one's runs
+    stem = "-".join(["compare", label, protocol, *(o.removeprefix("speed.") for o in fast)])
     finals, speeds = {}, {}
     for name, speed in (("auto", list(fast)), ("fp32_eager", SLOW_PATH)):
         finals[name] = []
         for seed in range(seeds):
             ov = [*extra, f"seed={seed}", f"device={device.type}", "progress=false", *speed, *overrides]
-            run_dir = out / "compare" / f"{name}-seed={seed}"
+            run_dir = out / "compare" / stem / f"{name}-seed={seed}"
             result = run_overrides(ov, run_dir)
             if result.status != "completed":
                 raise RuntimeError(f"{run_dir}: {result}")
@@ -309,7 +313,6 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
             finals[name].append((float(row["train_err"]), float(row["test_err"])))
             speeds[name] = json.loads((run_dir / "run.json").read_text()).get("speed")
     switched = ", ".join(k for k, v in (speeds["auto"] or {}).items() if v and k not in ("foreach", "cudnn_benchmark"))
-    label = f"{'ResNet' if net[1] else 'plain'}-{net[0]}"
     lines = [f"# Same results: speed.*=auto{' + ' + ' '.join(fast) if fast else ''} "
              f"({switched or 'nothing switched on'}) vs fp32 eager on {device.type}: {label}, protocol {protocol}, "
              f"{seeds} seeds each", "",
@@ -327,7 +330,7 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
     lines += ["", f"Difference of the mean test errors: {diff:.2f} points; largest seed-to-seed std: {spread:.2f}: "
               f"{verdict} 2 seed-stds."]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

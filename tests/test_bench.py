@@ -77,14 +77,15 @@ def test_compare_trains_the_named_net_on_both_paths_and_says_whether_they_agree(
     data = [o for o in tiny if not o.startswith("protocol=")]
     assert bench.main(["--compare", "2", "--net", "ResNet-8", "--protocol", "smoke", "--fast", "speed.bf16=on",
                        "--device", "cpu", "--out", str(tmp_path), *data]) == 0
-    runs = {p.name: json.loads((p / "run.json").read_text()) for p in (tmp_path / "compare").iterdir()}
+    runs = {p.name: json.loads((p / "run.json").read_text())
+            for p in (tmp_path / "compare" / "compare-ResNet-8-smoke-bf16=on").iterdir()}
     assert set(runs) == {"auto-seed=0", "auto-seed=1", "fp32_eager-seed=0", "fp32_eager-seed=1"}
     for name, info in runs.items():
         config = info["config"]
         assert (config["depth"], config["residual"], config["protocol"]["name"]) == (8, True, "smoke")
         # the --fast override reaches the fast path only; fp32 eager has every switch off
         assert info["speed"]["bf16"] is name.startswith("auto") and info["speed"]["channels_last"] is name.startswith("auto")
-    md = (tmp_path / "compare.md").read_text()
+    md = (tmp_path / "compare-ResNet-8-smoke-bf16=on.md").read_text()
     assert "speed.*=auto + speed.bf16=on (channels_last, bf16) vs fp32 eager on cpu: ResNet-8, protocol smoke" in md
     assert md.count("| auto |") == 1 and md.count("| fp32_eager |") == 1
     assert "2 seed-stds" in md and md in capsys.readouterr().out + "\n"
