@@ -16,14 +16,20 @@ import torch
 def git_commit() -> Optional[str]:
     """The commit of the code this process loaded (`+dirty` with uncommitted changes). Read once per process:
     a long sweep outlives later commits. The entry point reads it at start-up, before any run."""
-    here = Path(__file__).resolve().parent
+    return commit_of(Path(__file__).resolve().parent)
+
+
+def commit_of(where: Path) -> Optional[str]:
+    """HEAD of the checkout holding `where`, `+dirty` when a tracked file outside `results/` differs from it.
+    Changes under `results/` are runs (a sweep regenerating the committed ones deletes and rewrites them), not
+    the code that made them."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha.stdout.strip() + ("+dirty" if dirty else "")
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)results"], cwd=where, capture_output=True, text=True, timeout=5)
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
