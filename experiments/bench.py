@@ -26,6 +26,7 @@ import csv
 import json
 import platform
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -294,16 +295,25 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
             fast: tuple = ()) -> int:
     """Same results: the fast path's final errors (`speed.*=auto`, plus the `fast` overrides, e.g.
     speed.bf16=on) against fp32 eager's, each over `seeds` seeds, for one network on one protocol."""
+    from experiments.precheck import plan
     from experiments.run import run_overrides
     extra = (f"protocol={protocol}", f"depth={net[0]}", f"residual={str(net[1]).lower()}")
     label = f"{'ResNet' if net[1] else 'plain'}-{net[0]}"
     # one name per comparison, so that another comparison never resumes (or overwrites) this one's runs
     stem = "-".join(["compare", label, protocol, *(o.removeprefix("speed.") for o in fast)])
+    paths = {"auto": list(fast), "fp32_eager": SLOW_PATH}
+    runs = {(name, seed): [*extra, f"seed={seed}", f"device={device.type}", "progress=false", *speed, *overrides]
+            for name, speed in paths.items() for seed in range(seeds)}
+    for ov in runs.values():  # every run checked before the first trains: a bad --net, --protocol, --fast or data
+        problem = plan(ov).problem  # override is one line, not a traceback an hour in
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     finals, speeds = {}, {}
-    for name, speed in (("auto", list(fast)), ("fp32_eager", SLOW_PATH)):
+    for name in paths:
         finals[name] = []
         for seed in range(seeds):
-            ov = [*extra, f"seed={seed}", f"device={device.type}", "progress=false", *speed, *overrides]
+            ov = runs[name, seed]
             run_dir = out / "compare" / stem / f"{name}-seed={seed}"
             result = run_overrides(ov, run_dir)
             if result.status != "completed":

@@ -97,3 +97,14 @@ def test_compare_refuses_a_net_it_cannot_parse_in_one_line(capsys):
         bench.main(["--compare", "1", "--net", "resnet56"])
     assert e.value.code == 2
     assert "--net resnet56: expected plain-DEPTH or ResNet-DEPTH" in capsys.readouterr().err
+
+
+def test_compare_checks_every_run_before_training_any(tiny, tmp_path, capsys):
+    """A bad --protocol or --fast override is one line and exit 2 before the first run, and nothing is written."""
+    data = [o for o in tiny if not o.startswith("protocol=")]
+    for args, message in ((["--protocol", "fast"], "no protocol named 'fast': choose one of"),
+                          (["--protocol", "smoke", "--fast", "speed.bf16=maybe"], "speed.bf16=maybe: Invalid value")):
+        assert bench.main(["--compare", "2", "--device", "cpu", "--out", str(tmp_path / "out"), *args, *data]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+        assert not (tmp_path / "out").exists()
