@@ -42,36 +42,49 @@ class CapturedStep:
         static_x = torch.empty_like(x, memory_format=fmt).copy_(x)
         static_y = y.clone()
         saved = snapshot(trainer)
+        caller = torch.cuda.current_stream()
+        # Warm-up and both captures on this network's own stream, the one its graphs replay on in a sweep.
+        # Graphs captured on one stream share that stream's cuBLAS workspace (pytorch/pytorch#193402), and
+        # the sweep replays 16 of them concurrently: torch.cuda.graph's default is one stream for the process.
+        # (Not the legacy default stream: capture there is illegal.)
+        stream = trainer.cuda_stream or torch.cuda.Stream()
+        probe = trainer.probes is not None
         try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(WARMUP_STEPS):
+            # An exception inside torch.cuda.graph ends in capture_end(), which raises again before the graph
+            # gives back the current stream; this outer context gives the caller's stream back regardless.
+            with torch.cuda.stream(caller):
+                stream.wait_stream(caller)
+                with torch.cuda.stream(stream):
+                    for i in range(WARMUP_STEPS):
+                        # the last warm-up step probed: the probes' own kernels (norms of hooked gradients) then
+                        # first run here, not for the first time inside the probed capture
+                        trainer._step(static_x, static_y, probe=probe and i == WARMUP_STEPS - 1)
+                caller.wait_stream(stream)
+                restore(trainer, saved)
+                graph = torch.cuda.CUDAGraph()
+                trainer.optimizer.zero_grad(set_to_none=True)  # grads are then allocated inside the graph's pool
+                with torch.cuda.graph(graph, stream=stream):
                     trainer._step(static_x, static_y)
-            torch.cuda.current_stream().wait_stream(side)
-            restore(trainer, saved)
-            graph = torch.cuda.CUDAGraph()
-            trainer.optimizer.zero_grad(set_to_none=True)  # grads are then allocated inside the graph's pool
-            with torch.cuda.graph(graph):
-                trainer._step(static_x, static_y)
         except Exception as e:  # an odd driver or op: train eagerly rather than not at all
             torch.cuda.synchronize()
             restore(trainer, saved)
             log.warning("CUDA graph capture failed (%s: %s); continuing without graphs (speed.cuda_graphs=off "
                         "silences this)", type(e).__name__, e)
             return False
-        return cls(graph, cls._capture_probed(trainer, graph, static_x, static_y), static_x, static_y)
+        return cls(graph, cls._capture_probed(trainer, stream, static_x, static_y), static_x, static_y)
 
     @staticmethod
-    def _capture_probed(trainer, graph, static_x, static_y):
+    def _capture_probed(trainer, stream, static_x, static_y):
         if trainer.probes is None:
             return None
-        saved = snapshot(trainer) + [trainer.probes.grad_sums.detach().clone()]
+        saved = snapshot(trainer)
+        caller = torch.cuda.current_stream()
         try:
             probed = torch.cuda.CUDAGraph()
             trainer.optimizer.zero_grad(set_to_none=True)
-            with torch.cuda.graph(probed):  # its own memory pool: the two graphs interleave in any order
-                trainer._step(static_x, static_y, probe=True)
+            with torch.cuda.stream(caller):  # as in capture(): the caller's stream back even if this fails
+                with torch.cuda.graph(probed, stream=stream):  # its own memory pool: the two graphs interleave
+                    trainer._step(static_x, static_y, probe=True)
             return probed
         except Exception as e:
             torch.cuda.synchronize()
@@ -79,9 +92,7 @@ class CapturedStep:
                         type(e).__name__, e)
             return None
         finally:
-            with torch.no_grad():
-                for t, s in zip(state_tensors(trainer) + [trainer.probes.grad_sums], saved):
-                    t.copy_(s)
+            restore(trainer, saved)  # a capture runs nothing, but a failed one may have run part of a step
 
 
 def snapshot(trainer) -> list:
@@ -95,5 +106,8 @@ def restore(trainer, saved: list) -> None:
 
 
 def state_tensors(trainer) -> list:
+    """Every tensor a training step changes (what the warm-up must leave as it found it)."""
     opt = trainer.optimizer
-    return ([*trainer.model.parameters(), *trainer.model.buffers(), *opt.bufs, opt.lr, trainer.sums, trainer.window])
+    probes = [trainer.probes.grad_sums] if trainer.probes is not None else []
+    return [*trainer.model.parameters(), *trainer.model.buffers(), *opt.bufs, opt.lr, trainer.sums, trainer.window,
+            *probes]

@@ -173,3 +173,42 @@ def test_foreach_sgd_is_torch_sgd(foreach):
             opt.step()
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_trains_in_train_mode_and_leaves_the_module_tree_alone_when_it_already_is(monkeypatch):
+    # The mode is set only when an evaluation left the net in eval mode: train() walks every module, and a
+    # captured step has training=True baked in anyway (walking the tree each step cost 0.7 ms on ResNet-56).
+    train = data()
+    t = make()
+    x, y = TrainStream(train, pixel_mean(train.x), 16, "crop_flip", seed=0).batch(0, 0)
+    t.model.eval()
+    t.step(x, y)
+    assert t.model.training and all(m.training for m in t.model.modules())
+    calls = []
+    monkeypatch.setattr(t.model, "train", lambda mode=True: calls.append(mode))
+    t.step(x, y)
+    assert calls == []
+
+
+def test_snapshot_and_restore_undo_steps_probed_ones_included():
+    # What the CUDA capture relies on to undo its warm-up steps (experiments.fastpath): every tensor a step
+    # changes, BN's step counters and the probes' gradient sums included, is back as it was.
+    from experiments.fastpath import restore, snapshot, state_tensors
+    from experiments.probes import Probes
+    train = data()
+    torch.manual_seed(0)
+    model = CifarResNet(8, True)
+    t = Trainer(model, tiny_protocol(), warmup=True, probes=Probes(model, 1))
+    x, y = TrainStream(train, pixel_mean(train.x), 16, "crop_flip", seed=0).batch(0, 0)
+    t.step(x, y)  # momentum buffers exist, sums are non-zero
+    before = [s.clone() for s in state_tensors(t)]
+    saved = snapshot(t)
+    t._step(x, y, probe=True)
+    t._step(x, y)
+    changed = [not torch.equal(a, b) for a, b in zip(before, state_tensors(t))]
+    assert changed[-1], "the probed step adds to the probes' gradient sums"
+    assert sum(changed) > len(changed) // 2
+    restore(t, saved)
+    assert all(torch.equal(a, b) for a, b in zip(before, state_tensors(t)))
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert int(bn.num_batches_tracked) == 1
