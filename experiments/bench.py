@@ -234,6 +234,8 @@ def main(argv=None) -> int:
     print(f"bench on {name}: {len(split)} training images; {rounds} rounds of {steps} timed steps per pipeline")
 
     auto = SpeedConfig()
+    # as every run sets it (experiments.cell): cuDNN autotunes each conv shape once, in the warm-up steps
+    torch.backends.cudnn.benchmark = bool(auto.cudnn_benchmark)
     nets4 = [(d, r) for d in (20, 56) for r in (False, True)]
     label = {(d, r): f"{'ResNet' if r else 'plain'}-{d}" for d in DEPTHS for r in (False, True)}
     pipelines = {}

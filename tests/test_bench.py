@@ -5,11 +5,17 @@ import json
 import statistics
 import time
 
+import torch
+
 from experiments import bench
 from tests.helpers.harness import run_inprocess
 
 
-def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsys):
+def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsys, monkeypatch):
+    benchmark = []
+    measure = bench.measure
+    monkeypatch.setattr(bench, "measure", lambda *a: benchmark.append(torch.backends.cudnn.benchmark) or measure(*a))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     assert bench.main(["--rounds", "2", "--steps", "1", "--warmup", "0", "--no-switches", "--device", "cpu",
                        "--out", str(tmp_path)]) == 0
     with open(tmp_path / "bench.csv") as f:
@@ -26,6 +32,7 @@ def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsy
                    "rounds of 1 timed steps", "median (min-max)"):
         assert needle in md
     assert "b/a =" in capsys.readouterr().out
+    assert benchmark == [True]  # timed as runs train: cuDNN autotuning on, as experiments.cell sets it
 
 
 class Sleeper:
