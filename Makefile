@@ -11,7 +11,7 @@ RESULTS ?= results
 # pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
 TEST_WORKERS ?= auto
 
-.PHONY: help install test test-all lint sweep plots bench inspect-bench gpu-bundle
+.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ sweep: install $(if $(filter slurm gpus,$(LAUNCHER)),$(VENV)/.installed-cluster)
 
 bench: install  ## throughput of (a) conventional, (b) ours, (c) ours x8 concurrently -> results/bench/
 	$(PY) -m experiments.bench --out $(RESULTS)/bench $(OVERRIDES)
+
+steptime: install  ## where the 8-network sweep's time goes: enqueue vs wall per step, each net alone, epoch ends -> results/bench/
+	$(PY) -m experiments.steptime --out $(RESULTS)/bench
 
 gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to carry to a GPU machine with no registry
 	mkdir -p .whl .carry

@@ -1,0 +1,222 @@
+"""Where a sweep's time goes: the first thing to read before making the 8-network sweep faster.
+
+`make bench` says how fast; this says why. For the networks trained together (Figure 6's eight by default,
+each on its own CUDA stream as the concurrent launcher trains them), after the captures:
+
+- per joint step: the CPU's time to enqueue it against its wall time. Equal means the GPU waits for Python
+  (CPU-bound); wall well above enqueue means the GPU is the limit;
+- each network's step alone (a graph replay on CUDA) against the joint step: the joint step near the sum of
+  the solo times means the streams do not overlap; near the slowest solo time, they overlap fully;
+- per epoch end, each network: the test pass with and without the probes' response hooks, and the checkpoint
+  (torch.save + fsync, as a run writes it); projected over the paper protocol's epochs next to the steps;
+- GPU memory after the first step.
+
+    python -m experiments.steptime [--steps N] [--test-images N] [--nets 20,56] [--out DIR]
+
+Writes DIR/steptime.md and steptime.json. Runs on a CPU too (one network after another, no graphs), which is
+what its test checks; its numbers mean something on a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from experiments.config import ProtocolConfig, SpeedConfig
+from experiments.data import Split
+from experiments.device import resolve_device
+from experiments.loader import TrainStream, pixel_mean
+from experiments.models import CifarResNet
+from experiments.provenance import device_name
+from experiments.train import evaluate, make_trainer, step_all
+
+PAPER = ProtocolConfig()
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def synthetic(n: int, device, seed: int) -> Split:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = (y.view(-1, 1, 1, 1) * 20 + torch.randint(0, 60, (n, 3, 32, 32), generator=g)).to(torch.uint8)
+    return Split(x.to(device), y.to(device))
+
+
+def label(depth: int, residual: bool) -> str:
+    return f"{'ResNet' if residual else 'plain'}-{depth}"
+
+
+def joint_steps(trainers, stream, first: int, n: int, streams: bool, device) -> tuple:
+    """(CPU enqueue ms, wall ms) per joint step over steps first..first+n."""
+    sync(device)
+    start = time.perf_counter()
+    for k in range(first, first + n):
+        step_all(trainers, *stream.batch(*divmod(k, stream.steps_per_epoch)), streams=streams)
+    enqueued = time.perf_counter()
+    sync(device)
+    done = time.perf_counter()
+    return 1e3 * (enqueued - start) / n, 1e3 * (done - start) / n
+
+
+def solo_step_ms(t, stream, k: int, n: int, device) -> float:
+    """One network's step alone: its graph replayed n times (CUDA), else n eager steps."""
+    x, y = stream.batch(*divmod(k, stream.steps_per_epoch))
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        if not (t.graphed and t.graphed.replay(x, y)):
+            t._step(x, y)
+    sync(device)
+    return 1e3 * (time.perf_counter() - start) / n
+
+
+def epoch_end_s(t, test: Split, normalize, device) -> dict:
+    """Seconds of one epoch end of `t`: the test pass with the probes' hooks (as a run does it), without
+    them, and the checkpoint as a run writes it (torch.save of the trainer's state, then fsync)."""
+    out = {}
+    bs = t.protocol.eval_batch_size
+    evaluate(t.model, test, normalize, bs, t.autocast)  # untimed: the first pass autotunes and allocates
+    sync(device)
+    start = time.perf_counter()
+    with t.probes.responses():  # what Trainer.end_epoch does: layer responses from the test pass
+        evaluate(t.model, test, normalize, bs, t.autocast)
+    t.probes.end_epoch(1)
+    sync(device)
+    out["eval_with_probes"] = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluate(t.model, test, normalize, bs, t.autocast)
+    sync(device)
+    out["eval_without_probes"] = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.pt"
+        start = time.perf_counter()
+        torch.save({"trainer": t.state_dict(), "rng": torch.get_rng_state()}, path)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        out["checkpoint"] = time.perf_counter() - start
+        out["checkpoint_mb"] = path.stat().st_size / 2**20
+    return out
+
+
+def measure(nets, device, steps: int, test_images: int, train_images: int = 5120) -> dict:
+    train = synthetic(train_images, device, 0)
+    test = synthetic(test_images, device, 1)
+    stream = TrainStream(train, pixel_mean(train.x), 128, "crop_flip", seed=0)
+    torch.backends.cudnn.benchmark = bool(SpeedConfig().cudnn_benchmark)  # as runs set it
+    trainers = []
+    for depth, residual in nets:
+        torch.manual_seed(0)
+        trainers.append(make_trainer(CifarResNet(depth, residual), depth, PAPER, device, SpeedConfig()))
+    streams = len(trainers) > 1 and device.type == "cuda"
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    step_all(trainers, *stream.batch(0, 0), streams=streams)  # the captures (CUDA)
+    sync(device)
+    first_step_s = time.perf_counter() - start
+    memory = ({"reserved_gib": torch.cuda.memory_reserved() / 2**30,
+               "max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30} if device.type == "cuda" else None)
+    warm = min(steps, 10)
+    joint_steps(trainers, stream, 1, warm, streams, device)
+    enqueue, wall = joint_steps(trainers, stream, 1 + warm, steps, streams, device)
+    solo = {label(*net): solo_step_ms(t, stream, 1, steps, device) for net, t in zip(nets, trainers)}
+    ends = {label(*net): epoch_end_s(t, test, stream.normalize, device) for net, t in zip(nets, trainers)}
+    scale = 10_000 / test_images  # the evaluation scales with the test set; the paper's has 10,000 images
+    # test passes in the paper protocol: one per 390-step epoch, and one at the end of the last, partial one
+    epochs = -(-PAPER.iterations // (50_000 // PAPER.batch_size))
+    eval_s = sum(e["eval_with_probes"] for e in ends.values()) * scale
+    ckpt_s = sum(e["checkpoint"] for e in ends.values())
+    return {
+        "device": device_name(device), "torch": torch.__version__, "nets": [label(*n) for n in nets],
+        "streams": streams, "graphed": [bool(t.graphed) for t in trainers], "steps": steps,
+        "test_images": test_images, "first_step_s": first_step_s, "memory": memory,
+        "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall}, "solo_step_ms": solo,
+        "epoch_end_s": ends,
+        "projected_paper_s": {"steps": PAPER.iterations * wall / 1e3, "evaluations": epochs * eval_s,
+                              "checkpoints": epochs * ckpt_s, "epochs": epochs},
+    }
+
+
+def verdicts(r: dict) -> list:
+    """What the numbers say, in words (the thresholds are rules of thumb, stated)."""
+    j, solo = r["joint_step_ms"], r["solo_step_ms"]
+    out = []
+    if r["memory"] is None:  # not CUDA
+        out.append("On a CPU a step runs as Python enqueues it: there is no CPU/device split to read.")
+    elif j["cpu_enqueue"] >= 0.8 * j["wall"]:
+        out.append(f"CPU-bound: enqueueing a joint step takes {j['cpu_enqueue']:.2f} ms of its {j['wall']:.2f} ms "
+                   "(>= 80%): the device waits for Python; cut per-step host work first.")
+    else:
+        out.append(f"Device-bound: enqueueing takes {j['cpu_enqueue']:.2f} ms of a {j['wall']:.2f} ms joint step.")
+    total, slowest = sum(solo.values()), max(solo.values())
+    if len(solo) > 1 and total > slowest:
+        overlap = (total - j["wall"]) / (total - slowest)
+        out.append(f"Overlap of the networks: the joint step ({j['wall']:.2f} ms) against the sum of solo steps "
+                   f"({total:.2f} ms) and the slowest ({slowest:.2f} ms): {100 * overlap:.0f}% of the possible "
+                   "overlap is realised (0%: serial, 100%: as fast as the slowest net alone).")
+    p = r["projected_paper_s"]
+    whole = p["steps"] + p["evaluations"] + p["checkpoints"]
+    out.append(f"Paper protocol projected: steps {p['steps'] / 60:.1f} min, {p['epochs']} test passes "
+               f"{p['evaluations'] / 60:.1f} min, checkpoints {p['checkpoints'] / 60:.1f} min: epoch ends are "
+               f"{100 * (p['evaluations'] + p['checkpoints']) / whole:.0f}% of {whole / 60:.1f} min.")
+    return out
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# Where the time goes: {r['device']}", "",
+             f"torch {r['torch']}; {len(r['nets'])} networks ({', '.join(r['nets'])}), "
+             f"{'each on its own CUDA stream' if r['streams'] else 'one after another'}; "
+             f"CUDA graphs: {sum(r['graphed'])} of {len(r['graphed'])}; {r['steps']} timed steps after 10 untimed; "
+             f"batch 128. First step (captures, cuDNN autotuning): {r['first_step_s']:.1f} s.", ""]
+    lines += [f"- {v}" for v in verdicts(r)]
+    if r["memory"]:
+        lines += [f"- GPU memory after the first step: {r['memory']['reserved_gib']:.2f} GiB reserved, "
+                  f"{r['memory']['max_allocated_gib']:.2f} GiB at most allocated."]
+    lines += ["", "| network | step alone (ms) | test pass, probes on (s) | probes off (s) | checkpoint (s) | MB |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    scale = 10_000 / r["test_images"]
+    for name in r["nets"]:
+        e = r["epoch_end_s"][name]
+        lines.append(f"| {name} | {r['solo_step_ms'][name]:.2f} | {e['eval_with_probes'] * scale:.3f} | "
+                     f"{e['eval_without_probes'] * scale:.3f} | {e['checkpoint']:.3f} | {e['checkpoint_mb']:.1f} |")
+    j = r["joint_step_ms"]
+    lines += ["", f"Joint step: {j['wall']:.2f} ms wall, {j['cpu_enqueue']:.2f} ms to enqueue. Test passes "
+              f"measured on {r['test_images']} synthetic images and scaled to 10,000."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments.steptime", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=0, help="timed joint steps (default: 100 on CUDA, 2 on CPU)")
+    ap.add_argument("--test-images", type=int, default=0, help="default: 10000 on CUDA, 256 on CPU")
+    ap.add_argument("--nets", default="20,32,44,56", help="depths, each plain and residual")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--out", default="results/bench")
+    args = ap.parse_args(argv)
+    try:
+        depths = [int(d) for d in args.nets.split(",")]
+        device = resolve_device(args.device)
+    except ValueError as e:
+        ap.error(f"{e} (--nets takes depths such as 20,56)")
+    cuda = device.type == "cuda"
+    r = measure([(d, res) for d in depths for res in (False, True)], device, args.steps or (100 if cuda else 2),
+                args.test_images or (10_000 if cuda else 256))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "steptime.json").write_text(json.dumps(r, indent=2) + "\n")
+    md = markdown(r)
+    (out / "steptime.md").write_text(md)
+    print(md + f"\nwrote {out / 'steptime.md'}, {out / 'steptime.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

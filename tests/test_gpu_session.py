@@ -1,0 +1,96 @@
+"""scripts/gpu-session on a CPU: what a lent GPU session's calls rely on. A sweep started detached is packed
+by `collect` while it runs (its run files, and its state in parts); the machine is then lost (the sweep
+killed, its directory gone); the parts carried into a fresh checkout's resume folder let `start` continue it
+to the end, every epoch once."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from tests.helpers.harness import ROOT
+
+SCRIPT = ROOT / "scripts" / "gpu-session"
+
+
+def env(tmp_path, image_folder, iterations):
+    return {**os.environ, "OUT": str(tmp_path / "out"), "RUNS": str(tmp_path / "runs"), "LOGS": str(tmp_path / "logs"),
+            "RESUME": str(tmp_path / "resume"), "PY": sys.executable, "OMP_NUM_THREADS": "1",
+            "SWEEP": f"protocol=smoke depth=8 residual=false,true seed=0 protocol.batch_size=16 "
+                     f"protocol.iterations={iterations} protocol.milestones=[{iterations // 2},{iterations * 3 // 4}] "
+                     "inspect.deeper=[] speed.threads=1 progress=false",
+            "DATA": f"data=imagefolder data.root={image_folder} data.dir={tmp_path / 'data'} data.train_size=0 "
+                    "data.test_size=0 device=cpu"}
+
+
+def session(e, *phases, timeout=300):
+    return subprocess.run([str(SCRIPT), *phases], env=e, capture_output=True, text=True, timeout=timeout)
+
+
+def rows(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_a_sweep_packed_while_running_resumes_from_its_parts_in_a_fresh_checkout(image_folder, tmp_path):
+    e = env(tmp_path, image_folder, 600)
+    r = session(e, "start")
+    assert r.returncode == 0, r.stderr
+    runs = tmp_path / "runs"
+    end = time.time() + 120
+    while time.time() < end and not (len(list(runs.glob("*/checkpoint.pt"))) == 2
+                                     and all(len(rows(p.parent)) >= 20 for p in runs.glob("*/checkpoint.pt"))):
+        time.sleep(0.2)
+    r = session(e, "collect")
+    assert r.returncode == 0, r.stderr
+    parts = sorted((tmp_path / "out").glob("resume.tar.part-*"))
+    assert parts and "not finished" in r.stdout
+    with tarfile.open(tmp_path / "out" / "sweep.tar.gz") as t:
+        names = t.getnames()
+    assert sum(n.endswith("/metrics.csv") for n in names) == 2 and not any(n.endswith("checkpoint.pt") for n in names)
+    assert any(n.startswith("logs/") and n.endswith("sweep.log") for n in names)
+
+    os.killpg(int((tmp_path / "logs" / "sweep.pid").read_text()), signal.SIGKILL)  # the machine is given back
+    time.sleep(0.5)
+    for p in list(runs.rglob("*"))[::-1]:
+        p.unlink() if p.is_file() else p.rmdir()
+    runs.rmdir()
+    (tmp_path / "resume").mkdir()
+    for p in parts:
+        p.rename(tmp_path / "resume" / p.name)
+
+    e = env(tmp_path, image_folder, 600)
+    r = session(e, "start", "collect", "200")
+    assert r.returncode == 0, r.stderr
+    assert "unpacking the carried sweep state" in r.stdout and "the sweep is not running" in r.stdout
+    assert not list((tmp_path / "out").glob("resume.tar.part-*"))  # finished: nothing left to resume
+    for info_path in runs.glob("*/run.json"):
+        info = json.loads(info_path.read_text())
+        assert info["status"] == "completed"
+        assert len(info["sessions"]) == 2 and info["sessions"][1]["from_iteration"] >= 20 * 4
+        got = rows(info_path.parent)
+        assert [int(x["epoch"]) for x in got] == list(range(1, 151)) and got[-1]["iteration"] == "600"
+
+
+def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, image_folder):
+    e = env(tmp_path, image_folder, 8)
+    r = session(e, "sweep")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: unknown phase 'sweep': use check, bench, start or collect [SECONDS]"]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    no_hydra = "[ \"$1\" = -c ] && [ \"$2\" = 'import hydra' ] && exit 1"  # a python3 that has no Hydra
+    (fake / "python3").write_text(f"#!/bin/sh\n{no_hydra}\nexec {sys.executable} \"$@\"\n")
+    (fake / "python3").chmod(0o755)
+    r = session({**e, "PY": str(fake / "python3"), "WHEELS": str(tmp_path / "no-wheels")}, "check")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: Hydra is not installed and there is no wheel in "
+        f"{tmp_path / 'no-wheels'}: run 'make gpu-bundle' here and carry .whl"]
+    assert not (tmp_path / "logs" / "gpu-tests.log").exists()

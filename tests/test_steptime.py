@@ -1,0 +1,47 @@
+"""experiments.steptime on a CPU: every network timed alone and together, every epoch-end cost, the projection
+over the paper protocol computed from those numbers, and the words that read them."""
+import json
+
+import pytest
+
+from experiments import steptime
+
+
+def test_steptime_times_each_part_and_projects_the_paper_protocol_from_them(tmp_path, capsys):
+    assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "50", "--device", "cpu",
+                          "--out", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "steptime.json").read_text())
+    assert r["nets"] == ["plain-8", "ResNet-8"] and r["streams"] is False and r["graphed"] == [False, False]
+    j = r["joint_step_ms"]
+    assert 0 < j["cpu_enqueue"] <= j["wall"]
+    assert set(r["solo_step_ms"]) == set(r["epoch_end_s"]) == {"plain-8", "ResNet-8"}
+    for e in r["epoch_end_s"].values():
+        assert e["eval_with_probes"] > 0 and e["eval_without_probes"] > 0 and e["checkpoint"] > 0
+        assert 0.01 < e["checkpoint_mb"] < 1  # two copies of ~78k fp32 parameters (weights, momentum): ~0.6 MB
+    p = r["projected_paper_s"]
+    assert p["epochs"] == 165  # 390 steps an epoch: 164 whole epochs and the partial last one
+    assert p["steps"] == pytest.approx(64_000 * j["wall"] / 1000)
+    evals = sum(e["eval_with_probes"] for e in r["epoch_end_s"].values()) * 10_000 / 50
+    assert p["evaluations"] == pytest.approx(165 * evals)
+    md = (tmp_path / "steptime.md").read_text()
+    assert "On a CPU a step runs as Python enqueues it" in md and "Overlap of the networks" in md
+    assert "| plain-8 |" in md and "| ResNet-8 |" in md and "Paper protocol projected" in md
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_steptime_refuses_bad_depths_in_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        steptime.main(["--nets", "20,x", "--device", "cpu"])
+    assert e.value.code == 2 and "--nets takes depths" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("enqueue, wall, word", [(9.5, 10.0, "CPU-bound"), (2.0, 10.0, "Device-bound")])
+def test_the_verdict_reads_enqueue_against_wall_time_on_a_gpu(enqueue, wall, word):
+    r = {"memory": {"reserved_gib": 1.0, "max_allocated_gib": 0.5}, "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall},
+         "solo_step_ms": {"a": 6.0, "b": 4.0},
+         "projected_paper_s": {"steps": 600.0, "evaluations": 100.0, "checkpoints": 20.0, "epochs": 165}}
+    said = steptime.verdicts(r)
+    assert said[0].startswith(word)
+    # joint 10 ms against a sum of 10 and a slowest of 6: no overlap at all
+    assert "0% of the possible overlap" in said[1]
+    assert "epoch ends are 17% of 12.0 min" in said[2]
