@@ -127,6 +127,7 @@ def read_run(run_dir: Path):
     for key, value in meta.columns.items():
         rows[key] = value
     rows["status"], rows["finished"] = meta.status, finished
+    rows["session_started_at"] = session_starts(meta.info, rows["iteration"])
     summary.update(finished=finished, stopped_short=short, seed=last["seed"], epochs=len(rows),
                    iteration=last["iteration"], train_err=last["train_err"], test_err=last["test_err"],
                    problem="; ".join(problems))
@@ -263,6 +264,25 @@ def _as_bool(value):
     text = str(value).strip().lower()
     return {"true": True, "1": True, "1.0": True, "false": False, "0": False,
             "0.0": False}.get(text)
+
+
+def session_starts(info: dict, iterations: pd.Series) -> list:
+    """When the process that wrote each epoch row started (run.json's `sessions`: one per start or resume, each
+    with the iteration it started from), or None where run.json does not say."""
+    sessions = [s for s in info.get("sessions") or [] if isinstance(s, dict) and s.get("started_at")]
+    out = []
+    for it in iterations:
+        # the last session that started before this row's iteration was reached wrote it
+        mine = [s["started_at"] for s in sessions if _number(s.get("from_iteration")) < it]
+        out.append(mine[-1] if mine else None)
+    return out
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 def name_nets(rows: pd.DataFrame, found: dict) -> pd.DataFrame:

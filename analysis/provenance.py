@@ -81,10 +81,36 @@ def machine_lines(frame: pd.DataFrame) -> list[str]:
         lines.append(f"runs started {min(map(str, started))}"
                      + (f", last ended {max(map(str, ended))}" if ended else ""))
     if "epoch_time_s" in frame and frame["epoch_time_s"].notna().any():
-        seconds = frame["epoch_time_s"].sum()
-        spent = f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
-        lines.append(f"total training time: {spent} (sum of epoch times over all runs)")
+        wall = training_wall_seconds(frame)
+        if wall is not None:
+            lines.append(f"training wall time: {_duration(wall)} (the time during which any run was training; runs "
+                         "trained together count once, pauses between resumed sessions not at all)")
+        lines.append(f"training time summed over runs: {_duration(frame['epoch_time_s'].sum())}")
     return lines
+
+
+def training_wall_seconds(frame: pd.DataFrame) -> float | None:
+    """The length of the union of every run's training spans: a span is one session of one run, from the
+    session's start for as long as its epochs took. Runs trained together (the concurrent launcher) overlap
+    and count once; one after another, they add up; a pause before a resume is in no span. None if run.json
+    gives no session starts."""
+    if "session_started_at" not in frame or frame["session_started_at"].isna().all():
+        return None
+    timed = frame.dropna(subset=["session_started_at", "epoch_time_s"])
+    spans = []
+    for (_, start), rows in timed.groupby(["run", "session_started_at"]):
+        begin = pd.Timestamp(start).timestamp()
+        spans.append((begin, begin + float(rows["epoch_time_s"].sum())))
+    total, reach = 0.0, float("-inf")
+    for begin, end in sorted(spans):
+        if end > reach:
+            total += end - max(begin, reach)
+            reach = end
+    return total
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def _int(value) -> int | None:
