@@ -38,7 +38,7 @@ from experiments.config import ProtocolConfig, SpeedConfig, Switch, compose
 from experiments.data import Split
 from experiments.device import native_bf16, resolve_device
 from experiments.loader import TrainStream, pixel_mean
-from experiments.models import CifarResNet
+from experiments.models import CifarResNet, net_name
 from experiments.progress import fmt_duration
 from experiments.provenance import device_name
 from experiments.train import make_trainer, step_all
@@ -186,7 +186,7 @@ def sweep_seconds(r: dict, pipe: str) -> float:
     """Projected wall time of the paper sweep from one round's rates `r` for pipeline `pipe` (a, b or c)."""
     if pipe == "c":
         return PAPER_IMAGES / r["c"]
-    ips = {(d, res): r[f"{pipe} {'ResNet' if res else 'plain'}-{d}"] for d in (20, 56) for res in (False, True)}
+    ips = {(d, res): r[f"{pipe} {net_name(d, res)}"] for d in (20, 56) for res in (False, True)}
     return sum(PAPER_IMAGES / v for res in (False, True) for v in interpolate(ips, res).values())
 
 
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
     # as every run sets it (experiments.cell): cuDNN autotunes each conv shape once, in the warm-up steps
     torch.backends.cudnn.benchmark = bool(auto.cudnn_benchmark)
     nets4 = [(d, r) for d in (20, 56) for r in (False, True)]
-    label = {(d, r): f"{'ResNet' if r else 'plain'}-{d}" for d in DEPTHS for r in (False, True)}
+    label = {(d, r): net_name(d, r) for d in DEPTHS for r in (False, True)}
     pipelines = {}
     for net in nets4:
         pipelines[f"a {label[net]}"] = Conventional(split, *net, device, workers=8 if on_cuda else 2)
@@ -300,7 +300,7 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
     from experiments.precheck import plan
     from experiments.run import run_overrides
     extra = (f"protocol={protocol}", f"depth={net[0]}", f"residual={str(net[1]).lower()}")
-    label = f"{'ResNet' if net[1] else 'plain'}-{net[0]}"
+    label = net_name(*net)
     # one name per comparison, so that another comparison never resumes (or overwrites) this one's runs
     stem = "-".join(["compare", label, protocol, *(o.removeprefix("speed.") for o in fast)])
     paths = {"auto": list(fast), "fp32_eager": SLOW_PATH}
@@ -385,7 +385,7 @@ def write(rows: list, summary: dict, out: Path) -> None:
     cell = lambda r: f"{r['images_per_s_median']:.0f} ({r['images_per_s_min']:.0f}-{r['images_per_s_max']:.0f})"  # noqa: E731
     for d in (20, 56):
         for res in (False, True):
-            net = f"{'ResNet' if res else 'plain'}-{d}"
+            net = net_name(d, res)
             lines.append(f"| {net} | {cell(by['a ' + net])} | {cell(by['b ' + net])} |")
     lines += ["", f"(c) all eight networks together: {cell(by['c'])} img/s per network.",
               "", "| pipeline | projected full paper sweep (8 nets x 64k it.) | achieved TFLOP/s |", "| --- | --- | --- |"]

@@ -20,6 +20,11 @@ PAPER_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
 STAGE_WIDTHS = (16, 32, 64)
 
 
+def net_name(depth: int, residual: bool) -> str:
+    """The paper's name for one of its nets: `plain-56`, `ResNet-20` (what bench and steptime print)."""
+    return f"{'ResNet' if residual else 'plain'}-{depth}"
+
+
 def blocks_per_stage(depth: int) -> int:
     """n for depth = 6n + 2, or a ValueError that names the valid depths near the one given."""
     if isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0:

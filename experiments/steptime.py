@@ -31,7 +31,7 @@ from experiments.config import ProtocolConfig, SpeedConfig
 from experiments.data import Split
 from experiments.device import resolve_device
 from experiments.loader import TrainStream, pixel_mean
-from experiments.models import CifarResNet
+from experiments.models import CifarResNet, net_name
 from experiments.provenance import device_name
 from experiments.train import evaluate, make_trainer, step_all
 
@@ -48,10 +48,6 @@ def synthetic(n: int, device, seed: int) -> Split:
     y = torch.randint(0, 10, (n,), generator=g)
     x = (y.view(-1, 1, 1, 1) * 20 + torch.randint(0, 60, (n, 3, 32, 32), generator=g)).to(torch.uint8)
     return Split(x.to(device), y.to(device))
-
-
-def label(depth: int, residual: bool) -> str:
-    return f"{'ResNet' if residual else 'plain'}-{depth}"
 
 
 def joint_steps(trainers, stream, first: int, n: int, streams: bool, device) -> tuple:
@@ -127,15 +123,15 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
     warm = min(steps, 10)
     joint_steps(trainers, stream, 1, warm, streams, device)
     enqueue, wall = joint_steps(trainers, stream, 1 + warm, steps, streams, device)
-    solo = {label(*net): solo_step_ms(t, stream, 1, steps, device) for net, t in zip(nets, trainers)}
-    ends = {label(*net): epoch_end_s(t, test, stream.normalize, device) for net, t in zip(nets, trainers)}
+    solo = {net_name(*net): solo_step_ms(t, stream, 1, steps, device) for net, t in zip(nets, trainers)}
+    ends = {net_name(*net): epoch_end_s(t, test, stream.normalize, device) for net, t in zip(nets, trainers)}
     scale = 10_000 / test_images  # the evaluation scales with the test set; the paper's has 10,000 images
     # test passes in the paper protocol: one per 390-step epoch, and one at the end of the last, partial one
     epochs = -(-PAPER.iterations // (50_000 // PAPER.batch_size))
     eval_s = sum(e["eval_with_probes"] for e in ends.values()) * scale
     ckpt_s = sum(e["checkpoint"] for e in ends.values())
     return {
-        "device": device_name(device), "torch": torch.__version__, "nets": [label(*n) for n in nets],
+        "device": device_name(device), "torch": torch.__version__, "nets": [net_name(*n) for n in nets],
         "streams": streams, "graphed": [bool(t.graphed) for t in trainers], "steps": steps,
         "test_images": test_images, "first_step_s": first_step_s, "memory": memory,
         "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall}, "solo_step_ms": solo,
