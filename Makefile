@@ -8,6 +8,8 @@ DEPTHS ?= 20,32,44,56
 SEEDS ?= 0
 OVERRIDES ?=
 RESULTS ?= results
+# the runs `make plots` draws dotted beneath yours: auto (results/reference/<name>/runs of your protocol), none, or a DIR
+REFERENCE ?= auto
 # pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
 TEST_WORKERS ?= auto
 
@@ -16,7 +18,7 @@ TEST_WORKERS ?= auto
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 	@echo "  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS))"
-	@echo "             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)'"
+	@echo "             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)' REFERENCE=$(REFERENCE)"
 	@echo "             LAUNCHER=$(LAUNCHER) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md)"
 
 install: $(VENV)/.installed  ## create .venv/ and install the project (no extras)
@@ -80,9 +82,9 @@ gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to car
 	$(PYTHON) -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3
 	cp ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz .carry/
 
-plots: install  ## inspect completed runs that lack it, then redraw results/PROTOCOL/ (figures, tables, report)
+plots: install  ## inspect completed runs that lack it, then redraw results/PROTOCOL/ (figures, tables, report; reference dotted)
 	$(PY) -m experiments.inspect --missing $(RESULTS)/$(PROTOCOL)/runs
-	$(PY) -m analysis.report --runs $(RESULTS)/$(PROTOCOL)/runs --out $(RESULTS)/$(PROTOCOL)
+	$(PY) -m analysis.report --runs $(RESULTS)/$(PROTOCOL)/runs --out $(RESULTS)/$(PROTOCOL) --reference $(REFERENCE)
 
 inspect-bench: install  ## what the after-training inspection adds to a quick run, here (OVERRIDES: other settings)
 	$(PY) -m experiments.inspect_bench $(OVERRIDES)

@@ -2,7 +2,9 @@
 curves) and final error against depth. Each function returns a Figure and draws only nets present.
 
 Curves are the mean over completed runs of a net at each iteration, shaded min-max when there are
-several; unfinished runs are drawn one by one as faint lines so they are seen but not averaged in.
+several; unfinished runs are drawn one by one as faint lines so they are seen but not averaged in. With a
+reference (`reference.py`), each net that has one gets the reference's curve of the same net beneath its own:
+same colour, dotted, thinner.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from runformat import PAPER_FAMILY
 
 from . import families
 from .load import from_scratch
+from .reference import Reference
 from .tables import load_peers, summarise
 
 ITER_UNIT = 1e4  # the paper's x axis: "iter. (1e4)"
@@ -29,6 +32,9 @@ PAPER_YMAX = 20.0  # Fig. 1 and Fig. 6 show 0-20 % error
 DEPTH_COLOURS = {20: "tab:orange", 32: "tab:blue", 44: "tab:green", 56: "tab:red",
                  110: "tab:purple", 1202: "tab:brown"}
 SPARE_COLOURS = ["tab:cyan", "tab:olive", "tab:pink", "tab:gray", "black", "gold"]
+# A reference curve sits beneath the user's (default lines are at zorder 2, the min-max shading at 1) and is thinner,
+# so that where the two agree the user's curve is the one seen.
+REFERENCE_ZORDER, REFERENCE_WIDTH = 1.5, 0.6
 
 
 class NothingToPlot(ValueError):
@@ -71,8 +77,22 @@ def _draw_net(ax, rows: pd.DataFrame, column: str, colour, style: str, width: fl
     return ends
 
 
-def _legend(ax, rows: pd.DataFrame, colours: dict) -> None:
-    """One entry per net (not per line style), below the axes where it can never hide a curve."""
+def _draw_reference(ax, reference: Reference | None, net_rows: pd.DataFrame, column: str, colour,
+                    width: float) -> bool:
+    """Draw the reference's curve of the net in `net_rows` (mean over its completed runs); whether it has one."""
+    if reference is None:
+        return False
+    rows = reference.curve_rows(net_rows["family"].iloc[0], net_rows["net"].iloc[0])
+    if rows.empty:
+        return False
+    x, mean, _, _ = _mean_curve(rows, column)
+    ax.plot(x, mean, color=colour, linestyle=":", linewidth=width * REFERENCE_WIDTH, zorder=REFERENCE_ZORDER)
+    return True
+
+
+def _legend(ax, rows: pd.DataFrame, colours: dict, reference: Reference | None = None) -> None:
+    """One entry per net (not per line style), below the axes where it can never hide a curve, and one for the
+    dotted curves when the panel has any (`reference`)."""
     handles = []
     for group in _by_depth(rows):
         net = group["net"].iloc[0]
@@ -80,6 +100,8 @@ def _legend(ax, rows: pd.DataFrame, colours: dict) -> None:
         handles.append(Line2D([], [], color=colours[int(group["depth"].iloc[0])], linewidth=2,
                               alpha=0.5 if unfinished else 1.0,
                               label=net + (" (unfinished)" if unfinished else "")))
+    if reference is not None:
+        handles.append(Line2D([], [], color="0.3", linestyle=":", linewidth=1.5, label=f"dotted: {reference.label}"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16),
               ncol=min(len(handles), 3), frameon=False)
 
@@ -113,7 +135,8 @@ def _notes(rows: pd.DataFrame, widened: bool) -> str:
     return "; ".join(notes)
 
 
-def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> Figure:
+def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None,
+               reference: Reference | None = None) -> Figure:
     fam = families.in_frame(frame, family)
     plain = select(frame, family)
     plain = plain[~plain["residual"].astype(bool)]
@@ -134,13 +157,16 @@ def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> 
     ends = []
     for ax, column, what in [(axes[0], "train_err", "training error (%)"),
                              (axes[1], "test_err", "test error (%)")]:
+        drawn = False
         for net_rows in _by_depth(rows):
-            ends += _draw_net(ax, net_rows, column, colours[int(net_rows["depth"].iloc[0])], "-", 1.6)
+            colour = colours[int(net_rows["depth"].iloc[0])]
+            drawn |= _draw_reference(ax, reference, net_rows, column, colour, 1.6)
+            ends += _draw_net(ax, net_rows, column, colour, "-", 1.6)
         ax.set_xlabel("iter. (1e4)")
         ax.set_ylabel(what)
         ax.set_title(what.split(" (")[0])
         ax.grid(alpha=0.3)
-        _legend(ax, rows, colours)
+        _legend(ax, rows, colours, reference if drawn else None)
     widened = _limits(axes, ends, rows)
     title = f"Figure 1 (He et al. 2016) on CIFAR-10: {' vs '.join(wanted)}"
     if family != PAPER_FAMILY:
@@ -150,7 +176,7 @@ def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None) -> 
     return fig
 
 
-def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
+def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Reference | None = None) -> Figure:
     fam, rows = families.in_frame(frame, family), select(frame, family)
     if rows.empty:
         raise NothingToPlot(f"Figure 6: no {fam.title} runs")
@@ -159,9 +185,11 @@ def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
     axes = fig.subplots(1, 2)
     ends = []
     for ax, residual in [(axes[0], False), (axes[1], True)]:
-        panel = rows[rows["residual"] == residual]
+        panel, drawn = rows[rows["residual"] == residual], False
         for net_rows in _by_depth(panel):
             colour = colours[int(net_rows["depth"].iloc[0])]
+            for column, width in (("train_err", 1.2), ("test_err", 2.4)):
+                drawn |= _draw_reference(ax, reference, net_rows, column, colour, width)
             # Fig. 6: dashed = training error, bold = test error
             ends += _draw_net(ax, net_rows, "train_err", colour, "--", 1.2)
             ends += _draw_net(ax, net_rows, "test_err", colour, "-", 2.4)
@@ -171,7 +199,7 @@ def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
         ax.set_ylabel("error (%)")
         ax.grid(alpha=0.3)
         if len(panel):
-            _legend(ax, panel, colours)
+            _legend(ax, panel, colours, reference if drawn else None)
     widened = _limits(axes, ends, rows)
     title = "Figure 6 (He et al. 2016) on CIFAR-10: dashed = training error, bold = test error"
     if family != PAPER_FAMILY:
@@ -181,11 +209,12 @@ def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
     return fig
 
 
-def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
+def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Reference | None = None) -> Figure:
     fam, rows = families.in_frame(frame, family), select(frame, family)
     if rows.empty:
         raise NothingToPlot(f"error vs depth: no {fam.title} runs")
     table = summarise(rows)
+    theirs = reference.finals() if reference is not None else table.iloc[0:0]
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
     styles = {False: ("tab:red", "o"), True: ("tab:blue", "s")}
@@ -201,6 +230,12 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
             for _, r in part[part["from_unfinished"]].iterrows():
                 ax.annotate("unfinished", (r["depth"], r[f"{column}_mean"]),
                             textcoords="offset points", xytext=(4, 6), fontsize=8, color=colour)
+            # the reference's final errors of the same nets: hollow markers on a dotted line, beneath ours
+            ref = theirs[(theirs["family"] == family) & theirs["net"].isin(part["net"])].sort_values("depth")
+            if len(ref):
+                ax.plot(ref["depth"], ref[f"{column}_mean"], color=colour, marker=marker, markerfacecolor="none",
+                        linestyle=":", linewidth=1.6 * REFERENCE_WIDTH, zorder=REFERENCE_ZORDER,
+                        label=f"{fam.series(residual)}: {reference.label}")
         if column == "test_err" and family == PAPER_FAMILY:
             _paper_points(ax, table)
         ax.set_xticks(sorted(table["depth"].unique()))
@@ -209,7 +244,10 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> Figure:
         ax.set_title(what.replace("final ", "").split(" (")[0] + " at the last epoch")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="best")
+        handles, labels = ax.get_legend_handles_labels()
+        # ours first: matplotlib lists plain lines (the reference's) before error bars (ours)
+        order = sorted(range(len(labels)), key=lambda i: reference is not None and labels[i].endswith(reference.label))
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="best")
     several = (table["n"] > 1).any()
     title = "Degradation on CIFAR-10: final error against depth, plain vs residual"
     if family != PAPER_FAMILY:

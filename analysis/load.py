@@ -173,6 +173,7 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
         "num_params": info.get("num_params"),
         "data_description": info.get("data_description"),
         "data_source": data.get("source"),
+        "data_root": data.get("root"),  # which image folder or archive (reference.data_key matches on its name)
         # data_sizes: what the run actually used; the config's sizes may be null (= all)
         "train_size": sizes.get("train", data.get("train_size")),
         "val_size": sizes.get("val", data.get("val_size")),

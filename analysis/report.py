@@ -2,7 +2,8 @@
 
 Partial results are the normal case while a sweep runs, so nothing here assumes a complete grid:
 absent nets skip their figure with a note, and every missing, unfinished or unreadable run is
-listed in the report.
+listed in the report. `--reference` (default `auto`) draws the matching reference runs beneath the
+user's (reference.py has the rule).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from runformat import PAPER_FAMILY
 
-from . import figures, inspection, probes_figures, text
+from . import figures, inspection, probes_figures, reference, text
 from .load import RunSet, scan_runs
 from .provenance import header_line, machine_lines
 from .render import to_html, to_markdown
@@ -33,6 +34,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="directory for figures, tables and the report")
     parser.add_argument("--depths", default="20,32,44,56",
                         help="depths expected for plain and ResNet (missing ones are listed)")
+    parser.add_argument("--reference", default=reference.AUTO, metavar="DIR|auto|none",
+                        help="runs to draw dotted beneath these (the layout of --runs); `auto` (default): the "
+                             "set under results/reference/ with these runs' protocol, same data preferred; "
+                             "`none`: no overlay")
     args = parser.parse_args(argv)
     runs_dir, out_dir = Path(args.runs), Path(args.out)
     if not runs_dir.is_dir():
@@ -46,9 +51,18 @@ def main(argv=None) -> int:
         print(f"error: {_nothing_readable(runset, runs_dir)}", file=sys.stderr)
         return 2
     depths = tuple(int(d) for d in args.depths.split(",") if d.strip())
-    written = build_report(runset, runs_dir, out_dir, depths)
+    try:  # before anything is written: a --reference that cannot serve leaves --out as it was
+        choice = reference.choose(args.reference, runset.frame, runs_dir)
+    except reference.ReferenceError as why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    written = build_report(runset, runs_dir, out_dir, depths, choice)
     for problem in runset.problems:
         print(f"warning: {problem}", file=sys.stderr)
+    if choice.note:
+        print(f"note: {choice.note}", file=sys.stderr)
+    if choice.reference is not None:
+        print(f"reference (dotted): {choice.reference.runs_dir}")
     print("wrote:")
     for path in written:
         print(f"  {path}")
@@ -64,9 +78,11 @@ def _nothing_readable(runset: RunSet, runs_dir: Path) -> str:
     return f"none of the {len(runs)} run directories under {runs_dir} is readable: {reasons}"
 
 
-def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPECTED_DEPTHS) -> list[Path]:
+def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPECTED_DEPTHS,
+                 choice: reference.Choice | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = runset.frame
+    choice = choice or reference.Choice(None)
+    frame, ref = runset.frame, choice.reference
     table = table6(frame)
     written = write_table6(table, frame, out_dir)
     families = list(dict.fromkeys(frame["family"]))
@@ -81,16 +97,18 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
         if family != PAPER_FAMILY:
             blocks.append(("p", text.family_verdict(table, family)))
     blocks.append(("p", _status_line(runset, runs_dir)))
+    if choice.note:
+        blocks.append(("p", choice.note))
 
     sections = []
     if paper_present:
         sections += [
             ("Figure 1: plain-20 vs plain-56", "fig1_plain",
-             lambda: figures.fig1_plain(frame), lambda: text.fig1_paragraph(table, frame)),
+             lambda: figures.fig1_plain(frame, reference=ref), lambda: text.fig1_paragraph(table, frame)),
             ("Figure 6: training curves, plain vs ResNet", "fig6",
-             lambda: figures.fig6(frame), lambda: text.fig6_paragraph(table)),
+             lambda: figures.fig6(frame, reference=ref), lambda: text.fig6_paragraph(table)),
             ("Final error against depth", "degradation",
-             lambda: figures.degradation(frame), lambda: text.degradation_paragraph(table)),
+             lambda: figures.degradation(frame, reference=ref), lambda: text.degradation_paragraph(table)),
         ]
     for family in families:
         if family == PAPER_FAMILY:
@@ -98,9 +116,9 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
         name = runset.families[family].title
         sections += [
             (f"{name}: Figure-6 style curves", f"{family}_fig6",
-             lambda f=family: figures.fig6(frame, f), lambda f=family: text.fig6_paragraph(table, f)),
+             lambda f=family: figures.fig6(frame, f, reference=ref), lambda f=family: text.fig6_paragraph(table, f)),
             (f"{name}: final error against depth", f"{family}_degradation",
-             lambda f=family: figures.degradation(frame, f),
+             lambda f=family: figures.degradation(frame, f, reference=ref),
              lambda f=family: text.degradation_paragraph(table, f)),
         ]
     for heading, stem, draw, describe in sections:
@@ -116,6 +134,7 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
     blocks += table6_blocks(table, frame, level=2)
     if paper_present:
         blocks.append(("p", text.table_paragraph(table)))
+    blocks += reference.report_blocks(table, frame, ref)
     probe_blocks, probe_files = probes_figures.report_blocks(runs_dir, out_dir, runset)  # Fig. 7, gradients
     blocks += probe_blocks
     written += probe_files

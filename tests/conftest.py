@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from analysis import reference as analysis_reference
 from tests.helpers.harness import LONG, cli, make_image_folder, numbers, tiny_overrides
+
+
+@pytest.fixture(autouse=True)
+def no_committed_reference(monkeypatch):
+    """`--reference auto` looks in the checkout's results/reference/: point it at nothing, so that reference runs
+    published later cannot change what any report test draws (tests that want one make their own)."""
+    monkeypatch.setattr(analysis_reference, "ROOT", Path(__file__).parent / "no-reference-here")
 
 
 @pytest.fixture(scope="session")

@@ -40,11 +40,13 @@ def curve(final: float, start: float = 60.0) -> list[float]:
 def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tuple[float, float],
               arch: str = "resnet_cifar", status: str = "completed", epochs: int = EPOCHS,
               name: str | None = None, params: int | None = None, iterations: int | None = None,
-              family: bool | dict = True, init_depth: int | None = None, start: dict | None = None) -> Path:
+              family: bool | dict = True, init_depth: int | None = None, start: dict | None = None,
+              protocol: str = "quick", data: dict | None = None) -> Path:
     """`iterations`: the protocol's, in run.json (default: where `epochs` epochs end, so a completed run
     is complete). `family`: run.json's family object (True: the harness's for `arch`; False: none, as
     older harnesses wrote). `init_depth`, `start`: a run started with init.from from a net of that depth, and
-    the constructed net's numbers before its first step (run.json's `init.start`)."""
+    the constructed net's numbers before its first step (run.json's `init.start`). `protocol`: its name in both
+    files; `data`: keys that replace run.json's config.data (the image folder below)."""
     name = name or f"{arch}-depth={depth}-residual={str(residual).lower()}-seed={seed}" + (
         f"-init=from-depth{init_depth}" if init_depth else "")
     run_dir = runs_dir / name
@@ -54,15 +56,15 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
              "train_err": train[e - 1], "test_loss": 1.0, "test_err": test[e - 1],
              "val_loss": None, "val_err": None, "epoch_time_s": 10.0, "arch": arch,
              "depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
-             "protocol": "quick", "init_depth": init_depth} for e in range(1, epochs + 1)]
+             "protocol": protocol, "init_depth": init_depth} for e in range(1, epochs + 1)]
     pd.DataFrame(rows, columns=list(METRICS.columns)).to_csv(run_dir / METRICS.file, index=False)
     # the shape experiments/ writes (only the keys analysis/ reads, plus a few)
     info = {"status": status, "num_params": params or PARAMS.get(depth, 1000 * depth),
             "config": {"depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
                        "arch": {"name": arch},
-                       "protocol": {"name": "quick", "iterations": iterations or epochs * ITERS_PER_EPOCH},
+                       "protocol": {"name": protocol, "iterations": iterations or epochs * ITERS_PER_EPOCH},
                        "data": {"source": "imagefolder", "root": "../shared/datasets",
-                                "train_size": None, "test_size": None}},
+                                "train_size": None, "test_size": None, **(data or {})}},
             "data_sizes": {"train": 50000, "val": 0, "test": 10000},
             "data_description": "image-folder copy at ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz",
             "device_name": "Test GPU", "versions": {"python": "3.11", "torch": "2.4", "torchvision": "0.19"},
@@ -79,12 +81,13 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
     return run_dir
 
 
-def write_grid(runs_dir: Path, finals=FINALS, skip=()) -> Path:
+def write_grid(runs_dir: Path, finals=FINALS, skip=(), **run) -> Path:
+    """`run`: write_run's keywords for every run (`protocol=`, `data=`)."""
     for (depth, residual), values in finals.items():
         if (depth, residual) in skip:
             continue
         for seed, final in enumerate(values):
-            write_run(runs_dir, depth, residual, seed, final)
+            write_run(runs_dir, depth, residual, seed, final, **run)
     return runs_dir
 
 
