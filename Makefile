@@ -10,15 +10,19 @@ OVERRIDES ?=
 RESULTS ?= results
 # the runs `make plots` draws dotted beneath yours: auto (results/reference/<name>/runs of your protocol), none, or a DIR
 REFERENCE ?= auto
+# make reference: the sweep.tar.gz that scripts/gpu-session collect wrote, and the reference set it becomes
+FROM ?=
+NAME ?= paper-cifar10jpeg
 # pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
 TEST_WORKERS ?= auto
 
-.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle
+.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 	@echo "  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS))"
 	@echo "             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)' REFERENCE=$(REFERENCE)"
+	@echo "             make reference: FROM=$(FROM) NAME=$(NAME)"
 	@echo "             LAUNCHER=$(LAUNCHER) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md)"
 
 install: $(VENV)/.installed  ## create .venv/ and install the project (no extras)
@@ -81,6 +85,13 @@ gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to car
 	    --platform manylinux2014_x86_64 -d .whl hydra-core==1.3.8 omegaconf==2.3.1
 	$(PYTHON) -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3
 	cp ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz .carry/
+
+reference: install  ## publish a GPU sweep (FROM=sweep.tar.gz of scripts/gpu-session) as results/reference/NAME/ with its report
+	@[ -n "$(FROM)" ] && [ -f "$(FROM)" ] || { echo "error: FROM='$(FROM)' is not a file: give the sweep.tar.gz that scripts/gpu-session collect wrote" >&2; exit 2; }
+	@tar -tzf "$(FROM)" runs >/dev/null 2>&1 || { echo "error: $(FROM) holds no runs/ folder: give the sweep.tar.gz that scripts/gpu-session collect wrote" >&2; exit 2; }
+	mkdir -p $(RESULTS)/reference/$(NAME)
+	tar -xzf "$(FROM)" -C $(RESULTS)/reference/$(NAME) runs
+	$(PY) -m analysis.report --runs $(RESULTS)/reference/$(NAME)/runs --out $(RESULTS)/reference/$(NAME)
 
 plots: install  ## inspect completed runs that lack it, then redraw results/PROTOCOL/ (figures, tables, report; reference dotted)
 	$(PY) -m experiments.inspect --missing $(RESULTS)/$(PROTOCOL)/runs

@@ -94,3 +94,44 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
         "error: Hydra is not installed and there is no wheel in "
         f"{tmp_path / 'no-wheels'}: run 'make gpu-bundle' here and carry .whl"]
     assert not (tmp_path / "logs" / "gpu-tests.log").exists()
+
+
+def make(*args):
+    # as a user runs it, at the top (under `make test` this would be a sub-make)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(["make", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_make_reference_publishes_a_collected_sweep_with_its_figures_and_report(tmp_path):
+    # what `collect` packs: runs/ (no checkpoints) and logs/
+    from tests.helpers.runs import write_grid
+    stage = tmp_path / "stage"
+    write_grid(stage / "runs")
+    (stage / "logs").mkdir()
+    (stage / "logs" / "sweep.log").write_text("sweep: 8 cells\n")
+    archive = tmp_path / "sweep.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(stage / "runs", "runs")
+        t.add(stage / "logs", "logs")
+    r = make("reference", f"FROM={archive}", f"RESULTS={tmp_path / 'results'}", "NAME=test-set")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "results" / "reference" / "test-set"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for p in (stage / "runs").iterdir())
+    assert not (out / "logs").exists()
+    for f in ("fig6.png", "degradation.png", "table6.md", "report.md", "index.html"):
+        assert (out / f).exists(), f
+    assert "Test GPU" in (out / "report.md").read_text()  # the device the runs name
+
+
+@pytest.mark.parametrize("what", ["missing", "not-a-sweep"])
+def test_make_reference_refuses_what_is_not_a_collected_sweep_in_one_line(tmp_path, what):
+    archive = tmp_path / "sweep.tar.gz"
+    if what == "not-a-sweep":
+        (tmp_path / "x.txt").write_text("x")
+        with tarfile.open(archive, "w:gz") as t:
+            t.add(tmp_path / "x.txt", "x.txt")
+    r = make("reference", f"FROM={archive}", f"RESULTS={tmp_path / 'results'}")
+    assert r.returncode != 0
+    errors = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "scripts/gpu-session collect" in errors[0], r.stdout + r.stderr
+    assert not (tmp_path / "results").exists()
