@@ -11,7 +11,7 @@ each on its own CUDA stream as the concurrent launcher trains them), after the c
   (torch.save + fsync, as a run writes it); projected over the paper protocol's epochs next to the steps;
 - GPU memory after the first step.
 
-    python -m experiments.steptime [--steps N] [--test-images N] [--nets 20,56] [--out DIR]
+    python -m experiments.steptime [--steps N] [--test-images N] [--nets 20,56] [--profile N] [--out DIR]
 
 Writes DIR/steptime.md and steptime.json. Runs on a CPU too (one network after another, no graphs), which is
 what its test checks; its numbers mean something on a GPU.
@@ -102,7 +102,46 @@ def epoch_end_s(t, test: Split, normalize, device) -> dict:
     return out
 
 
-def measure(nets, device, steps: int, test_images: int, train_images: int = 5120) -> dict:
+def busy_fraction(spans: list) -> float:
+    """Of the time from the first kernel's start to the last one's end, the share during which at least one
+    kernel ran (the rest is idle gaps: the GPU waiting for the host or for a barrier)."""
+    spans = sorted(spans)
+    busy, reach = 0.0, float("-inf")
+    for begin, end in spans:
+        if end > reach:
+            busy += end - max(begin, reach)
+            reach = end
+    whole = reach - spans[0][0]
+    return busy / whole if whole > 0 else 1.0
+
+
+def profile_steps(trainers, stream, first: int, n: int, streams: bool, device, out: Path) -> dict:
+    """n joint steps under torch.profiler: kernels per step, the device's busy share, the ops that take the
+    time (DIR/steptime-profile.txt) and a trace for chrome://tracing or Perfetto (DIR/steptime-trace.json.gz)."""
+    import gzip
+    import shutil
+
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.type == "cuda"
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for k in range(first, first + n):
+            step_all(trainers, *stream.batch(*divmod(k, stream.steps_per_epoch)), streams=streams)
+        sync(device)
+    kernels = [(e.time_range.start, e.time_range.end) for e in prof.events()
+               if e.device_type == torch.autograd.DeviceType.CUDA]
+    table = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=30)
+    (out / "steptime-profile.txt").write_text(table + "\n")
+    trace = out / "steptime-trace.json"
+    prof.export_chrome_trace(str(trace))
+    with open(trace, "rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    trace.unlink()
+    return {"steps": n, "kernels_per_step": len(kernels) / n, "device_busy": busy_fraction(kernels) if kernels else None}
+
+
+def measure(nets, device, steps: int, test_images: int, train_images: int = 5120, profile_n: int = 0,
+            out: Path | None = None) -> dict:
     train = synthetic(train_images, device, 0)
     test = synthetic(test_images, device, 1)
     stream = TrainStream(train, pixel_mean(train.x), 128, "crop_flip", seed=0)
@@ -123,6 +162,8 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
     warm = min(steps, 10)
     joint_steps(trainers, stream, 1, warm, streams, device)
     enqueue, wall = joint_steps(trainers, stream, 1 + warm, steps, streams, device)
+    profiled = (profile_steps(trainers, stream, 1 + warm + steps, profile_n, streams, device, out)
+                if profile_n else None)
     solo = {net_name(*net): solo_step_ms(t, stream, 1, steps, device) for net, t in zip(nets, trainers)}
     ends = {net_name(*net): epoch_end_s(t, test, stream.normalize, device) for net, t in zip(nets, trainers)}
     scale = 10_000 / test_images  # the evaluation scales with the test set; the paper's has 10,000 images
@@ -135,7 +176,7 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
         "streams": streams, "graphed": [bool(t.graphed) for t in trainers], "steps": steps,
         "test_images": test_images, "first_step_s": first_step_s, "memory": memory,
         "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall}, "solo_step_ms": solo,
-        "epoch_end_s": ends,
+        "epoch_end_s": ends, "profile": profiled,
         "projected_paper_s": {"steps": PAPER.iterations * wall / 1e3, "evaluations": epochs * eval_s,
                               "checkpoints": epochs * ckpt_s, "epochs": epochs},
     }
@@ -153,7 +194,7 @@ def verdicts(r: dict) -> list:
     else:
         out.append(f"Device-bound: enqueueing takes {j['cpu_enqueue']:.2f} ms of a {j['wall']:.2f} ms joint step.")
     total, slowest = sum(solo.values()), max(solo.values())
-    if len(solo) > 1 and total > slowest:
+    if r["streams"] and total > slowest:  # one after another (a CPU, or one network) there is nothing to overlap
         overlap = (total - j["wall"]) / (total - slowest)
         out.append(f"Overlap of the networks: the joint step ({j['wall']:.2f} ms) against the sum of solo steps "
                    f"({total:.2f} ms) and the slowest ({slowest:.2f} ms): {100 * overlap:.0f}% of the possible "
@@ -183,6 +224,13 @@ def markdown(r: dict) -> str:
         e = r["epoch_end_s"][name]
         lines.append(f"| {name} | {r['solo_step_ms'][name]:.2f} | {e['eval_with_probes'] * scale:.3f} | "
                      f"{e['eval_without_probes'] * scale:.3f} | {e['checkpoint']:.3f} | {e['checkpoint_mb']:.1f} |")
+    prof = r.get("profile")
+    if prof:
+        busy = (f"the GPU was busy {100 * prof['device_busy']:.0f}% of the time from the first kernel to the last "
+                "(the rest: gaps)" if prof["device_busy"] is not None else "no CUDA kernels (a CPU run)")
+        lines += ["", f"Profile of {prof['steps']} joint steps (torch.profiler): {prof['kernels_per_step']:.0f} kernels "
+                  f"per joint step; {busy}. The ops that take the time: steptime-profile.txt; the trace (chrome://tracing, "
+                  "Perfetto): steptime-trace.json.gz."]
     j = r["joint_step_ms"]
     lines += ["", f"Joint step: {j['wall']:.2f} ms wall, {j['cpu_enqueue']:.2f} ms to enqueue. Test passes "
               f"measured on {r['test_images']} synthetic images and scaled to 10,000."]
@@ -195,6 +243,8 @@ def main(argv=None) -> int:
     ap.add_argument("--test-images", type=int, default=0, help="default: 10000 on CUDA, 256 on CPU")
     ap.add_argument("--nets", default="20,32,44,56", help="depths, each plain and residual")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also run N joint steps under torch.profiler (kernels per step, idle gaps, a trace)")
     ap.add_argument("--out", default="results/bench")
     args = ap.parse_args(argv)
     try:
@@ -203,10 +253,10 @@ def main(argv=None) -> int:
     except ValueError as e:
         ap.error(f"{e} (--nets takes depths such as 20,56)")
     cuda = device.type == "cuda"
-    r = measure([(d, res) for d in depths for res in (False, True)], device, args.steps or (100 if cuda else 2),
-                args.test_images or (10_000 if cuda else 256))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    r = measure([(d, res) for d in depths for res in (False, True)], device, args.steps or (100 if cuda else 2),
+                args.test_images or (10_000 if cuda else 256), profile_n=args.profile, out=out)
     (out / "steptime.json").write_text(json.dumps(r, indent=2) + "\n")
     md = markdown(r)
     (out / "steptime.md").write_text(md)

@@ -1,5 +1,6 @@
 """experiments.steptime on a CPU: every network timed alone and together, every epoch-end cost, the projection
 over the paper protocol computed from those numbers, and the words that read them."""
+import gzip
 import json
 
 import pytest
@@ -8,7 +9,7 @@ from experiments import steptime
 
 
 def test_steptime_times_each_part_and_projects_the_paper_protocol_from_them(tmp_path, capsys):
-    assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "50", "--device", "cpu",
+    assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "50", "--device", "cpu", "--profile", "1",
                           "--out", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "steptime.json").read_text())
     assert r["nets"] == ["plain-8", "ResNet-8"] and r["streams"] is False and r["graphed"] == [False, False]
@@ -24,9 +25,15 @@ def test_steptime_times_each_part_and_projects_the_paper_protocol_from_them(tmp_
     evals = sum(e["eval_with_probes"] for e in r["epoch_end_s"].values()) * 10_000 / 50
     assert p["evaluations"] == pytest.approx(165 * evals)
     md = (tmp_path / "steptime.md").read_text()
-    assert "On a CPU a step runs as Python enqueues it" in md and "Overlap of the networks" in md
+    assert "On a CPU a step runs as Python enqueues it" in md and "Overlap of the networks" not in md
     assert "| plain-8 |" in md and "| ResNet-8 |" in md and "Paper protocol projected" in md
     assert "wrote" in capsys.readouterr().out
+    # the profile: no CUDA kernels on a CPU, but the op table and a readable trace
+    assert r["profile"] == {"steps": 1, "kernels_per_step": 0, "device_busy": None}
+    assert "aten::convolution" in (tmp_path / "steptime-profile.txt").read_text()
+    with gzip.open(tmp_path / "steptime-trace.json.gz") as f:
+        assert json.load(f)["traceEvents"]
+    assert "Profile of 1 joint steps" in md and "no CUDA kernels" in md
 
 
 def test_steptime_refuses_bad_depths_in_one_line(capsys):
@@ -37,7 +44,7 @@ def test_steptime_refuses_bad_depths_in_one_line(capsys):
 
 @pytest.mark.parametrize("enqueue, wall, word", [(9.5, 10.0, "CPU-bound"), (2.0, 10.0, "Device-bound")])
 def test_the_verdict_reads_enqueue_against_wall_time_on_a_gpu(enqueue, wall, word):
-    r = {"memory": {"reserved_gib": 1.0, "max_allocated_gib": 0.5}, "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall},
+    r = {"streams": True, "memory": {"reserved_gib": 1.0, "max_allocated_gib": 0.5}, "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall},
          "solo_step_ms": {"a": 6.0, "b": 4.0},
          "projected_paper_s": {"steps": 600.0, "evaluations": 100.0, "checkpoints": 20.0, "epochs": 165}}
     said = steptime.verdicts(r)
@@ -45,3 +52,9 @@ def test_the_verdict_reads_enqueue_against_wall_time_on_a_gpu(enqueue, wall, wor
     # joint 10 ms against a sum of 10 and a slowest of 6: no overlap at all
     assert "0% of the possible overlap" in said[1]
     assert "epoch ends are 17% of 12.0 min" in said[2]
+
+
+def test_busy_fraction_is_the_union_of_kernel_spans_over_their_extent():
+    # kernels on two streams: [0, 4] and [2, 6] overlap, then a gap until [8, 10]: busy 8 of 10
+    assert steptime.busy_fraction([(8, 10), (0, 4), (2, 6)]) == 0.8
+    assert steptime.busy_fraction([(0, 5), (1, 2)]) == 1.0
