@@ -44,7 +44,8 @@ def test_steptime_refuses_bad_depths_in_one_line(capsys):
 
 @pytest.mark.parametrize("enqueue, wall, word", [(9.5, 10.0, "CPU-bound"), (2.0, 10.0, "Device-bound")])
 def test_the_verdict_reads_enqueue_against_wall_time_on_a_gpu(enqueue, wall, word):
-    r = {"streams": True, "memory": {"reserved_gib": 1.0, "max_allocated_gib": 0.5}, "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall},
+    r = {"streams": True, "memory": {"reserved_gib": 1.0, "max_allocated_gib": 0.5},
+         "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall},
          "solo_step_ms": {"a": 6.0, "b": 4.0},
          "projected_paper_s": {"steps": 600.0, "evaluations": 100.0, "checkpoints": 20.0, "epochs": 165}}
     said = steptime.verdicts(r)
