@@ -82,7 +82,7 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
     e = env(tmp_path, image_folder, 8)
     r = session(e, "sweep")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "error: unknown phase 'sweep': use check, bench, start or collect [SECONDS]"]
+        "error: unknown phase 'sweep': use check, compare, bench, start or collect [SECONDS]"]
     fake = tmp_path / "bin"
     fake.mkdir()
     no_hydra = "[ \"$1\" = -c ] && [ \"$2\" = 'import hydra' ] && exit 1"  # a python3 that has no Hydra
@@ -94,6 +94,12 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
         "error: Hydra is not installed and there is no wheel in "
         f"{tmp_path / 'no-wheels'}: run 'make gpu-bundle' here and carry .whl"]
     assert not (tmp_path / "logs" / "gpu-tests.log").exists()
+    # a later command on the same machine: the wheels were installed by an earlier one and need not be carried
+    (tmp_path / "site" / "hydra").mkdir(parents=True)
+    r = session({**e, "PY": str(fake / "python3"), "WHEELS": str(tmp_path / "no-wheels"), "SITE": str(tmp_path / "site")},
+                "collect")
+    assert r.returncode == 0, r.stderr
+    assert "no " + str(tmp_path / "runs") + " yet" in r.stdout
 
 
 def make(*args):
