@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from experiments.bench import sync
 from experiments.config import ProtocolConfig, SpeedConfig
 from experiments.data import Split
 from experiments.device import resolve_device
@@ -36,11 +37,6 @@ from experiments.provenance import device_name
 from experiments.train import evaluate, make_trainer, step_all
 
 PAPER = ProtocolConfig()
-
-
-def sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def synthetic(n: int, device, seed: int) -> Split:
