@@ -30,7 +30,7 @@ import torch
 from experiments.bench import sync
 from experiments.config import ProtocolConfig, SpeedConfig
 from experiments.data import Split
-from experiments.device import resolve_device
+from experiments.device import resolve_device, resolve_speed
 from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet, net_name
 from experiments.provenance import device_name
@@ -137,15 +137,16 @@ def profile_steps(trainers, stream, first: int, n: int, streams: bool, device, o
 
 
 def measure(nets, device, steps: int, test_images: int, train_images: int = 5120, profile_n: int = 0,
-            out: Path | None = None) -> dict:
+            out: Path | None = None, speed: SpeedConfig | None = None) -> dict:
+    speed = speed or SpeedConfig()
     train = synthetic(train_images, device, 0)
     test = synthetic(test_images, device, 1)
     stream = TrainStream(train, pixel_mean(train.x), 128, "crop_flip", seed=0)
-    torch.backends.cudnn.benchmark = bool(SpeedConfig().cudnn_benchmark)  # as runs set it
+    torch.backends.cudnn.benchmark = bool(speed.cudnn_benchmark)  # as runs set it
     trainers = []
     for depth, residual in nets:
         torch.manual_seed(0)
-        trainers.append(make_trainer(CifarResNet(depth, residual), depth, PAPER, device, SpeedConfig()))
+        trainers.append(make_trainer(CifarResNet(depth, residual), depth, PAPER, device, speed))
     streams = len(trainers) > 1 and device.type == "cuda"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -169,6 +170,7 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
     ckpt_s = sum(e["checkpoint"] for e in ends.values())
     return {
         "device": device_name(device), "torch": torch.__version__, "nets": [net_name(*n) for n in nets],
+        "speed": resolve_speed(speed, device).as_dict(),
         "streams": streams, "graphed": [bool(t.graphed) for t in trainers], "steps": steps,
         "test_images": test_images, "first_step_s": first_step_s, "memory": memory,
         "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall}, "solo_step_ms": solo,
@@ -185,8 +187,22 @@ def verdicts(r: dict) -> list:
     if r["memory"] is None:  # not CUDA
         out.append("On a CPU a step runs as Python enqueues it: there is no CPU/device split to read.")
     elif j["cpu_enqueue"] >= 0.8 * j["wall"]:
-        out.append(f"CPU-bound: enqueueing a joint step takes {j['cpu_enqueue']:.2f} ms of its {j['wall']:.2f} ms "
-                   "(>= 80%): the device waits for Python; cut per-step host work first.")
+        # Enqueue near wall has two causes: the host is slow, or the launch queues are full and each launch waits
+        # for the device. Only the profile tells them apart (H100, 2026-11-23: enqueue 13.7 of 15.7 ms, yet the
+        # GPU busy 97% of the time: device-bound, and "cut host work" would have been the wrong advice).
+        busy = (r.get("profile") or {}).get("device_busy")
+        if busy is not None and busy >= 0.9:
+            out.append(f"Device-bound: the GPU was busy {100 * busy:.0f}% of the profiled steps; enqueueing a joint "
+                       f"step takes {j['cpu_enqueue']:.2f} ms of its {j['wall']:.2f} ms because launches wait for "
+                       "the device's queues. Cut GPU work per step (kernels, bytes) first.")
+        elif busy is not None:
+            out.append(f"CPU-bound: enqueueing a joint step takes {j['cpu_enqueue']:.2f} ms of its {j['wall']:.2f} "
+                       f"ms and the GPU was idle {100 * (1 - busy):.0f}% of the profiled steps: the device waits "
+                       "for Python; cut per-step host work first.")
+        else:
+            out.append(f"CPU-bound or launch-queue-bound: enqueueing a joint step takes {j['cpu_enqueue']:.2f} ms of "
+                       f"its {j['wall']:.2f} ms (>= 80%): either the device waits for Python or the launches wait "
+                       "for the device; --profile N tells them apart (the GPU's busy share).")
     else:
         out.append(f"Device-bound: enqueueing takes {j['cpu_enqueue']:.2f} ms of a {j['wall']:.2f} ms joint step.")
     total, slowest = sum(solo.values()), max(solo.values())
@@ -204,11 +220,15 @@ def verdicts(r: dict) -> list:
 
 
 def markdown(r: dict) -> str:
+    speed = r.get("speed")  # absent from files written before --speed (2026-11-23's H100 run)
+    switches = (f"speed switches on: {', '.join(k for k, v in speed.items() if v is True) or 'none'}" if speed
+                else "speed switches: the defaults (`auto`), not recorded in this file")
     lines = [f"# Where the time goes: {r['device']}", "",
              f"torch {r['torch']}; {len(r['nets'])} networks ({', '.join(r['nets'])}), "
              f"{'each on its own CUDA stream' if r['streams'] else 'one after another'}; "
              f"CUDA graphs: {sum(r['graphed'])} of {len(r['graphed'])}; {r['steps']} timed steps after 10 untimed; "
-             f"batch 128. First step (captures, cuDNN autotuning): {r['first_step_s']:.1f} s.", ""]
+             f"batch 128; {switches}. First step (captures, cuDNN autotuning"
+             f"{', compiling' if (speed or {}).get('compile') else ''}): {r['first_step_s']:.1f} s.", ""]
     lines += [f"- {v}" for v in verdicts(r)]
     if r["memory"]:
         lines += [f"- GPU memory after the first step: {r['memory']['reserved_gib']:.2f} GiB reserved, "
@@ -233,6 +253,24 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed_config(items: list) -> SpeedConfig:
+    """`--speed` items (KEY=VALUE, as `speed.KEY=VALUE` on a run's command line) checked against SpeedConfig's
+    schema: a wrong key or value is a ValueError naming it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    given = {}
+    for item in items:
+        key, eq, value = item.removeprefix("speed.").partition("=")
+        if not eq or not key:
+            raise ValueError(f"--speed {item}: expected KEY=VALUE, e.g. --speed compile=on")
+        given[key] = value  # strings: the schema converts them ("on" read as YAML would be True)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SpeedConfig), OmegaConf.create(given)))
+    except OmegaConfBaseException as e:
+        fields = ", ".join(SpeedConfig.__dataclass_fields__)
+        raise ValueError(f"--speed {' '.join(items)}: {str(e).splitlines()[0]} (switches: {fields})") from None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.steptime", description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=0, help="timed joint steps (default: 100 on CUDA, 2 on CPU)")
@@ -241,8 +279,15 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="also run N joint steps under torch.profiler (kernels per step, idle gaps, a trace)")
+    ap.add_argument("--speed", action="append", default=[], metavar="KEY=VALUE",
+                    help="a speed switch as a run takes it, repeatable: --speed compile=on --speed bf16=off "
+                         "(the speed. prefix is optional)")
     ap.add_argument("--out", default="results/bench")
     args = ap.parse_args(argv)
+    try:
+        speed = speed_config(args.speed)
+    except ValueError as e:
+        ap.error(str(e))
     try:
         depths = [int(d) for d in args.nets.split(",")]
         device = resolve_device(args.device)
@@ -252,7 +297,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     r = measure([(d, res) for d in depths for res in (False, True)], device, args.steps or (100 if cuda else 2),
-                args.test_images or (10_000 if cuda else 256), profile_n=args.profile, out=out)
+                args.test_images or (10_000 if cuda else 256), profile_n=args.profile, out=out, speed=speed)
     (out / "steptime.json").write_text(json.dumps(r, indent=2) + "\n")
     md = markdown(r)
     (out / "steptime.md").write_text(md)

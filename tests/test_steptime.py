@@ -42,14 +42,23 @@ def test_steptime_refuses_bad_depths_in_one_line(capsys):
     assert e.value.code == 2 and "--nets takes depths" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("enqueue, wall, word", [(9.5, 10.0, "CPU-bound"), (2.0, 10.0, "Device-bound")])
-def test_the_verdict_reads_enqueue_against_wall_time_on_a_gpu(enqueue, wall, word):
+@pytest.mark.parametrize("enqueue, wall, busy, word", [
+    (9.5, 10.0, None, "CPU-bound or launch-queue-bound"),  # no profile: the two causes look alike
+    (9.5, 10.0, 0.6, "CPU-bound:"),  # the GPU idle 40%: it waits for Python
+    # H100, 2026-11-23: enqueue 13.7 of 15.7 ms with the GPU busy 97%: the launches waited for the device
+    (13.69, 15.74, 0.97, "Device-bound: the GPU was busy 97%"),
+    (2.0, 10.0, None, "Device-bound: enqueueing takes"),
+])
+def test_the_verdict_reads_enqueue_against_wall_time_and_the_profile_on_a_gpu(enqueue, wall, busy, word):
     r = {"streams": True, "memory": {"reserved_gib": 1.0, "max_allocated_gib": 0.5},
          "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall},
          "solo_step_ms": {"a": 6.0, "b": 4.0},
+         "profile": None if busy is None else {"steps": 5, "kernels_per_step": 100, "device_busy": busy},
          "projected_paper_s": {"steps": 600.0, "evaluations": 100.0, "checkpoints": 20.0, "epochs": 165}}
     said = steptime.verdicts(r)
     assert said[0].startswith(word)
+    if wall != 10.0:  # the readings below are for a 10 ms joint step
+        return
     # joint 10 ms against a sum of 10 and a slowest of 6: no overlap at all
     assert "0% of the possible overlap" in said[1]
     assert "epoch ends are 17% of 12.0 min" in said[2]
@@ -59,3 +68,33 @@ def test_busy_fraction_is_the_union_of_kernel_spans_over_their_extent():
     # kernels on two streams: [0, 4] and [2, 6] overlap, then a gap until [8, 10]: busy 8 of 10
     assert steptime.busy_fraction([(8, 10), (0, 4), (2, 6)]) == 0.8
     assert steptime.busy_fraction([(0, 5), (1, 2)]) == 1.0
+
+
+def test_speed_switches_reach_the_trainers_and_the_report(tmp_path):
+    assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "20", "--device", "cpu",
+                          "--speed", "channels_last=off", "--speed", "speed.bf16=on", "--out", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "steptime.json").read_text())
+    assert r["speed"]["bf16"] is True and r["speed"]["channels_last"] is False
+    assert "speed switches on: bf16, foreach, cudnn_benchmark." in (tmp_path / "steptime.md").read_text()
+    assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "20", "--device", "cpu",
+                          "--out", str(tmp_path)]) == 0  # the default: channels_last on a CPU, bf16 off
+    r = json.loads((tmp_path / "steptime.json").read_text())
+    assert r["speed"]["bf16"] is False and r["speed"]["channels_last"] is True
+
+
+@pytest.mark.parametrize("item, said", [("compile=maybe", "Invalid value 'maybe'"), ("colour=on", "Key 'colour'"),
+                                        ("compile", "expected KEY=VALUE")])
+def test_a_bad_speed_switch_is_one_line_naming_it(item, said, capsys):
+    with pytest.raises(SystemExit) as e:
+        steptime.main(["--nets", "8", "--device", "cpu", "--speed", item])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and said in err and f"--speed {item}" in err
+
+
+def test_the_h100_measurement_reads_device_bound_as_its_profile_says():
+    """The first GPU run's file (results/gpu/h100-2026-11-23): written before `speed` was recorded, rendered now."""
+    from pathlib import Path
+    r = json.loads((Path(__file__).parent.parent / "results/gpu/h100-2026-11-23/steptime.json").read_text())
+    md = steptime.markdown(r)
+    assert "8 networks (plain-20" in md and "speed switches: the defaults (`auto`), not recorded" in md
+    assert "- Device-bound: the GPU was busy 97% of the profiled steps" in md and "CPU-bound" not in md
