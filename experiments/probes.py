@@ -20,7 +20,10 @@ class Probes:
         self.model, self.every = model, max(1, every)
         self.points, self.weights, self.blocks = model.response_points(), model.conv_weights(), model.blocks()
         dev = next(model.parameters()).device
-        self.moments = torch.zeros(len(self.points), 3, dtype=torch.float64, device=dev)  # [n, sum, sum of squares]
+        # [-, sum, sum of squares] on the device; the element counts n on the host (a checkpoint stores them as
+        # column 0, the layout of earlier checkpoints)
+        self.moments = torch.zeros(len(self.points), 3, dtype=torch.float64, device=dev)
+        self.counts = [0] * len(self.points)
         self.grad_sums = torch.zeros(len(self.weights) + len(self.blocks), device=dev)
         self.samples = 0
         self.layer_rows: list = []
@@ -29,26 +32,48 @@ class Probes:
     # -- layer responses, during an evaluation
     @contextmanager
     def responses(self):
+        """Per batch, each point's sum and L2 norm in fp32, each one reduction kernel straight from the (bf16 or
+        fp32) output, no copy; then, after the model's forward, all points' pairs stacked, squared and added to
+        the fp64 moments at once. Element counts are host integers. (The hook before this made 8 kernels per
+        point per batch: 1.32 s of test passes an epoch with the hooks against 0.53 s without, H100, 8 nets.)"""
+        batch: dict = {}
+
         def hook(i):
             def record(module, inputs, out):
-                o = out.detach().float()  # a bf16 output squared in bf16 would keep 8 bits
-                # one batch's sums in fp32 (torch's cascade summation: exact to about 1e-7 over a 16M-element
-                # batch, measured), accumulated over batches and epochs in fp64. Summing in fp64 directly costs
-                # 2.6x as much on a CPU (per-element conversion): 7 of an epoch's 28 s on plain-56, measured.
-                s = o.sum()
-                # squared in place where .float() made a copy (bf16): a third less time than a new tensor
-                ss = (o.mul_(o) if o.data_ptr() != out.data_ptr() else o * o).sum()
-                self.moments[i] += torch.stack([torch.full_like(s, o.numel()), s, ss]).double()  # no host copy
+                o = out.detach()
+                if i in batch:  # a point run twice in one forward (a shared module): its first pair goes in alone
+                    sm, norm = batch.pop(i)
+                    self.moments[i, 1:].add_(torch.stack([sm, norm.square()]).double())
+                # fp32 accumulation of a bf16 output: squaring in bf16 would keep 8 bits; torch's cascade
+                # summation in fp32 is exact to about 1e-7 over a 16M-element batch (measured)
+                batch[i] = (o.sum(dtype=torch.float32), torch.linalg.vector_norm(o, dtype=torch.float32))
+                self.counts[i] += o.numel()
             return record
+
+        def flush(module, inputs, out):
+            if not batch:
+                return
+            n = len(self.points)
+            if len(batch) == n:  # every point fired: one stack and one add for the whole batch
+                pairs = torch.stack([v for i in range(n) for v in batch[i]]).view(n, 2).double()
+                pairs[:, 1].square_()  # norm -> sum of squares
+                self.moments[:, 1:].add_(pairs)  # in place on the view: no copy back
+            else:
+                for i, (sm, norm) in batch.items():
+                    self.moments[i, 1:].add_(torch.stack([sm, norm.square()]).double())
+            batch.clear()
         handles = [m.register_forward_hook(hook(i)) for i, (_, _, m) in enumerate(self.points)]
+        handles.append(self.model.register_forward_hook(flush))
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
+            batch.clear()
 
     def response_std(self) -> torch.Tensor:
-        n, s, ss = self.moments.T
+        _, s, ss = self.moments.cpu().T
+        n = torch.tensor(self.counts, dtype=torch.float64)
         return (ss / n - (s / n) ** 2).clamp_min(0).sqrt()
 
     # -- gradients, during a training step
@@ -82,7 +107,7 @@ class Probes:
 
     # -- per epoch: turn the sums into rows, reset
     def end_epoch(self, epoch: int) -> None:
-        if self.moments[:, 0].sum() > 0:
+        if any(self.counts):
             std = self.response_std().tolist()
             self.layer_rows += [{"epoch": epoch, "layer": i + 1, "name": name, "stage": stage, "std": v}
                                 for i, ((name, stage, _), v) in enumerate(zip(self.points, std))]
@@ -93,15 +118,20 @@ class Probes:
                                 "name": name, "stage": stage, "kind": kind, "norm": v, "samples": self.samples}
                                for i, ((name, stage, kind), v) in enumerate(zip(named, means))]
         self.moments.zero_()
+        self.counts = [0] * len(self.points)
         self.grad_sums.zero_()
         self.samples = 0
 
     def state_dict(self) -> dict:
-        return {"moments": self.moments.cpu(), "grad_sums": self.grad_sums.cpu(), "samples": self.samples,
+        moments = self.moments.cpu()
+        moments[:, 0] = torch.tensor(self.counts, dtype=torch.float64)
+        return {"moments": moments, "grad_sums": self.grad_sums.cpu(), "samples": self.samples,
                 "layer_rows": self.layer_rows, "grad_rows": self.grad_rows}
 
     def load_state_dict(self, state: dict) -> None:
         self.moments.copy_(state["moments"])
+        self.counts = [int(v) for v in state["moments"][:, 0].tolist()]
+        self.moments[:, 0] = 0
         self.grad_sums.copy_(state["grad_sums"])
         self.samples = state["samples"]
         self.layer_rows, self.grad_rows = list(state["layer_rows"]), list(state["grad_rows"])

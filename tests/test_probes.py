@@ -102,3 +102,51 @@ def test_gradient_norms_are_the_mean_over_sampled_steps_only():
     assert {r["samples"] for r in trainer.probes.grad_rows} == {2}  # steps 0 and 2 of 4
     assert [r["norm"] for r in trainer.probes.grad_rows] == pytest.approx([r["norm"] for r in once.probes.grad_rows],
                                                                         rel=1e-5)
+
+
+def ops_in_evaluation(model, split, norm, probes=None) -> int:
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with probes.responses() if probes else torch.no_grad():
+            evaluate(model, split, norm, batch_size=4)
+    views = {"aten::detach", "aten::slice", "aten::select", "aten::view"}  # no kernel, no copy
+    return sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None
+               and e.name not in views)
+
+
+def test_the_response_hooks_cost_two_reductions_a_point_and_four_ops_a_batch():
+    """What made the probes cost 1.5x the test pass on an H100: 8 kernels per point per batch. Now each point
+    makes one sum and one norm, and each forward one stack, cast, square and add for all points (top-level ops
+    counted, so a change that adds work per point shows here, on a CPU, without a timing)."""
+    model, split = hand_set(True, depth=14).eval(), images(12)
+    norm = pixel_mean(split.x)
+    points, batches = len(model.response_points()), 3
+    extra = ops_in_evaluation(model, split, norm, Probes(model)) - ops_in_evaluation(model, split, norm)
+    assert extra <= batches * (2 * points + 4)  # was about 8 per point
+    assert extra >= batches * 2 * points  # and the reductions do happen
+
+
+def test_a_point_that_does_not_fire_leaves_the_others_right_and_counts_stay_exact():
+    model, split = hand_set(False).eval(), images()
+    norm = pixel_mean(split.x)
+    probes = Probes(model)
+    stray = torch.nn.Identity()  # a response point the forward never reaches: the per-point path
+    probes.points = probes.points + [("stray", 3, stray)]
+    probes.moments = torch.zeros(len(probes.points), 3, dtype=torch.float64)
+    probes.counts = [0] * len(probes.points)
+    with probes.responses():
+        evaluate(model, split, norm, batch_size=5)
+    assert probes.counts[-1] == 0 and probes.counts[0] == 12 * 16 * 32 * 32  # 12 images, 16 channels, 32x32
+    state = probes.state_dict()  # the checkpoint's layout: counts in column 0
+    assert state["moments"][:, 0].tolist() == [float(c) for c in probes.counts]
+    again = Probes(model)
+    again.points, again.moments = probes.points, torch.zeros_like(probes.moments)
+    again.counts = [0] * len(probes.points)
+    again.load_state_dict(state)
+    assert again.counts == probes.counts
+    assert torch.equal(again.response_std()[:-1], probes.response_std()[:-1])  # the stray one: 0/0
+    probes.end_epoch(1)
+    with torch.no_grad():
+        expected = [r.double().std(unbiased=False).item() for r in direct_responses(model, norm(split.x))]
+    assert [row["std"] for row in probes.layer_rows][:-1] == pytest.approx(expected, rel=1e-6)
+    assert [row["name"] for row in probes.layer_rows][-1] == "stray"
