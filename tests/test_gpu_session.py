@@ -82,7 +82,7 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
     e = env(tmp_path, image_folder, 8)
     r = session(e, "sweep")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "error: unknown phase 'sweep': use check, compare, bench, start or collect [SECONDS]"]
+        "error: unknown phase 'sweep': use check, compare, bench, variants, start or collect [SECONDS]"]
     fake = tmp_path / "bin"
     fake.mkdir()
     no_hydra = "[ \"$1\" = -c ] && [ \"$2\" = 'import hydra' ] && exit 1"  # a python3 that has no Hydra
@@ -100,6 +100,20 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
                 "collect")
     assert r.returncode == 0, r.stderr
     assert "no " + str(tmp_path / "runs") + " yet" in r.stdout
+
+
+def test_variants_time_the_joint_step_under_each_speed_set(tmp_path, image_folder):
+    """Each ';'-separated set of --speed switches gets its own steptime, packed into variants.tar.gz."""
+    e = {**env(tmp_path, image_folder, 8), "VARIANTS": "bf16=on;bf16=on,channels_last=off",
+         "STEPTIME": "--nets 8 --steps 1 --test-images 20 --device cpu"}
+    r = session(e, "variants")
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(tmp_path / "out" / "variants.tar.gz") as t:
+        t.extractall(tmp_path / "back", filter="data")
+    one = json.loads((tmp_path / "back/variants/bf16=on/steptime.json").read_text())
+    two = json.loads((tmp_path / "back/variants/bf16=on_channels_last=off/steptime.json").read_text())
+    assert one["speed"]["bf16"] and one["speed"]["channels_last"]  # channels_last: the CPU's auto
+    assert two["speed"]["bf16"] and not two["speed"]["channels_last"]
 
 
 def make(*args):
