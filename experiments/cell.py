@@ -223,6 +223,10 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
 
     spe = len(ds.train) // p.batch_size
     f = cell.family
+    note = _computed_elsewhere(info, trainer.iteration, provenance.device_name(device), trainer.speed.as_dict())
+    if note:
+        info.setdefault("notes", []).append(note)
+        log.warning("%s: %s", rd.path, note)
     info.update({
         "status": Status.running.value, "config": job.config, "overrides": job.overrides,
         "family": {"name": f.name, "label": f.label, "title": f.title},
@@ -234,10 +238,28 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         "steps_per_epoch": spe, "run_dir": str(rd.path), "command": " ".join(sys.argv), "ended_at": None,
         "message": ""})
     info.setdefault("started_at", provenance.now())
-    info.setdefault("sessions", []).append({"started_at": provenance.now(), "from_iteration": trainer.iteration})
+    info.setdefault("sessions", []).append({"started_at": provenance.now(), "from_iteration": trainer.iteration,
+                                            "device_name": info["device_name"], "speed": info["speed"],
+                                            "git_commit": info["git_commit"]})
     cell.info = info
     rd.write_info(info)  # last: a run that says `running` has passed every check
     cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress)
+
+
+def _computed_elsewhere(info: dict, iteration: int, device_name: str, speed: dict) -> Optional[str]:
+    """A run resumed on another device, or with other speed switches (bf16 on a GPU, off on a CPU under `auto`),
+    computes its later epochs differently: run.json's top-level `device_name` and `speed` would name only the
+    last session's, so the change is a note the report shows."""
+    if not iteration or "device_name" not in info:  # a fresh run, or a run.json from before these keys
+        return None
+    was_dev, was_speed = info.get("device_name"), info.get("speed") or {}
+    changed = [f"{k} {'on' if was_speed[k] else 'off'} -> {'on' if v else 'off'}"
+               for k, v in speed.items() if k in was_speed and was_speed[k] != v and k not in ("foreach", "cudnn_benchmark")]
+    if was_dev == device_name and not changed:
+        return None
+    where = f" on {device_name}, where the earlier session(s) ran on {was_dev}," if was_dev != device_name else ""
+    how = f" with other speed switches ({', '.join(changed)})" if changed else ""
+    return f"resumed at iteration {iteration}{where}{how}: the epochs after it were computed differently"
 
 
 def _probes_switched(had: bool, has: bool, trainer: Trainer) -> Optional[str]:

@@ -188,7 +188,8 @@ class RunInfo(TypedDict, total=False):
     command: str
     started_at: str            # ISO 8601 with the time zone
     ended_at: Optional[str]
-    sessions: list             # one entry per process that trained it: started_at, from_iteration
+    sessions: list             # one entry per process that trained it: started_at, from_iteration, and (since
+                               # 2026-11-23) device_name, speed, git_commit
     iterations_done: int
     epochs_done: int
     notes: list                # sentences a reader must see beside the numbers, e.g. that the probe files

@@ -284,3 +284,40 @@ def test_switching_the_probes_off_on_resume_is_said_in_run_json_and_the_report(t
     assert len(notes) == 1 and "probes switched off" in notes[0] and "stop after epoch" in notes[0]
     assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
     assert "probes switched off" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_resuming_with_other_speed_switches_is_said_per_session_and_in_the_report(tiny, tmp_path):
+    """A GPU sweep resumed elsewhere (bf16 under `auto` on CUDA, fp32 on a CPU) computes its later epochs
+    differently; run.json's top-level speed names only the last session's, so each session keeps its own and
+    the change is a note."""
+    runs = tmp_path / "runs"
+    out = runs / "long"
+    p = popen(tiny + LONG + [f"hydra.run.dir={out}", "speed.bf16=on"])
+    wait_for_rows(out, 3, p)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert run_inprocess(tiny + LONG + ["speed.bf16=off"], out) == "completed"
+    run = info(out)
+    first, second = run["sessions"]
+    assert first["speed"]["bf16"] is True and second["speed"]["bf16"] is False
+    assert first["device_name"] == second["device_name"] and second["from_iteration"] > 0
+    assert len(run["notes"]) == 1
+    note = run["notes"][0]
+    assert note == (f"resumed at iteration {second['from_iteration']} with other speed switches (bf16 on -> off): "
+                    "the epochs after it were computed differently")  # the same machine: no device named
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "bf16 on -> off" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_resume_on_another_device_names_both_and_a_same_place_resume_says_nothing():
+    from experiments.cell import _computed_elsewhere
+    gpu = {"bf16": True, "channels_last": True, "cuda_graphs": True, "compile": False, "foreach": True}
+    cpu = {**gpu, "bf16": False, "cuda_graphs": False}
+    was = {"device_name": "NVIDIA H100 80GB HBM3", "speed": gpu}
+    assert _computed_elsewhere(was, 47580, "AMD EPYC 9654", cpu) == (
+        "resumed at iteration 47580 on AMD EPYC 9654, where the earlier session(s) ran on NVIDIA H100 80GB HBM3, "
+        "with other speed switches (bf16 on -> off, cuda_graphs on -> off): the epochs after it were computed "
+        "differently")
+    assert _computed_elsewhere(was, 47580, "NVIDIA H100 80GB HBM3", dict(gpu)) is None
+    assert _computed_elsewhere(was, 0, "AMD EPYC 9654", cpu) is None  # a fresh start computes nothing twice
+    assert _computed_elsewhere({"speed": gpu}, 10, "AMD EPYC 9654", cpu) is None  # run.json before these keys
