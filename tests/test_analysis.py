@@ -177,6 +177,21 @@ def test_fig6_lines_styles_labels_and_ylim(frame):
     assert "dashed" in fig.get_suptitle()
 
 
+def test_fig6_legends_of_eight_unfinished_nets_stay_apart(frame):
+    """The first H100 sweep's 8 unfinished nets: three columns of "plain-20 (unfinished)" ran past the panel into
+    the other panel's legend. Two columns from four entries on keep each legend inside its own panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    unfinished = frame.assign(finished=False)
+    fig = figures.fig6(unfinished)
+    FigureCanvasAgg(fig).draw()
+    left, right = fig.axes[:2]
+    assert left.get_legend().get_texts()[0].get_text() == "plain-20 (unfinished)"
+    boxes = [ax.get_legend().get_window_extent() for ax in (left, right)]
+    assert boxes[0].x1 < boxes[1].x0  # side by side, not overlapping
+    assert boxes[0].x1 <= fig.get_window_extent().x1 / 2 + 1  # the left legend ends in the left half
+    assert left.get_legend()._ncols == 2
+
+
 def test_fig6_widens_ylim_when_errors_stay_high(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, 20, False, 0, (45.0, 48.0))
