@@ -80,6 +80,9 @@ def test_a_sweep_packed_while_running_resumes_from_its_parts_in_a_fresh_checkout
 
 def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, image_folder):
     e = env(tmp_path, image_folder, 8)
+    r = session(e)  # no phase: the script's head, every phase and every setting, and exit 2
+    assert r.returncode == 2 and "scripts/gpu-session variants" in r.stdout and "STEPTIME (more" in r.stdout
+    assert "set -uo pipefail" not in r.stdout
     r = session(e, "sweep")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "error: unknown phase 'sweep': use check, compare, bench, variants, start or collect [SECONDS]"]
