@@ -180,8 +180,9 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
         "test_size": sizes.get("test", data.get("test_size")),
         "protocol_name": protocol.get("name"),
         "protocol_iterations": protocol.get("iterations"),
-        "device_name": info.get("device_name"),
-        "git_commit": info.get("git_commit"),
+        # a resumed run may have trained on several machines or commits: each, in order (run.json's sessions)
+        "device_name": _over_sessions(info, "device_name"),
+        "git_commit": _over_sessions(info, "git_commit"),
         "python_version": versions.get("python"),
         "torch_version": versions.get("torch"),
         "torchvision_version": versions.get("torchvision"),
@@ -193,6 +194,17 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
                    family_info=family_info, iterations=None if pd.isna(iterations) else int(iterations),
                    fallback=fallback, columns=columns, problem=problem, info=info,
                    notes=[str(n) for n in notes] if isinstance(notes, list) else [])
+
+
+def _over_sessions(info: dict, key: str):
+    """`key`'s values over the run's sessions and run.json's top level (the last session's), in order, without
+    repeats: one value as it is, several joined by " then "; None when none is recorded."""
+    sessions = info.get("sessions") if isinstance(info.get("sessions"), list) else []
+    values = []
+    for v in [s.get(key) for s in sessions if isinstance(s, dict)] + [info.get(key)]:
+        if isinstance(v, str) and v and v not in values:
+            values.append(v)
+    return " then ".join(values) if values else None
 
 
 def _dict(parent: dict, key: str) -> dict:

@@ -223,6 +223,7 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
 
     spe = len(ds.train) // p.batch_size
     f = cell.family
+    _keep_session_provenance(info)
     note = _computed_elsewhere(info, trainer.iteration, provenance.device_name(device), trainer.speed.as_dict())
     if note:
         info.setdefault("notes", []).append(note)
@@ -239,11 +240,23 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         "message": ""})
     info.setdefault("started_at", provenance.now())
     info.setdefault("sessions", []).append({"started_at": provenance.now(), "from_iteration": trainer.iteration,
-                                            "device_name": info["device_name"], "speed": info["speed"],
-                                            "git_commit": info["git_commit"]})
+                                            **{key: info[key] for key in SESSION_KEYS}})
     cell.info = info
     rd.write_info(info)  # last: a run that says `running` has passed every check
     cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress)
+
+
+SESSION_KEYS = ("device_name", "speed", "git_commit")
+
+
+def _keep_session_provenance(info: dict) -> None:
+    """Before a resume overwrites run.json's top-level device, speed and commit with its own: the last session
+    keeps them, where a run.json from before per-session keys (2026-11-23) has them only at the top."""
+    sessions = info.get("sessions")
+    if isinstance(sessions, list) and sessions and isinstance(sessions[-1], dict):
+        for key in SESSION_KEYS:
+            if key not in sessions[-1] and key in info:
+                sessions[-1][key] = info[key]
 
 
 def _computed_elsewhere(info: dict, iteration: int, device_name: str, speed: dict) -> Optional[str]:

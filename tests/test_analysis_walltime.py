@@ -57,3 +57,35 @@ def test_runs_without_sessions_give_no_wall_time_but_keep_the_sum(tmp_path):
     lines = machine_lines(frame)
     assert not any(line.startswith("training wall time") for line in lines)
     assert "training time summed over runs: 1.0 min" in lines
+
+
+def test_a_run_resumed_on_another_machine_and_commit_names_both_in_order(tmp_path):
+    """The H100 sweep: 122 epochs at one commit, the rest at a later one (and perhaps another GPU). The report's
+    'what produced these results' names every machine and commit, in order, not only the last session's."""
+    run = write_run(tmp_path, 20, False, 0, (1.0, 9.0))
+    info = json.loads((run / "run.json").read_text())
+    info["sessions"] = [  # the first session from before per-session keys, as the resume keeps it: backfilled
+        {"started_at": "2026-11-23T09:39:45+00:00", "from_iteration": 0, "device_name": "NVIDIA H100 80GB HBM3",
+         "git_commit": "d3856fe"},
+        {"started_at": "2026-11-30T10:00:00+00:00", "from_iteration": 4 * ITERS_PER_EPOCH,
+         "device_name": "NVIDIA H200", "git_commit": "abc1234"}]
+    info.update({"device_name": "NVIDIA H200", "git_commit": "abc1234"})
+    (run / "run.json").write_text(json.dumps(info))
+    other = write_run(tmp_path, 56, False, 0, (1.0, 9.0))  # one session, recorded only at the top
+    with_sessions(other, [("2026-11-23T09:39:45+00:00", 0)])
+    lines = machine_lines(scan(tmp_path))
+    assert "device: `NVIDIA H100 80GB HBM3 then NVIDIA H200`, `Test GPU`" in lines
+    assert "git commit: `d3856fe then abc1234`" in "\n".join(lines)
+
+
+def test_a_resume_keeps_the_last_sessions_provenance_before_overwriting_the_top_level():
+    from experiments.cell import _keep_session_provenance
+    info = {"device_name": "NVIDIA H100 80GB HBM3", "git_commit": "d3856fe", "speed": {"bf16": True},
+            "sessions": [{"started_at": "2026-11-23T09:39:45+00:00", "from_iteration": 0}]}
+    _keep_session_provenance(info)
+    assert info["sessions"][0] == {"started_at": "2026-11-23T09:39:45+00:00", "from_iteration": 0,
+                                   "device_name": "NVIDIA H100 80GB HBM3", "git_commit": "d3856fe",
+                                   "speed": {"bf16": True}}
+    info["sessions"][0]["git_commit"] = "kept"  # a session that recorded its own is left as it is
+    _keep_session_provenance(info)
+    assert info["sessions"][0]["git_commit"] == "kept"
