@@ -212,10 +212,13 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
                            f"with the run's own settings, or move the checkpoint aside to start over") from e
         cell.saved_at = trainer.iteration
         log.info("%s: resuming at iteration %d (epoch %d)", rd.path, trainer.iteration, len(trainer.history))
-        note = _probes_switched(bool(ckpt["trainer"].get("probes")), cfg.probes.enabled, trainer)
-        if note:
-            info.setdefault("notes", []).append(note)
-            log.warning("%s: %s", rd.path, note)
+        _keep_session_provenance(info)  # before info.update below gives the top level to this session
+        for note in (_probes_switched(bool(ckpt["trainer"].get("probes")), cfg.probes.enabled, trainer),
+                     _computed_elsewhere(info, trainer.iteration, provenance.device_name(device),
+                                         trainer.speed.as_dict())):
+            if note:
+                info.setdefault("notes", []).append(note)
+                log.warning("%s: %s", rd.path, note)
     cell.trainer, cell.ds = trainer, ds
     cell.extra = identity_columns(cfg, cell.depth, (info.get("init") or {}).get("depth"))
     for name, rows in cell.tables().items():
@@ -223,11 +226,6 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
 
     spe = len(ds.train) // p.batch_size
     f = cell.family
-    _keep_session_provenance(info)
-    note = _computed_elsewhere(info, trainer.iteration, provenance.device_name(device), trainer.speed.as_dict())
-    if note:
-        info.setdefault("notes", []).append(note)
-        log.warning("%s: %s", rd.path, note)
     info.update({
         "status": Status.running.value, "config": job.config, "overrides": job.overrides,
         "family": {"name": f.name, "label": f.label, "title": f.title},

@@ -38,12 +38,14 @@ class Probes:
         point per batch: 1.32 s of test passes an epoch with the hooks against 0.53 s without, H100, 8 nets.)"""
         batch: dict = {}
 
+        def add_one(i, sm, norm):
+            self.moments[i, 1:].add_(torch.stack([sm, norm.square()]).double())
+
         def hook(i):
             def record(module, inputs, out):
                 o = out.detach()
                 if i in batch:  # a point run twice in one forward (a shared module): its first pair goes in alone
-                    sm, norm = batch.pop(i)
-                    self.moments[i, 1:].add_(torch.stack([sm, norm.square()]).double())
+                    add_one(i, *batch.pop(i))
                 # fp32 accumulation of a bf16 output: squaring in bf16 would keep 8 bits; torch's cascade
                 # summation in fp32 is exact to about 1e-7 over a 16M-element batch (measured)
                 batch[i] = (o.sum(dtype=torch.float32), torch.linalg.vector_norm(o, dtype=torch.float32))
@@ -59,8 +61,8 @@ class Probes:
                 pairs[:, 1].square_()  # norm -> sum of squares
                 self.moments[:, 1:].add_(pairs)  # in place on the view: no copy back
             else:
-                for i, (sm, norm) in batch.items():
-                    self.moments[i, 1:].add_(torch.stack([sm, norm.square()]).double())
+                for i, pair in batch.items():
+                    add_one(i, *pair)
             batch.clear()
         handles = [m.register_forward_hook(hook(i)) for i, (_, _, m) in enumerate(self.points)]
         handles.append(self.model.register_forward_hook(flush))
