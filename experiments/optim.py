@@ -38,7 +38,8 @@ class ForeachSGD:
             p.sub_(buf * self.lr)
 
     def state_dict(self) -> dict:
-        return {"lr": self.lr.item(), "momentum_buffers": [b.detach().cpu() for b in self.bufs]}
+        # the live buffers, as torch.optim's state_dict gives them: a checkpoint copies them (rundir.host_copy)
+        return {"lr": self.lr.item(), "momentum_buffers": [b.detach() for b in self.bufs]}
 
     def load_state_dict(self, state: dict) -> None:
         self.lr.fill_(state["lr"])

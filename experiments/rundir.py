@@ -211,9 +211,13 @@ class RunDir:
     # -- checkpoint
     def save_checkpoint(self, state: dict) -> None:
         tmp = self.checkpoint.with_name(f".checkpoint.tmp{os.getpid()}")
-        torch.save(state, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        try:
+            torch.save(state, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # half a checkpoint on a full disk only takes the room a rerun needs
+            raise
         os.replace(tmp, self.checkpoint)
 
     def load_checkpoint(self) -> Optional[dict]:
@@ -226,6 +230,29 @@ class RunDir:
             raise RunError(f"checkpoint {self.checkpoint} is truncated or corrupt ({type(e).__name__}): move it "
                            f"aside to restart this run from scratch (metrics.csv will be rewritten), or restore "
                            f"a good copy") from e
+
+
+def host_copy(state):
+    """`state` (nested dicts, lists and tensors) with every tensor copied to host memory, for writing while
+    training goes on: a state_dict's tensors are the live ones, changed in place by the next step. Device
+    tensors come over in one batch of non-blocking copies and one wait, not a sync each."""
+    cuda = []
+
+    def copy(v):
+        if isinstance(v, torch.Tensor):
+            if v.is_cuda:
+                cuda.append(v.device)
+                return v.detach().to("cpu", non_blocking=True)
+            return v.detach().clone()
+        if isinstance(v, dict):
+            return {k: copy(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(copy(x) for x in v)
+        return v
+    out = copy(state)
+    for device in set(cuda):
+        torch.cuda.synchronize(device)  # the non-blocking copies have landed
+    return out
 
 
 def _cells(row: dict, columns) -> list:

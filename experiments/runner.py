@@ -148,6 +148,8 @@ def train_group(group: list, stop: StopFlag) -> None:
             cell_of[trainer].on_epoch(row)
     try:
         fit([c.trainer for c in group], stream, ds.test, ds.val, on_epoch, stop)
+        for c in group:
+            c.flush()  # the last epoch's files: a failed write fails the group as any error in training does
     except KeyboardInterrupt:
         raise  # a second signal: train_cells closes every cell
     except BaseException as e:

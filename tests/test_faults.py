@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from analysis import report
 from experiments import config
@@ -239,6 +240,80 @@ def test_a_signal_as_the_last_epoch_ends_exits_0_with_the_run_completed(tiny, tm
     monkeypatch.setattr(RunProgress, "epoch", epoch_then_sigterm)
     assert run_inprocess(tiny, tmp_path) == "completed"  # no SystemExit(143): the exit code agrees with run.json
     assert info(tmp_path)["status"] == "completed"
+
+
+# ---- the epoch's files, written behind the training ----------------------------------------------------
+
+def test_an_epochs_checkpoint_is_written_while_the_next_epoch_trains_and_holds_the_epoch_ends_state(tiny, tmp_path,
+                                                                                                    monkeypatch):
+    """The first epoch's checkpoint write is held until the second epoch has taken two steps: training must not
+    wait for it, and what lands on disk is the weights and momentum as the epoch ended, not the live tensors the
+    later steps changed in place."""
+    import threading
+
+    from experiments.cell import Cell
+    from experiments.train import Trainer
+    at_end, seen = {}, {}
+    two_more = threading.Event()
+    on_epoch, step, save = Cell.on_epoch, Trainer.step, RunDir.save_checkpoint
+
+    def record_on_epoch(self, row):
+        if row["epoch"] == 1:
+            at_end.update({k: v.clone() for k, v in self.trainer.model.state_dict().items()})
+            at_end["momentum"] = [b.clone() for b in self.trainer.optimizer.bufs]
+            seen["live"] = self.trainer
+        on_epoch(self, row)
+
+    def step_and_tell(self, x, y):
+        step(self, x, y)
+        if self.iteration == 6:
+            two_more.set()
+
+    def held_save(self, state):
+        if state["trainer"]["iteration"] == 4:
+            seen["trained_on"] = two_more.wait(timeout=30)  # False: training waited for this write
+            live = seen["live"].model.state_dict()
+            seen["same_as_epoch_end"] = all(torch.equal(state["trainer"]["model"][k], at_end[k]) for k in live)
+            seen["live_moved"] = any(not torch.equal(live[k], at_end[k]) for k in live)
+            seen["momentum_as_at_end"] = all(torch.equal(a, b) for a, b in zip(
+                state["trainer"]["optimizer"]["momentum_buffers"], at_end["momentum"]))
+        save(self, state)
+    monkeypatch.setattr(Cell, "on_epoch", record_on_epoch)
+    monkeypatch.setattr(Trainer, "step", step_and_tell)
+    monkeypatch.setattr(RunDir, "save_checkpoint", held_save)
+    assert run_inprocess(tiny, tmp_path) == "completed"
+    assert seen == {"live": seen["live"], "trained_on": True, "same_as_epoch_end": True, "live_moved": True,
+                    "momentum_as_at_end": True}
+    assert len(metrics_rows(tmp_path)) == 2 and torch.load(tmp_path / "checkpoint.pt")["trainer"]["iteration"] == 8
+
+
+def test_a_full_disk_ends_the_run_with_one_line_and_the_rerun_loses_no_finished_epoch(tiny, tmp_path, monkeypatch):
+    """A checkpoint write that fails (no space left) surfaces at the next epoch end as a RunError naming the
+    fix; run.json says failed; no half checkpoint is left; once there is room, the same command resumes from the
+    last checkpoint written and ends with the uninterrupted run's numbers."""
+    import errno
+    three_epochs = tiny + ["protocol.iterations=12", "protocol.milestones=[6,9]"]
+    assert run_inprocess(three_epochs, tmp_path / "whole") == "completed"
+    out = tmp_path / "run"
+    save = torch.save
+
+    def full_at_epoch_2(obj, f, *args, **kwargs):
+        save(obj, f, *args, **kwargs)  # half a checkpoint on disk...
+        if isinstance(obj, dict) and obj.get("trainer", {}).get("iteration") == 8:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # ...then the disk is full
+    monkeypatch.setattr(torch, "save", full_at_epoch_2)
+    with pytest.raises(UserError) as e:
+        run_inprocess(three_epochs, out)
+    message = str(e.value)
+    assert "No space left on device" in message and "rerun the same command" in message
+    assert "iteration 4" in message and "\n" not in message
+    state = info(out)
+    assert state["status"] == "failed" and "No space left" in state["message"]
+    assert torch.load(out / "checkpoint.pt")["trainer"]["iteration"] == 4
+    assert not list(out.glob(".checkpoint.tmp*"))
+    monkeypatch.undo()
+    assert run_inprocess(three_epochs, out) == "completed"
+    assert numbers(out) == numbers(tmp_path / "whole")
 
 
 # ---- leftovers ----------------------------------------------------------------------------------------
