@@ -8,7 +8,9 @@ each on its own CUDA stream as the concurrent launcher trains them), after the c
 - each network's step alone (a graph replay on CUDA) against the joint step: the joint step near the sum of
   the solo times means the streams do not overlap; near the slowest solo time, they overlap fully;
 - per epoch end, each network: the test pass with and without the probes' response hooks, and the checkpoint
-  (torch.save + fsync, as a run writes it); projected over the paper protocol's epochs next to the steps;
+  (torch.save + fsync, as a run writes it); then the epoch end of all of them as a run makes it (every test
+  pass enqueued before any is read, each on its network's stream; the checkpoints copied to the host, their
+  writing left to threads): what training waits for; projected over the paper protocol's epochs;
 - GPU memory after the first step.
 
     python -m experiments.steptime [--steps N] [--test-images N] [--nets 20,56] [--profile N] [--out DIR]
@@ -34,7 +36,8 @@ from experiments.device import resolve_device, resolve_speed
 from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet, net_name
 from experiments.provenance import device_name
-from experiments.train import evaluate, make_trainer, step_all
+from experiments.rundir import host_copy
+from experiments.train import end_epochs, evaluate, make_trainer, step_all
 
 PAPER = ProtocolConfig()
 
@@ -78,7 +81,7 @@ def epoch_end_s(t, test: Split, normalize, device) -> dict:
     evaluate(t.model, test, normalize, bs, t.autocast)  # untimed: the first pass autotunes and allocates
     sync(device)
     start = time.perf_counter()
-    with t.probes.responses():  # what Trainer.end_epoch does: layer responses from the test pass
+    with t.probes.responses():  # what end_epochs does: layer responses from the test pass
         evaluate(t.model, test, normalize, bs, t.autocast)
     t.probes.end_epoch(1)
     sync(device)
@@ -96,6 +99,20 @@ def epoch_end_s(t, test: Split, normalize, device) -> dict:
         out["checkpoint"] = time.perf_counter() - start
         out["checkpoint_mb"] = path.stat().st_size / 2**20
     return out
+
+
+def joint_epoch_end_s(trainers, test: Split, normalize, streams: bool, device) -> dict:
+    """Seconds training waits at one epoch end of all `trainers`, as a run makes it: `end_epochs` (every test
+    pass, probes on, enqueued before one wait), then each checkpoint's copy to the host (the writing itself
+    goes on in a thread while the next epoch trains: experiments.cell.Cell.write_behind)."""
+    sync(device)
+    start = time.perf_counter()
+    end_epochs(trainers, 1, test, None, normalize, streams)
+    evaluations = time.perf_counter() - start
+    start = time.perf_counter()
+    for t in trainers:
+        host_copy({"trainer": t.state_dict(), "rng": torch.get_rng_state()})
+    return {"evaluations": evaluations, "checkpoint_copies": time.perf_counter() - start}
 
 
 def busy_fraction(spans: list) -> float:
@@ -163,20 +180,23 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
                 if profile_n else None)
     solo = {net_name(*net): solo_step_ms(t, stream, 1, steps, device) for net, t in zip(nets, trainers)}
     ends = {net_name(*net): epoch_end_s(t, test, stream.normalize, device) for net, t in zip(nets, trainers)}
+    # after epoch_end_s's untimed first passes; it closes the sums of the steps above
+    joint_end = joint_epoch_end_s(trainers, test, stream.normalize, streams, device)
     scale = 10_000 / test_images  # the evaluation scales with the test set; the paper's has 10,000 images
     # test passes in the paper protocol: one per 390-step epoch, and one at the end of the last, partial one
     epochs = -(-PAPER.iterations // (50_000 // PAPER.batch_size))
     eval_s = sum(e["eval_with_probes"] for e in ends.values()) * scale
     ckpt_s = sum(e["checkpoint"] for e in ends.values())
+    joint_end_s = joint_end["evaluations"] * scale + joint_end["checkpoint_copies"]
     return {
         "device": device_name(device), "torch": torch.__version__, "nets": [net_name(*n) for n in nets],
         "speed": resolve_speed(speed, device).as_dict(),
         "streams": streams, "graphed": [bool(t.graphed) for t in trainers], "steps": steps,
         "test_images": test_images, "first_step_s": first_step_s, "memory": memory,
         "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall}, "solo_step_ms": solo,
-        "epoch_end_s": ends, "profile": profiled,
+        "epoch_end_s": ends, "joint_epoch_end_s": joint_end, "profile": profiled,
         "projected_paper_s": {"steps": PAPER.iterations * wall / 1e3, "evaluations": epochs * eval_s,
-                              "checkpoints": epochs * ckpt_s, "epochs": epochs},
+                              "checkpoints": epochs * ckpt_s, "epochs": epochs, "epoch_ends": epochs * joint_end_s},
     }
 
 
@@ -213,9 +233,17 @@ def verdicts(r: dict) -> list:
                    "overlap is realised (0%: serial, 100%: as fast as the slowest net alone).")
     p = r["projected_paper_s"]
     whole = p["steps"] + p["evaluations"] + p["checkpoints"]
-    out.append(f"Paper protocol projected: steps {p['steps'] / 60:.1f} min, {p['epochs']} test passes "
-               f"{p['evaluations'] / 60:.1f} min, checkpoints {p['checkpoints'] / 60:.1f} min: epoch ends are "
-               f"{100 * (p['evaluations'] + p['checkpoints']) / whole:.0f}% of {whole / 60:.1f} min.")
+    out.append(f"Paper protocol projected, one network's epoch end after another: steps {p['steps'] / 60:.1f} min, "
+               f"{p['epochs']} test passes {p['evaluations'] / 60:.1f} min, checkpoints {p['checkpoints'] / 60:.1f} "
+               f"min: epoch ends are {100 * (p['evaluations'] + p['checkpoints']) / whole:.0f}% of {whole / 60:.1f} min.")
+    if "epoch_ends" in p:  # absent from files written before the joint epoch end (2026-11-23's H100 run)
+        j_end, joint = r["joint_epoch_end_s"], p["steps"] + p["epoch_ends"]
+        passes_s = j_end["evaluations"] * 10_000 / r["test_images"]
+        serial_s = (p["evaluations"] + p["checkpoints"]) / p["epochs"]
+        out.append(f"As a run makes them (all test passes enqueued, one wait; checkpoints written behind): an epoch "
+                   f"end waits {p['epoch_ends'] / p['epochs']:.2f} s (test passes {passes_s:.2f} s, checkpoint copies "
+                   f"{j_end['checkpoint_copies']:.2f} s) against {serial_s:.2f} s one after another: "
+                   f"{joint / 60:.1f} min in all, {whole / joint:.2f}x.")
     return out
 
 

@@ -48,8 +48,9 @@ def make_optimizer(model: nn.Module, p: ProtocolConfig, foreach: bool = True):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: int, autocast=None):
-    """(mean loss, error %) over a whole split, in eval mode (BN uses its running statistics)."""
+def eval_sums(model: nn.Module, split: Split, normalize: Normalizer, batch_size: int, autocast=None) -> torch.Tensor:
+    """[summed loss, wrong] over a whole split, in eval mode (BN uses its running statistics), left on the device:
+    no host sync, so several networks' passes can be enqueued before any is read (`end_epochs`)."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(2, device=split.y.device)
@@ -58,7 +59,12 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: 
             out = model(x).float()
         sums += torch.stack([F.cross_entropy(out, y, reduction="sum"), (out.argmax(1) != y).sum()])
     model.train(was_training)
-    loss, wrong = sums.tolist()  # the one host sync of an evaluation
+    return sums
+
+
+def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: int, autocast=None):
+    """(mean loss, error %) over a whole split, in eval mode (BN uses its running statistics)."""
+    loss, wrong = eval_sums(model, split, normalize, batch_size, autocast).tolist()  # the one host sync
     return loss / len(split), 100.0 * wrong / len(split)
 
 
@@ -130,30 +136,6 @@ class Trainer:
             if self.warming:  # warming only ever ends, so a graph captured without this never needs it
                 self.window += torch.stack([wrong, seen])
 
-    def end_epoch(self, epoch: int, test: Split, val: Optional[Split], normalize: Normalizer) -> dict:
-        """Close epoch `epoch` (1-based): the row of metrics.csv, or status 'diverged' when the loss is not finite."""
-        loss_sum, wrong, seen = self.sums.tolist()
-        self.sums.zero_()
-        row = {"epoch": epoch, "iteration": self.iteration, "lr": self._lr,
-               "train_loss": loss_sum / seen, "train_err": 100.0 * wrong / seen}
-        if not math.isfinite(row["train_loss"]):
-            self.status = Status.diverged
-            return row
-        bs = self.protocol.eval_batch_size
-        with self.probes.responses() if self.probes else nullcontext():  # Fig. 7 from the test pass we make anyway
-            row["test_loss"], row["test_err"] = evaluate(self.model, test, normalize, bs, self.autocast)
-        if self.probes:
-            self.probes.end_epoch(epoch)
-        row["val_loss"], row["val_err"] = (evaluate(self.model, val, normalize, bs, self.autocast)
-                                           if val is not None else (None, None))
-        now = time.perf_counter()
-        row["epoch_time_s"] = now - self.epoch_started
-        self.epoch_started = now
-        self.history.append(row)
-        if self.iteration >= self.protocol.iterations:
-            self.status = Status.completed
-        return row
-
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "iteration": self.iteration, "warming": self.warming, "sums": self.sums.cpu(),
@@ -210,6 +192,58 @@ def step_all(trainers: list, x: torch.Tensor, y: torch.Tensor, streams: bool = F
         main.wait_stream(t.cuda_stream)  # nothing on the main stream overtakes a step
 
 
+def end_epochs(trainers: list, epoch: int, test: Split, val: Optional[Split], normalize: Normalizer,
+               streams: bool = False) -> list:
+    """Close epoch `epoch` (1-based) of each trainer: its row of metrics.csv, or, where the epoch's loss is not
+    finite, a row of the training columns only and status 'diverged'.
+
+    All the nets' evaluations are enqueued before any is read, each on its net's CUDA stream with `streams`,
+    and the epoch end waits for the device twice in all: once for the epoch's sums, once for every test (and
+    val) pass. One net after another, each pass ending in its own host sync, left the GPU idle between small
+    passes (H100, 8 nets: 1.32 s of test passes an epoch, 18% of an epoch)."""
+    sums = torch.stack([t.sums for t in trainers]).tolist()  # sync 1: the epoch's last steps are done
+    main = torch.cuda.current_stream() if streams else None
+    rows, passes = [], []
+    for t, (loss_sum, wrong, seen) in zip(trainers, sums):
+        t.sums.zero_()
+        row = {"epoch": epoch, "iteration": t.iteration, "lr": t._lr,
+               "train_loss": loss_sum / seen, "train_err": 100.0 * wrong / seen}
+        rows.append(row)
+        if not math.isfinite(row["train_loss"]):
+            t.status = Status.diverged  # no evaluation: its row stops here
+            passes.append(None)
+            continue
+        if streams:
+            t.cuda_stream.wait_stream(main)  # after the zero_ above, on the main stream
+        bs = t.protocol.eval_batch_size
+        with torch.cuda.stream(t.cuda_stream) if streams else nullcontext():
+            with t.probes.responses() if t.probes else nullcontext():  # Fig. 7 from the test pass we make anyway
+                split_sums = [eval_sums(t.model, test, normalize, bs, t.autocast)]
+            if val is not None:
+                split_sums.append(eval_sums(t.model, val, normalize, bs, t.autocast))
+            passes.append(torch.cat(split_sums))
+    if streams:
+        for t in trainers:
+            main.wait_stream(t.cuda_stream)
+    read = [p for p in passes if p is not None]
+    values = iter(torch.stack(read).tolist() if read else [])  # sync 2: every net's passes
+    now = time.perf_counter()
+    for t, row, p in zip(trainers, rows, passes):
+        if p is None:
+            continue
+        v = next(values)
+        row["test_loss"], row["test_err"] = v[0] / len(test), 100.0 * v[1] / len(test)
+        row["val_loss"], row["val_err"] = (v[2] / len(val), 100.0 * v[3] / len(val)) if val is not None else (None, None)
+        if t.probes:
+            t.probes.end_epoch(epoch)
+        row["epoch_time_s"] = now - t.epoch_started
+        t.epoch_started = now
+        t.history.append(row)
+        if t.iteration >= t.protocol.iterations:
+            t.status = Status.completed
+    return rows
+
+
 def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
         on_epoch: Callable[[Trainer, dict], None], should_stop: Callable[[], bool] = lambda: False) -> bool:
     """Train every unfinished trainer to its protocol's end on the one stream. Trainers that are further along
@@ -224,9 +258,10 @@ def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
         stepped = [t for t in active if t.iteration == pos]
         step_all(stepped, x, y, streams)
         pos += 1
-        for t in stepped:
-            if pos % spe == 0 or pos >= t.protocol.iterations:
-                on_epoch(t, t.end_epoch(epoch + 1, test, val, stream.normalize))
+        ending = [t for t in stepped if pos % spe == 0 or pos >= t.protocol.iterations]
+        if ending:
+            for t, row in zip(ending, end_epochs(ending, epoch + 1, test, val, stream.normalize, streams)):
+                on_epoch(t, row)
         active = [t for t in active if not t.finished]
         if active and should_stop():
             return False

@@ -23,7 +23,7 @@ from experiments.data import Split
 from experiments.fastpath import CapturedStep, state_tensors
 from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet
-from experiments.train import make_trainer, step_all
+from experiments.train import end_epochs, evaluate, make_trainer, step_all
 from tests.helpers.harness import LONG, cli, metrics_rows, popen, tables, tiny_overrides, wait_for_rows
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -162,6 +162,27 @@ def test_eight_networks_on_streams_equal_serial_and_never_sync():
         for u, v, w in zip(state_tensors(tc), state_tensors(ts), state_tensors(ta)):
             noise = (v.double() - w.double()).abs().max().item()  # run-to-run noise of the serial order
             assert (u.double() - v.double()).abs().max().item() <= 10 * noise + 1e-6
+
+
+def test_an_epoch_end_on_eight_streams_gives_each_net_what_it_gives_alone():
+    """end_epochs enqueues the eight test passes (probe hooks on) on the nets' streams, then reads them once:
+    each row must equal that net's own evaluate(), and the probes' moments those of a pass on the main stream."""
+    s, test = stream(split()), split(1000, seed=1)
+    ts = _eight(s, True)
+    expected = []
+    for t in ts:
+        with t.probes.responses():
+            expected.append(evaluate(t.model, test, s.normalize, t.protocol.eval_batch_size))
+        expected[-1] += (t.probes.response_std(), t.sums.tolist())
+        t.probes.moments.zero_()
+        t.probes.counts = [0] * len(t.probes.counts)
+    for t in ts:  # the probes' rows come from end_epochs' own pass: keep the sampled gradients apart
+        t.probes.samples = 0
+    rows = end_epochs(ts, 1, test, None, s.normalize, streams=True)
+    for t, row, (loss, err, std, (loss_sum, wrong, seen)) in zip(ts, rows, expected):
+        assert (row["test_loss"], row["test_err"]) == (loss, err)
+        assert (row["train_loss"], row["train_err"]) == (loss_sum / seen, 100.0 * wrong / seen)
+        assert [r["std"] for r in t.probes.layer_rows] == pytest.approx(std.tolist(), rel=1e-6)
 
 
 def test_a_failed_capture_falls_back_to_eager_steps_on_the_callers_stream(monkeypatch, caplog):

@@ -24,7 +24,11 @@ def test_steptime_times_each_part_and_projects_the_paper_protocol_from_them(tmp_
     assert p["steps"] == pytest.approx(64_000 * j["wall"] / 1000)
     evals = sum(e["eval_with_probes"] for e in r["epoch_end_s"].values()) * 10_000 / 50
     assert p["evaluations"] == pytest.approx(165 * evals)
+    joint = r["joint_epoch_end_s"]  # the epoch end as fit() makes it, both nets together
+    assert joint["evaluations"] > 0 and joint["checkpoint_copies"] > 0
+    assert p["epoch_ends"] == pytest.approx(165 * (joint["evaluations"] * 10_000 / 50 + joint["checkpoint_copies"]))
     md = (tmp_path / "steptime.md").read_text()
+    assert "As a run makes them (all test passes enqueued, one wait; checkpoints written behind)" in md
     assert "On a CPU a step runs as Python enqueues it" in md and "Overlap of the networks" not in md
     assert "| plain-8 |" in md and "| ResNet-8 |" in md and "Paper protocol projected" in md
     assert "wrote" in capsys.readouterr().out
@@ -61,7 +65,15 @@ def test_the_verdict_reads_enqueue_against_wall_time_and_the_profile_on_a_gpu(en
         return
     # joint 10 ms against a sum of 10 and a slowest of 6: no overlap at all
     assert "0% of the possible overlap" in said[1]
-    assert "epoch ends are 17% of 12.0 min" in said[2]
+    assert "epoch ends are 17% of 12.0 min" in said[2] and len(said) == 3  # no joint epoch end measured
+    r["joint_epoch_end_s"] = {"evaluations": 0.25, "checkpoint_copies": 0.05}
+    r["test_images"] = 10_000
+    r["projected_paper_s"]["epoch_ends"] = 165 * 0.3
+    # 0.3 s against (100 + 20) / 165 = 0.73 s an epoch; 720 s against 649.5 s in all
+    assert said[:3] == steptime.verdicts(r)[:3] and steptime.verdicts(r)[3] == (
+        "As a run makes them (all test passes enqueued, one wait; checkpoints written behind): an epoch end waits "
+        "0.30 s (test passes 0.25 s, checkpoint copies 0.05 s) against 0.73 s one after another: 10.8 min in all, "
+        "1.11x.")
 
 
 def test_busy_fraction_is_the_union_of_kernel_spans_over_their_extent():
@@ -98,3 +110,4 @@ def test_the_h100_measurement_reads_device_bound_as_its_profile_says():
     md = steptime.markdown(r)
     assert "8 networks (plain-20" in md and "speed switches: the defaults (`auto`), not recorded" in md
     assert "- Device-bound: the GPU was busy 97% of the profiled steps" in md and "CPU-bound" not in md
+    assert "As a run makes them" not in md  # measured before the joint epoch end existed

@@ -212,3 +212,36 @@ def test_snapshot_and_restore_undo_steps_probed_ones_included():
     assert all(torch.equal(a, b) for a, b in zip(before, state_tensors(t)))
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert int(bn.num_batches_tracked) == 1
+
+
+def test_an_epoch_end_of_several_nets_reads_the_device_twice_and_gives_each_its_own_row(monkeypatch):
+    """end_epochs enqueues every net's test (and val) pass before reading any: two host reads in all, not two
+    per net, and each row equals what evaluate() says of that net alone. A net whose loss is not finite gets
+    the training columns only and status diverged, without holding up the others."""
+    from experiments.train import end_epochs
+    train, test, val = data(), data(32, seed=1), data(16, seed=2)
+    trainers = [make(depth=8, residual=False), make(depth=8), make(depth=14)]
+    stream = TrainStream(train, pixel_mean(train.x), 16, "crop_flip", seed=0)
+    for k in range(4):
+        for t in trainers:
+            t.step(*stream.batch(0, k))
+    trainers[1].sums[0] = float("nan")  # the middle net diverged
+    expected = [(evaluate(t.model, test, stream.normalize, 32), evaluate(t.model, val, stream.normalize, 32))
+                for t in trainers]
+    sums = [t.sums.tolist() for t in trainers]
+    reads = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.shape) or original(self))
+    rows = end_epochs(trainers, 1, test, val, stream.normalize)
+    monkeypatch.undo()
+    assert len(reads) == 2  # the three nets' sums, then the two healthy nets' four numbers each
+    for t, row, (loss_sum, wrong, seen), ((test_loss, test_err), (val_loss, val_err)) in zip(trainers, rows, sums,
+                                                                                           expected):
+        assert row["iteration"] == 4 and row["epoch"] == 1 and t.sums.tolist() == [0.0, 0.0, 0.0]
+        if t is trainers[1]:
+            assert t.status == "diverged" and "test_err" not in row and t.history == []
+            continue
+        assert row["train_loss"] == loss_sum / seen and row["train_err"] == 100.0 * wrong / seen
+        assert (row["test_loss"], row["test_err"], row["val_loss"], row["val_err"]) == (test_loss, test_err,
+                                                                                        val_loss, val_err)
+        assert t.status == "running" and t.history == [row]
