@@ -105,6 +105,21 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
     assert "no " + str(tmp_path / "runs") + " yet" in r.stdout
 
 
+def test_start_after_failed_gpu_tests_in_the_same_call_starts_no_sweep(tmp_path, image_folder):
+    """`check start collect N` is one call: a sweep must not spend the GPU's minutes on code its tests failed."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # a python3 whose GPU tests fail and whose steptime is instant; anything else is the real one
+    (fake / "python3").write_text(f"#!/bin/sh\n[ \"$2\" = pytest ] && exit 1\n[ \"$2\" = experiments.steptime ] && "
+                                  f"exit 0\nexec {sys.executable} \"$@\"\n")
+    (fake / "python3").chmod(0o755)
+    r = session({**env(tmp_path, image_folder, 8), "PY": str(fake / "python3")}, "check", "start", "collect")
+    assert r.returncode == 0, r.stderr
+    assert "not starting the sweep: the GPU tests failed in this call (exit 1" in r.stdout
+    assert not (tmp_path / "logs" / "sweep.pid").exists() and "no " + str(tmp_path / "runs") + " yet" in r.stdout
+    assert (tmp_path / "out" / "check.tar.gz").exists()
+
+
 def test_variants_time_the_joint_step_under_each_speed_set(tmp_path, image_folder):
     """Each ';'-separated set of --speed switches gets its own steptime, packed into variants.tar.gz."""
     e = {**env(tmp_path, image_folder, 8), "VARIANTS": "bf16=on;bf16=on,channels_last=off",
