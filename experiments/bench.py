@@ -44,6 +44,7 @@ from experiments.provenance import device_name
 from experiments.train import make_trainer, step_all
 
 DEPTHS = (20, 32, 44, 56)
+BATCH = 128  # the paper's mini-batch, for every pipeline (the tests shrink it)
 PAPER_IMAGES = 64_000 * 128  # one network of the paper's protocol
 WIDE = 0.25  # a ratio whose spread over rounds exceeds this share of its median is not to be trusted
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by device-name fragment.
@@ -94,7 +95,7 @@ class Conventional:
         mean = (split.x.float() / 255).mean((0, 2, 3)).tolist()
         std = (split.x.float() / 255).std((0, 2, 3)).tolist()
         tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
-        self.loader = torch.utils.data.DataLoader(PILDataset(split, tf), batch_size=128, shuffle=True, drop_last=True,
+        self.loader = torch.utils.data.DataLoader(PILDataset(split, tf), batch_size=BATCH, shuffle=True, drop_last=True,
                                                   num_workers=workers, pin_memory=device.type == "cuda",
                                                   persistent_workers=workers > 0)
         torch.manual_seed(0)
@@ -126,7 +127,7 @@ class Ours:
             torch.manual_seed(0)
             self.trainers.append(make_trainer(CifarResNet(depth, residual), depth, ProtocolConfig(), device, speed,
                                               ProbesConfig().grad_every if probes else 0))
-        self.stream = TrainStream(split, pixel_mean(split.x), 128, "crop_flip", seed=0)
+        self.stream = TrainStream(split, pixel_mean(split.x), BATCH, "crop_flip", seed=0)
         self.concurrent = len(self.trainers) > 1 and device.type == "cuda"
         self.i = 0
 
@@ -143,7 +144,7 @@ def timed(pipeline, steps: int, device) -> float:
     for _ in range(steps):
         pipeline.step()
     sync(device)
-    return 128 * steps / (time.perf_counter() - start)
+    return BATCH * steps / (time.perf_counter() - start)
 
 
 def measure(pipelines: dict, device, rounds: int, steps: int, warmup: int) -> dict:
@@ -272,7 +273,7 @@ def main(argv=None) -> int:
                                  "warmup_s": m["warmup_s"][key]}
     summary = {"device": name, "native_bf16": native_bf16() if not on_cuda else None,
                "versions": {"torch": torch.__version__, "python": platform.python_version()},
-               "rounds": rounds, "steps": steps, "train_images": len(split),
+               "rounds": rounds, "steps": steps, "batch": BATCH, "train_images": len(split),
                "speed_auto": pipelines["b ResNet-20"].trainers[0].speed.as_dict(),
                "projected_sweep_s": wall, "ratios": ratios,
                "tflops": {k: sweep_flops / w / 1e12 for k, w in wall.items()}, "bf16_peak_tflops": peak,
@@ -377,7 +378,7 @@ def write(rows: list, summary: dict, out: Path) -> None:
     peak, ratios = summary["bf16_peak_tflops"], summary["ratios"]
     on = ", ".join(k for k, v in summary["speed_auto"].items() if v) or "none"
     lines = [f"# make bench: {summary['device']}", "",
-             f"torch {summary['versions']['torch']}, Python {summary['versions']['python']}; batch 128, "
+             f"torch {summary['versions']['torch']}, Python {summary['versions']['python']}; batch {summary.get('batch', 128)}, "
              f"{summary['train_images']} training images; {summary['rounds']} rounds of {summary['steps']} timed steps "
              f"per pipeline, interleaved; images/s per network as median (min-max) over rounds. speed.*=auto here: "
              f"{on}" + (f"; native bf16: {summary['native_bf16']}" if summary["native_bf16"] is not None else "") + ".",

@@ -16,6 +16,7 @@ def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsy
     measure = bench.measure
     monkeypatch.setattr(bench, "measure", lambda *a: benchmark.append(torch.backends.cudnn.benchmark) or measure(*a))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(bench, "BATCH", 16)  # the pipelines as they are, on a CPU-sized batch
     assert bench.main(["--rounds", "2", "--steps", "1", "--warmup", "0", "--no-switches", "--device", "cpu",
                        "--out", str(tmp_path)]) == 0
     with open(tmp_path / "bench.csv") as f:
@@ -29,7 +30,7 @@ def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsy
     assert summary["speed_auto"]["channels_last"] is True and summary["speed_auto"]["bf16"] is False  # auto on a CPU
     md = (tmp_path / "bench.md").read_text()
     for needle in ("(a) conventional", "(b) ours", "(c) ours, 8 networks", "b/a =", "c/a =", "TFLOP/s", "torch ",
-                   "rounds of 1 timed steps", "median (min-max)"):
+                   "rounds of 1 timed steps", "median (min-max)", "batch 16,"):
         assert needle in md
     assert "b/a =" in capsys.readouterr().out
     assert benchmark == [True]  # timed as runs train: cuDNN autotuning on, as experiments.cell sets it
