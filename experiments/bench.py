@@ -378,7 +378,8 @@ def write(rows: list, summary: dict, out: Path) -> None:
     peak, ratios = summary["bf16_peak_tflops"], summary["ratios"]
     on = ", ".join(k for k, v in summary["speed_auto"].items() if v) or "none"
     lines = [f"# make bench: {summary['device']}", "",
-             f"torch {summary['versions']['torch']}, Python {summary['versions']['python']}; batch {summary.get('batch', 128)}, "
+             f"torch {summary['versions']['torch']}, Python {summary['versions']['python']}; "
+             f"batch {summary.get('batch', 128)}, "
              f"{summary['train_images']} training images; {summary['rounds']} rounds of {summary['steps']} timed steps "
              f"per pipeline, interleaved; images/s per network as median (min-max) over rounds. speed.*=auto here: "
              f"{on}" + (f"; native bf16: {summary['native_bf16']}" if summary["native_bf16"] is not None else "") + ".",
