@@ -346,36 +346,48 @@ def test_a_locked_directory_is_not_cleaned_by_a_refused_process(tiny, tmp_path):
     assert (out / ".checkpoint.tmp99999999").exists() and (out / ".lock").exists()
 
 
-def test_switching_the_probes_off_on_resume_is_said_in_run_json_and_the_report(tiny, tmp_path):
+SIX_EPOCHS = ["protocol.iterations=24", "protocol.milestones=[12,18]"]
+
+
+def stopped_after_epoch_3(overrides: list, out: Path, monkeypatch) -> None:
+    """A run in this process that a SIGTERM stops as its third epoch ends (checkpointed, `interrupted`)."""
+    from experiments.progress import RunProgress
+    epoch = RunProgress.epoch
+
+    def then_sigterm(self, row):
+        epoch(self, row)
+        if row["epoch"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(RunProgress, "epoch", then_sigterm)
+    with pytest.raises(SystemExit) as e:
+        run_inprocess(overrides, out)
+    assert e.value.code == 128 + signal.SIGTERM and info(out)["status"] == "interrupted"
+    monkeypatch.undo()
+
+
+def test_switching_the_probes_off_on_resume_is_said_in_run_json_and_the_report(tiny, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     out = runs / "long"
-    p = popen(tiny + LONG + [f"hydra.run.dir={out}"])
-    wait_for_rows(out, 3, p)
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=60)
-    assert p.returncode == 128 + signal.SIGTERM
-    assert run_inprocess(tiny + LONG + ["probes.enabled=false"], out) == "completed"
+    stopped_after_epoch_3(tiny + SIX_EPOCHS, out, monkeypatch)
+    assert run_inprocess(tiny + SIX_EPOCHS + ["probes.enabled=false"], out) == "completed"
     notes = info(out)["notes"]
-    assert len(notes) == 1 and "probes switched off" in notes[0] and "stop after epoch" in notes[0]
+    assert len(notes) == 1 and "probes switched off" in notes[0] and "stop after epoch 3" in notes[0]
     assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
     assert "probes switched off" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_resuming_with_other_speed_switches_is_said_per_session_and_in_the_report(tiny, tmp_path):
+def test_resuming_with_other_speed_switches_is_said_per_session_and_in_the_report(tiny, tmp_path, monkeypatch):
     """A GPU sweep resumed elsewhere (bf16 under `auto` on CUDA, fp32 on a CPU) computes its later epochs
     differently; run.json's top-level speed names only the last session's, so each session keeps its own and
     the change is a note."""
     runs = tmp_path / "runs"
     out = runs / "long"
-    p = popen(tiny + LONG + [f"hydra.run.dir={out}", "speed.bf16=on"])
-    wait_for_rows(out, 3, p)
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=60)
-    assert run_inprocess(tiny + LONG + ["speed.bf16=off"], out) == "completed"
+    stopped_after_epoch_3(tiny + SIX_EPOCHS + ["speed.bf16=on"], out, monkeypatch)
+    assert run_inprocess(tiny + SIX_EPOCHS + ["speed.bf16=off"], out) == "completed"
     run = info(out)
     first, second = run["sessions"]
     assert first["speed"]["bf16"] is True and second["speed"]["bf16"] is False
-    assert first["device_name"] == second["device_name"] and second["from_iteration"] > 0
+    assert first["device_name"] == second["device_name"] and second["from_iteration"] == 12
     assert len(run["notes"]) == 1
     note = run["notes"][0]
     assert note == (f"resumed at iteration {second['from_iteration']} with other speed switches (bf16 on -> off): "
