@@ -46,15 +46,15 @@ def stream(s: Split) -> TrainStream:
     return TrainStream(s, pixel_mean(s.x), 128, "crop_flip", seed=0)
 
 
-def speed(graphs: bool, bf16: bool = False) -> SpeedConfig:
+def speed(graphs: bool, bf16: bool = False, compiled: bool = False) -> SpeedConfig:
     on = lambda b: Switch.on if b else Switch.off  # noqa: E731
-    return SpeedConfig(channels_last=Switch.on, bf16=on(bf16), cuda_graphs=on(graphs), compile=Switch.off)
+    return SpeedConfig(channels_last=Switch.on, bf16=on(bf16), cuda_graphs=on(graphs), compile=on(compiled))
 
 
-def trainer(depth=20, residual=True, graphs=True, bf16=False, probe_every=10, protocol=None):
+def trainer(depth=20, residual=True, graphs=True, bf16=False, probe_every=10, protocol=None, compiled=False):
     torch.manual_seed(0)
     return make_trainer(CifarResNet(depth, residual), depth, protocol or ProtocolConfig(), dev(),
-                        speed(graphs, bf16), probe_every)
+                        speed(graphs, bf16, compiled), probe_every)
 
 
 def bns(t):
@@ -117,6 +117,24 @@ def test_captured_bf16_step_follows_the_eager_loss_curve():
     # bf16 keeps 8 bits of mantissa: the curves agree to a few % step by step and both go down
     torch.testing.assert_close(torch.tensor(lg), torch.tensor(le), rtol=0.05, atol=0.02)
     assert sum(lg[-10:]) < sum(lg[:10])
+
+
+@pytest.mark.compile
+def test_a_compiled_forward_is_captured_with_the_step_and_trains_as_the_eager_step_does(caplog):
+    """speed.compile=on (the first speed idea `scripts/gpu-session variants` times): the compiled training
+    forward is warmed up, then captured with the rest of the step; the replays must not fall back, and must
+    train as the uncompiled eager step does. fp32: inductor's fused kernels round differently, so the first
+    steps agree closely and the curve within a few %."""
+    s = stream(split())
+    with caplog.at_level(logging.WARNING, logger="experiments"):
+        c = trainer(graphs=True, compiled=True)
+        lc = loss_after_each_step(c, s, 30)
+    le = loss_after_each_step(trainer(graphs=False), s, 30, channels_last)
+    assert isinstance(c.graphed, CapturedStep) and c.graphed.probed_graph is not None, caplog.text
+    assert "capture" not in caplog.text and c.forward is not c.model
+    torch.testing.assert_close(torch.tensor(lc[:3]), torch.tensor(le[:3]), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(torch.tensor(lc), torch.tensor(le), rtol=0.05, atol=0.02)
+    assert sum(lc[-10:]) < sum(lc[:10])
 
 
 def test_a_replay_reads_the_lr_from_its_device_tensor():
