@@ -11,9 +11,11 @@ each on its own CUDA stream as the concurrent launcher trains them), after the c
   (torch.save + fsync, as a run writes it); then the epoch end of all of them as a run makes it (every test
   pass enqueued before any is read, each on its network's stream; the checkpoints copied to the host, their
   writing left to threads): what training waits for; projected over the paper protocol's epochs;
-- GPU memory after the first step.
+- GPU memory after the first step;
+- with --stacked, a speed idea: each depth's plain and residual nets stacked into one model of grouped convs
+  (experiments.stacked), its joint step against the separate nets', side by side (both without probes).
 
-    python -m experiments.steptime [--steps N] [--test-images N] [--nets 20,56] [--profile N] [--out DIR]
+    python -m experiments.steptime [--steps N] [--test-images N] [--nets 20,56] [--profile N] [--stacked] [--out DIR]
 
 Writes DIR/steptime.md and steptime.json. Runs on a CPU too (one network after another, no graphs), which is
 what its test checks; its numbers mean something on a GPU.
@@ -37,6 +39,7 @@ from experiments.loader import TrainStream, pixel_mean
 from experiments.models import CifarResNet, net_name
 from experiments.provenance import device_name
 from experiments.rundir import host_copy
+from experiments.stacked import StackedTrainer, stacked_pairs
 from experiments.train import end_epochs, evaluate, make_trainer, step_all
 
 PAPER = ProtocolConfig()
@@ -153,8 +156,30 @@ def profile_steps(trainers, stream, first: int, n: int, streams: bool, device, o
     return {"steps": n, "kernels_per_step": len(kernels) / n, "device_busy": busy_fraction(kernels) if kernels else None}
 
 
+def stacked_vs_separate(depths, stream, device, speed: SpeedConfig, steps: int, rounds: int = 3) -> dict:
+    """Joint-step ms of each depth's plain and residual nets stacked (one model per depth) against the same
+    nets separate, both without probes, each on its own stream (CUDA), captured, timed in alternating rounds."""
+    separate = []
+    for depth in depths:
+        for residual in (False, True):
+            torch.manual_seed(0)
+            separate.append(make_trainer(CifarResNet(depth, residual), depth, PAPER, device, speed, probe_every=0))
+    stacked = [make_trainer(m, m.depth, PAPER, device, speed, probe_every=0, trainer_class=StackedTrainer)
+               for m in stacked_pairs(depths)]
+    streams = device.type == "cuda"
+    times: dict = {"separate": [], "stacked": []}
+    for ts in (separate, stacked):
+        joint_steps(ts, stream, 0, min(steps, 10) + 1, streams, device)  # captures and warm-up
+    for _ in range(rounds):
+        for name, ts in (("separate", separate), ("stacked", stacked)):
+            times[name].append(joint_steps(ts, stream, 11, steps, streams, device)[1])
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"rounds": rounds, "separate_ms": times["separate"], "stacked_ms": times["stacked"],
+            "speedup": med["separate"] / med["stacked"], "graphed": [bool(t.graphed) for t in stacked]}
+
+
 def measure(nets, device, steps: int, test_images: int, train_images: int = 5120, profile_n: int = 0,
-            out: Path | None = None, speed: SpeedConfig | None = None) -> dict:
+            out: Path | None = None, speed: SpeedConfig | None = None, stacked: bool = False) -> dict:
     speed = speed or SpeedConfig()
     train = synthetic(train_images, device, 0)
     test = synthetic(test_images, device, 1)
@@ -182,6 +207,8 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
     ends = {net_name(*net): epoch_end_s(t, test, stream.normalize, device) for net, t in zip(nets, trainers)}
     # after epoch_end_s's untimed first passes; it closes the sums of the steps above
     joint_end = joint_epoch_end_s(trainers, test, stream.normalize, streams, device)
+    depths = sorted({d for d, _ in nets})
+    stacking = stacked_vs_separate(depths, stream, device, speed, steps) if stacked else None
     scale = 10_000 / test_images  # the evaluation scales with the test set; the paper's has 10,000 images
     # test passes in the paper protocol: one per 390-step epoch, and one at the end of the last, partial one
     epochs = -(-PAPER.iterations // (50_000 // PAPER.batch_size))
@@ -194,7 +221,7 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
         "streams": streams, "graphed": [bool(t.graphed) for t in trainers], "steps": steps,
         "test_images": test_images, "first_step_s": first_step_s, "memory": memory,
         "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall}, "solo_step_ms": solo,
-        "epoch_end_s": ends, "joint_epoch_end_s": joint_end, "profile": profiled,
+        "epoch_end_s": ends, "joint_epoch_end_s": joint_end, "profile": profiled, "stacked": stacking,
         "projected_paper_s": {"steps": PAPER.iterations * wall / 1e3, "evaluations": epochs * eval_s,
                               "checkpoints": epochs * ckpt_s, "epochs": epochs, "epoch_ends": epochs * joint_end_s},
     }
@@ -275,6 +302,15 @@ def markdown(r: dict) -> str:
         lines += ["", f"Profile of {prof['steps']} joint steps (torch.profiler): {prof['kernels_per_step']:.0f} kernels "
                   f"per joint step; {busy}. The ops that take the time: steptime-profile.txt; the trace (chrome://tracing, "
                   "Perfetto): steptime-trace.json.gz."]
+    st = r.get("stacked")
+    if st:
+        sep, stk = sorted(st["separate_ms"]), sorted(st["stacked_ms"])
+        lines += ["", f"Stacked (a speed idea, experiments.stacked): each depth's plain and residual nets as one model "
+                  f"of grouped convs, {len(st['graphed'])} models, CUDA graphs {sum(st['graphed'])} of "
+                  f"{len(st['graphed'])}, against the same nets separate, both without probes: joint step "
+                  f"{stk[len(stk) // 2]:.2f} ms against {sep[len(sep) // 2]:.2f} ms (medians of {st['rounds']} "
+                  f"alternating rounds; {min(stk):.2f}-{max(stk):.2f} and {min(sep):.2f}-{max(sep):.2f}): "
+                  f"{st['speedup']:.2f}x."]
     j = r["joint_step_ms"]
     lines += ["", f"Joint step: {j['wall']:.2f} ms wall, {j['cpu_enqueue']:.2f} ms to enqueue. Test passes "
               f"measured on {r['test_images']} synthetic images and scaled to 10,000."]
@@ -310,6 +346,8 @@ def main(argv=None) -> int:
     ap.add_argument("--speed", action="append", default=[], metavar="KEY=VALUE",
                     help="a speed switch as a run takes it, repeatable: --speed compile=on --speed bf16=off "
                          "(the speed. prefix is optional)")
+    ap.add_argument("--stacked", action="store_true",
+                    help="also time each depth's plain and residual nets stacked into one model (grouped convs)")
     ap.add_argument("--out", default="results/bench")
     args = ap.parse_args(argv)
     try:
@@ -325,7 +363,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     r = measure([(d, res) for d in depths for res in (False, True)], device, args.steps or (100 if cuda else 2),
-                args.test_images or (10_000 if cuda else 256), profile_n=args.profile, out=out, speed=speed)
+                args.test_images or (10_000 if cuda else 256), profile_n=args.profile, out=out, speed=speed,
+                stacked=args.stacked)
     (out / "steptime.json").write_text(json.dumps(r, indent=2) + "\n")
     md = markdown(r)
     (out / "steptime.md").write_text(md)

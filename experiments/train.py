@@ -154,18 +154,19 @@ class Trainer:
 
 
 def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device: torch.device,
-                 speed: SpeedConfig, probe_every: int = 10) -> Trainer:
+                 speed: SpeedConfig, probe_every: int = 10, trainer_class: type = Trainer) -> Trainer:
     """The model on `device` with the `speed` switches applied, wrapped in its Trainer: what every run (and
-    `make bench`) trains. probe_every=0: no probes."""
+    `make bench`) trains. probe_every=0: no probes. `trainer_class`: a Trainer with another step
+    (experiments.stacked)."""
     on = resolve_speed(speed, device)
     model.to(device)
     if on.channels_last:
         model.to(memory_format=torch.channels_last)
     # bf16 autocast keeps fp32 master weights, and BN runs (and keeps its statistics) in fp32 under it
     autocast = on.autocast(device)
-    trainer = Trainer(model, protocol, warmup=depth >= protocol.warmup_min_depth and protocol.optimizer == Optimizer.sgd,
-                      foreach=on.foreach, autocast=autocast, probes=Probes(model, probe_every) if probe_every else None,
-                      cuda_graph=on.cuda_graphs)
+    warmup = depth >= protocol.warmup_min_depth and protocol.optimizer == Optimizer.sgd
+    trainer = trainer_class(model, protocol, warmup=warmup, foreach=on.foreach, autocast=autocast,
+                            probes=Probes(model, probe_every) if probe_every else None, cuda_graph=on.cuda_graphs)
     if on.compile:
         # the unprobed training forward only: probed steps and evaluations run the module itself, whose hooks
         # a compiled graph would not see

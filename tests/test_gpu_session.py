@@ -132,6 +132,8 @@ def test_variants_time_the_joint_step_under_each_speed_set(tmp_path, image_folde
     two = json.loads((tmp_path / "back/variants/bf16=on_channels_last=off/steptime.json").read_text())
     assert one["speed"]["bf16"] and one["speed"]["channels_last"]  # channels_last: the CPU's auto
     assert two["speed"]["bf16"] and not two["speed"]["channels_last"]
+    stacked = json.loads((tmp_path / "back/variants/stacked/steptime.json").read_text())["stacked"]
+    assert stacked["speedup"] > 0 and stacked["graphed"] == [False]  # the stacking idea, timed last
 
 
 def make(*args):
