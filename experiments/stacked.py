@@ -14,8 +14,6 @@ batched matmul. The loss is the sum of the nets' mean losses, so each net's grad
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -99,20 +97,15 @@ def stacked_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class StackedTrainer(Trainer):
-    """A Trainer whose step is the stacked model's (graph-captured like any other); no probes, and the
-    running sums add up the k nets (timing only: steptime --stacked)."""
+    """A Trainer of a stacked model (graph-captured like any other): its loss is `stacked_loss`, and its running
+    sums add up the k nets (timing only: steptime --stacked; no probes)."""
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, probe: bool = False) -> None:
-        with self.autocast or nullcontext():
-            out = self.forward(x)
-            loss = stacked_loss(out, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            wrong = (out.argmax(2) != y[:, None]).sum().float()
-            seen = torch.full_like(wrong, out.shape[0] * out.shape[1])
-            self.sums += torch.stack([loss.detach().float() * len(y), wrong, seen])
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return stacked_loss(out, y)
+
+    def errors(self, out: torch.Tensor, y: torch.Tensor) -> tuple:
+        wrong = (out.argmax(2) != y[:, None]).sum().float()
+        return wrong, torch.full_like(wrong, out.shape[0] * out.shape[1])
 
 
 def stacked_pairs(depths, seed: int = 0) -> list:

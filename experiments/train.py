@@ -123,18 +123,26 @@ class Trainer:
         with self.probes.input_grads() if probe else nullcontext():
             with self.autocast or nullcontext():
                 out = self.model(x) if probe else self.forward(x)
-                loss = F.cross_entropy(out.float(), y)
+                loss = self.loss(out, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         if probe:
             self.probes.add_weight_grads()
         self.optimizer.step()
         with torch.no_grad():  # no .item(): the sums stay on the device until the epoch ends
-            wrong = (out.argmax(1) != y).sum().float()
-            seen = torch.full_like(wrong, len(y))  # a fill kernel, not a host-to-device copy (graph-safe)
+            wrong, seen = self.errors(out, y)
             self.sums += torch.stack([loss.detach().float() * len(y), wrong, seen])
             if self.warming:  # warming only ever ends, so a graph captured without this never needs it
                 self.window += torch.stack([wrong, seen])
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch's training loss (a model with another output overrides it: experiments.stacked)."""
+        return F.cross_entropy(out.float(), y)
+
+    def errors(self, out: torch.Tensor, y: torch.Tensor) -> tuple:
+        """(wrong, seen) of the batch, as device scalars."""
+        wrong = (out.argmax(1) != y).sum().float()
+        return wrong, torch.full_like(wrong, len(y))  # a fill kernel, not a host-to-device copy (graph-safe)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
