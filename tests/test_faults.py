@@ -26,6 +26,7 @@ from tests.helpers.harness import (
     numbers,
     popen,
     run_inprocess,
+    sigterm_as_epoch_ends,
     tiny_overrides,
     wait_for_rows,
 )
@@ -351,14 +352,7 @@ SIX_EPOCHS = ["protocol.iterations=24", "protocol.milestones=[12,18]"]
 
 def stopped_after_epoch_3(overrides: list, out: Path, monkeypatch) -> None:
     """A run in this process that a SIGTERM stops as its third epoch ends (checkpointed, `interrupted`)."""
-    from experiments.progress import RunProgress
-    epoch = RunProgress.epoch
-
-    def then_sigterm(self, row):
-        epoch(self, row)
-        if row["epoch"] == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(RunProgress, "epoch", then_sigterm)
+    sigterm_as_epoch_ends(monkeypatch, 3)
     with pytest.raises(SystemExit) as e:
         run_inprocess(overrides, out)
     assert e.value.code == 128 + signal.SIGTERM and info(out)["status"] == "interrupted"

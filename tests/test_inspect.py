@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 
 import pytest
@@ -13,7 +12,6 @@ import torch.nn.functional as F
 
 from experiments import inspect as inspection
 from experiments import precheck
-from experiments.cell import Cell
 from experiments.config import Augment, Config, InspectConfig, ProtocolConfig
 from experiments.data import Dataset
 from experiments.families import NotSupported
@@ -22,7 +20,7 @@ from experiments.minimodel import MiniModel, MiniModelArch
 from experiments.models import CifarResNet
 from experiments.rundir import run_name
 from runformat import BLOCK_RATIOS, CONSTRUCTED, LESION
-from tests.helpers.harness import metrics_rows, numbers, run_inprocess
+from tests.helpers.harness import metrics_rows, numbers, run_inprocess, sigterm_as_epoch_ends
 from tests.helpers.nets import hand_set, images
 
 
@@ -277,17 +275,6 @@ def test_init_from_is_checked_in_one_line_before_anything_runs(source, tiny, tmp
     assert problem("inspect.deeper=[21]").startswith("inspect.deeper=[21]: depth=21 is not of the form 6n+2")
 
 
-def interrupt_after_first_epoch(monkeypatch):
-    """SIGTERM to this process as epoch 1 ends: the run checkpoints, says `interrupted` and exits 128 + 15."""
-    on_epoch = Cell.on_epoch
-
-    def then_stop(cell, row):
-        on_epoch(cell, row)
-        if row["epoch"] == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(Cell, "on_epoch", then_stop)
-
-
 def test_init_from_starts_at_the_shallow_nets_error_is_labelled_and_resumes(source, tiny, tmp_path, monkeypatch):
     from analysis.load import scan_runs
     ov = tiny + ["depth=14", "residual=false", f"init.from='{source}'", "inspect.enabled=false"]
@@ -305,7 +292,7 @@ def test_init_from_starts_at_the_shallow_nets_error_is_labelled_and_resumes(sour
     assert set(frame["net"]) == {"plain-14 (from plain-8)"}
 
     cut = tmp_path / "runs" / "cut"
-    interrupt_after_first_epoch(monkeypatch)
+    sigterm_as_epoch_ends(monkeypatch, 1)
     with pytest.raises(SystemExit) as stopped:
         run_inprocess(ov, cut)
     assert stopped.value.code == 128 + signal.SIGTERM

@@ -57,6 +57,21 @@ def run_inprocess(overrides: list, run_dir: Path):
     return run_overrides(overrides, run_dir).status
 
 
+def sigterm_as_epoch_ends(monkeypatch, epoch: int) -> None:
+    """SIGTERM to this process as epoch `epoch` ends (its files handed over): a run in this process then
+    checkpoints, says `interrupted` and exits 128 + 15."""
+    import signal
+
+    from experiments.cell import Cell
+    on_epoch = Cell.on_epoch
+
+    def then_stop(cell, row):
+        on_epoch(cell, row)
+        if row["epoch"] == epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(Cell, "on_epoch", then_stop)
+
+
 # A run long enough (15 epochs of 8 steps at 16 images) for a signal to land mid-epoch, short enough for a test.
 LONG = ["depth=20", "protocol.iterations=120", "protocol.milestones=[60,90]"]
 
