@@ -389,8 +389,9 @@ def write(rows: list, summary: dict, out: Path) -> None:
         for res in (False, True):
             net = net_name(d, res)
             lines.append(f"| {net} | {cell(by['a ' + net])} | {cell(by['b ' + net])} |")
-    lines += ["", f"(c) all eight networks together: {cell(by['c'])} img/s per network.",
-              "", "| pipeline | projected full paper sweep (8 nets x 64k it.) | achieved TFLOP/s |", "| --- | --- | --- |"]
+    lines += ["", f"(c) all eight networks together: {cell(by['c'])} img/s per network.", "",
+              "| pipeline | projected full paper sweep, its steps (8 nets x 64k it.) | achieved TFLOP/s |",
+              "| --- | --- | --- |"]
     for k, w in summary["projected_sweep_s"].items():
         tf = summary["tflops"][k]
         share = f" ({100 * tf / peak:.1f}% of {peak:.0f} bf16 peak)" if peak else ""
@@ -408,7 +409,9 @@ def write(rows: list, summary: dict, out: Path) -> None:
                          f"{s['warmup_s']:.1f} |")
         lines += ["", "compile's warm-up includes its compile time, paid once per run (and again on each resume)."]
     lines += ["", "Projections: (a) and (b) time depths 20 and 56 and interpolate 32 and 44 linearly in depth; "
-              "(c) is the measured rate of all eight together. FLOPs are forward + backward as counted by "
+              "(c) is the measured rate of all eight together. They are the training steps only: a sweep's 165 "
+              "epoch ends (test passes with the probes, checkpoints) come on top, and `make steptime` times them. "
+              "FLOPs are forward + backward as counted by "
               "torch.utils.flop_counter; the peak is the data-sheet dense bf16 figure."]
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

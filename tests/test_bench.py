@@ -30,7 +30,7 @@ def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsy
     assert summary["speed_auto"]["channels_last"] is True and summary["speed_auto"]["bf16"] is False  # auto on a CPU
     md = (tmp_path / "bench.md").read_text()
     for needle in ("(a) conventional", "(b) ours", "(c) ours, 8 networks", "b/a =", "c/a =", "TFLOP/s", "torch ",
-                   "rounds of 1 timed steps", "median (min-max)", "batch 16,"):
+                   "rounds of 1 timed steps", "median (min-max)", "batch 16,", "the training steps only"):
         assert needle in md
     assert "b/a =" in capsys.readouterr().out
     assert benchmark == [True]  # timed as runs train: cuDNN autotuning on, as experiments.cell sets it
