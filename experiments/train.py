@@ -164,8 +164,8 @@ class Trainer:
 def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device: torch.device,
                  speed: SpeedConfig, probe_every: int = 10, trainer_class: type = Trainer) -> Trainer:
     """The model on `device` with the `speed` switches applied, wrapped in its Trainer: what every run (and
-    `make bench`) trains. probe_every=0: no probes. `trainer_class`: a Trainer with another step
-    (experiments.stacked)."""
+    `make bench`) trains. probe_every=0: no probes. `trainer_class`: a Trainer with another loss and error
+    count (experiments.stacked)."""
     on = resolve_speed(speed, device)
     model.to(device)
     if on.channels_last:
