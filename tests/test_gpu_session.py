@@ -37,6 +37,15 @@ def rows(run_dir):
         return list(csv.DictReader(f))
 
 
+def fake_python(tmp_path, pytest_line):
+    """A python3 whose `-m pytest` runs `pytest_line` (sh) instead; anything else is the real one."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text(f"#!/bin/sh\n[ \"$2\" = pytest ] && {{ {pytest_line}; }}\nexec {sys.executable} \"$@\"\n")
+    (fake / "python3").chmod(0o755)
+    return str(fake / "python3")
+
+
 @pytest.mark.slow
 def test_a_sweep_packed_while_running_resumes_from_its_parts_in_a_fresh_checkout(image_folder, tmp_path):
     e = env(tmp_path, image_folder, 600)
@@ -81,11 +90,14 @@ def test_a_sweep_packed_while_running_resumes_from_its_parts_in_a_fresh_checkout
 def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, image_folder):
     e = env(tmp_path, image_folder, 8)
     r = session(e)  # no phase: the script's head, every phase and every setting, and exit 2
-    assert r.returncode == 2 and "scripts/gpu-session variants" in r.stdout and "STEPTIME (more" in r.stdout
+    assert r.returncode == 2 and "scripts/gpu-session variants" in r.stdout and "STEPTIME" in r.stdout
+    assert "PACK_EVERY" in r.stdout and "DEPTHS" in r.stdout
     assert "set -uo pipefail" not in r.stdout
     r = session(e, "sweep")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "error: unknown phase 'sweep': use check, compare, bench, variants, start or collect [SECONDS]"]
+        "error: unknown phase 'sweep': use tests, check, compare, bench, variants, start or collect [SECONDS | @SECONDS]"]
+    r = session(e, "collect", "@x")  # a deadline is whole seconds
+    assert r.returncode == 2 and "unknown phase '@x'" in r.stderr
     fake = tmp_path / "bin"
     fake.mkdir()
     no_hydra = "[ \"$1\" = -c ] && [ \"$2\" = 'import hydra' ] && exit 1"  # a python3 that has no Hydra
@@ -107,17 +119,61 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
 
 def test_start_after_failed_gpu_tests_in_the_same_call_starts_no_sweep(tmp_path, image_folder):
     """`check start collect N` is one call: a sweep must not spend the GPU's minutes on code its tests failed."""
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    # a python3 whose GPU tests fail and whose steptime is instant; anything else is the real one
-    (fake / "python3").write_text(f"#!/bin/sh\n[ \"$2\" = pytest ] && exit 1\n[ \"$2\" = experiments.steptime ] && "
-                                  f"exit 0\nexec {sys.executable} \"$@\"\n")
-    (fake / "python3").chmod(0o755)
-    r = session({**env(tmp_path, image_folder, 8), "PY": str(fake / "python3")}, "check", "start", "collect")
+    # GPU tests that fail, a steptime that is instant
+    py = fake_python(tmp_path, "exit 1")
+    (tmp_path / "bin" / "python3").write_text((tmp_path / "bin" / "python3").read_text().replace(
+        "\nexec", "\n[ \"$2\" = experiments.steptime ] && exit 0\nexec"))
+    r = session({**env(tmp_path, image_folder, 8), "PY": py}, "check", "start", "collect")
     assert r.returncode == 0, r.stderr
     assert "not starting the sweep: the GPU tests failed in this call (exit 1" in r.stdout
     assert not (tmp_path / "logs" / "sweep.pid").exists() and "no " + str(tmp_path / "runs") + " yet" in r.stdout
     assert (tmp_path / "out" / "check.tar.gz").exists()
+
+
+def test_gpu_tests_that_fail_beside_a_running_sweep_stop_it_with_its_state_kept(tmp_path, image_folder):
+    """`start tests collect @N`: the tests run beside the sweep (the 15-minute plan has no minute to wait for
+    them), and a sweep must not go on spending the GPU's minutes on code they failed: they stop it, its cells
+    checkpointed, and what it trained comes back to resume from."""
+    runs = tmp_path / "runs"
+    # fail once the sweep has written an epoch, so that it is training when the tests end
+    py = fake_python(tmp_path, f"until ls {runs}/*/metrics.csv >/dev/null 2>&1; do sleep 0.2; done; exit 1")
+    r = session({**env(tmp_path, image_folder, 2000), "PY": py}, "start", "tests", "collect", "@300")
+    assert r.returncode == 0, r.stderr
+    assert "stopping the sweep: the GPU tests failed (exit 1" in r.stdout and "the sweep is not running" in r.stdout
+    infos = [json.loads(p.read_text()) for p in runs.glob("*/run.json")]
+    assert len(infos) == 2 and {i["status"] for i in infos} == {"interrupted"}
+    assert all(len(rows(p.parent)) < 500 for p in runs.glob("*/run.json"))  # stopped, not run to its end
+    assert list((tmp_path / "out").glob("resume.tar.part-*")) and (tmp_path / "out" / "check.tar.gz").exists()
+
+
+def test_collect_packs_while_it_waits_and_ends_at_its_deadline_from_the_calls_start(tmp_path, image_folder):
+    """The session's last call can be cut off when its device time runs out: sweep.tar.gz must already hold
+    the files of a minute ago, each replaced whole. `collect @S` ends S seconds after the call began, however
+    long the phases before it took, with the sweep still running."""
+    # GPU tests that pass after 8 s: a deadline counted from collect's own start would end the call at 23 s
+    e = {**env(tmp_path, image_folder, 100000), "PACK_EVERY": "1", "PY": fake_python(tmp_path, "sleep 8; exit 0")}
+    call = subprocess.Popen([str(SCRIPT), "start", "tests", "collect", "@15"], env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    began = time.monotonic()
+    archive, seen = tmp_path / "out" / "sweep.tar.gz", []
+    try:
+        while call.poll() is None:
+            if archive.exists():
+                with tarfile.open(archive) as t:  # whole whenever it is there: written aside, then renamed
+                    rows_in = [n for n in t.getnames() if n.endswith("/metrics.csv")]
+                    seen.append(sum(len(t.extractfile(n).read().splitlines()) for n in rows_in))
+            time.sleep(0.3)
+        took = time.monotonic() - began
+        out = call.stdout.read()
+        assert call.returncode == 0, call.stderr.read()
+        assert len(set(seen)) >= 2 and seen == sorted(seen)  # repacked while the sweep trained on
+        assert 15 <= took < 21 and "the sweep is still running after" in out
+        assert not list((tmp_path / "out").glob(".sweep.tar.gz.tmp"))
+        assert list((tmp_path / "out").glob("resume.tar.part-*"))
+    finally:
+        pid = tmp_path / "logs" / "sweep.pid"
+        if pid.exists():
+            os.killpg(int(pid.read_text()), signal.SIGKILL)
 
 
 def test_variants_time_the_joint_step_under_each_speed_set(tmp_path, image_folder):
@@ -161,6 +217,31 @@ def test_make_reference_publishes_a_collected_sweep_with_its_figures_and_report(
     for f in ("fig6.png", "degradation.png", "table6.md", "report.md", "index.html"):
         assert (out / f).exists(), f
     assert "Test GPU" in (out / "report.md").read_text()  # the device the runs name
+
+
+def test_make_reference_twice_joins_two_sessions_halves_of_the_sweep(tmp_path):
+    """A 15-minute session holds half the paper sweep (depths 20 and 56, then 32 and 44 next session): the
+    second `make reference` adds its runs to the first's, and the figures, table and report cover all 8."""
+    from tests.helpers.runs import FINALS, write_grid
+    archives, halves = [], [(20, 56), (32, 44)]
+    for n, depths in enumerate(halves):
+        stage = tmp_path / f"stage{n}"
+        write_grid(stage / "runs", skip=[(d, r) for d in (20, 32, 44, 56) if d not in depths for r in (False, True)])
+        archives.append(tmp_path / f"sweep{n}.tar.gz")
+        with tarfile.open(archives[-1], "w:gz") as t:
+            t.add(stage / "runs", "runs")
+    out = tmp_path / "results" / "reference" / "paper-test"
+
+    def table_nets():
+        lines = (out / "table6.md").read_text().splitlines()
+        return {line.split("|")[1].strip() for line in lines if line.startswith("| plain-") or line.startswith("| ResNet-")}
+
+    for n, archive in enumerate(archives):
+        r = make("reference", f"FROM={archive}", f"RESULTS={tmp_path / 'results'}", "NAME=paper-test")
+        assert r.returncode == 0, r.stdout + r.stderr
+        depths = [d for half in halves[:n + 1] for d in half]
+        assert table_nets() == {f"{f}-{d}" for d in depths for f in ("plain", "ResNet")}
+    assert len(list((out / "runs").glob("*/metrics.csv"))) == sum(len(seeds) for seeds in FINALS.values())
 
 
 @pytest.mark.parametrize("what", ["missing", "not-a-sweep"])
