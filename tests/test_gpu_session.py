@@ -37,11 +37,14 @@ def rows(run_dir):
         return list(csv.DictReader(f))
 
 
-def fake_python(tmp_path, pytest_line):
-    """A python3 whose `-m pytest` runs `pytest_line` (sh) instead; anything else is the real one."""
+def fake_python(tmp_path, pytest_line, steptime_line=None):
+    """A python3 whose `-m pytest` (and `-m experiments.steptime`, if given) runs that sh line instead;
+    anything else is the real one."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "python3").write_text(f"#!/bin/sh\n[ \"$2\" = pytest ] && {{ {pytest_line}; }}\nexec {sys.executable} \"$@\"\n")
+    lines = {"pytest": pytest_line, "experiments.steptime": steptime_line}
+    cases = "".join(f"[ \"$2\" = {module} ] && {{ {line}; }}\n" for module, line in lines.items() if line)
+    (fake / "python3").write_text(f"#!/bin/sh\n{cases}exec {sys.executable} \"$@\"\n")
     (fake / "python3").chmod(0o755)
     return str(fake / "python3")
 
@@ -120,9 +123,7 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
 def test_start_after_failed_gpu_tests_in_the_same_call_starts_no_sweep(tmp_path, image_folder):
     """`check start collect N` is one call: a sweep must not spend the GPU's minutes on code its tests failed."""
     # GPU tests that fail, a steptime that is instant
-    py = fake_python(tmp_path, "exit 1")
-    (tmp_path / "bin" / "python3").write_text((tmp_path / "bin" / "python3").read_text().replace(
-        "\nexec", "\n[ \"$2\" = experiments.steptime ] && exit 0\nexec"))
+    py = fake_python(tmp_path, "exit 1", steptime_line="exit 0")
     r = session({**env(tmp_path, image_folder, 8), "PY": py}, "check", "start", "collect")
     assert r.returncode == 0, r.stderr
     assert "not starting the sweep: the GPU tests failed in this call (exit 1" in r.stdout
