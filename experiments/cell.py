@@ -372,7 +372,7 @@ def finish(cell: Cell, status: Status, message: str) -> Result:
     cell.rd.release()
     (log.info if status == Status.completed else log.warning)("%s: %s. %s", cell.rd.path, status.value, message)
     cell.result = Result(status, message, str(cell.rd.path))
-    SWEEP.closed(cell.rd.path.name)
+    SWEEP.closed(cell.rd.path.name, ended=status != Status.interrupted)
     return cell.result
 
 

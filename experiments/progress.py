@@ -49,12 +49,13 @@ class SweepProgress:
 
     def start(self, costs: list) -> None:
         self.active, self.planned = True, list(costs)
-        self.cells: dict = {}  # key -> [cost, iterations, start iteration, current iteration, closed]
+        # key -> [cost, iterations, start iteration, current iteration, closed, ended (closed and nothing left to do)]
+        self.cells: dict = {}
         self.t0 = self.last = time.perf_counter()
 
     def opened(self, key: str, cost: float, iterations: int, iteration: int, finished: bool = False) -> None:
         if self.active:
-            self.cells[key] = [cost, iterations, iteration, iterations if finished else iteration, finished]
+            self.cells[key] = [cost, iterations, iteration, iterations if finished else iteration, finished, finished]
 
     def advanced(self, key: str, iteration: int) -> None:
         if self.active and key in self.cells:
@@ -62,9 +63,12 @@ class SweepProgress:
             if time.perf_counter() - self.last >= self.EVERY_S:
                 self.report()
 
-    def closed(self, key: str) -> None:
+    def closed(self, key: str, ended: bool = True) -> None:
+        """`ended`: the cell has nothing left to do (completed, diverged or failed), not interrupted to resume later:
+        its whole cost is done work, wherever its iterations stopped."""
         if self.active and key in self.cells:
             self.cells[key][4] = True
+            self.cells[key][5] = ended
             self.report()
 
     def line(self) -> str:
@@ -73,7 +77,7 @@ class SweepProgress:
         left = max(len(self.planned) - len(self.cells), 0)
         # the plan's cells, priced as they are opened (same function): the unopened ones are what is left of it
         total = max(sum(self.planned), sum(c[0] for c in self.cells.values()))
-        finished_work = sum(c[0] * c[3] / c[1] for c in self.cells.values())
+        finished_work = sum(c[0] if c[5] else c[0] * c[3] / c[1] for c in self.cells.values())
         here = sum(c[0] * (c[3] - c[2]) / c[1] for c in self.cells.values())  # trained by this process
         elapsed = time.perf_counter() - self.t0
         eta = (f"ETA {fmt_duration((total - finished_work) * elapsed / here)}" if here > 0 and total > finished_work

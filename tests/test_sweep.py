@@ -148,3 +148,24 @@ def test_sweep_progress_counts_cells_and_projects_the_rest_from_the_rate(monkeyp
     sweep.advanced("a", 10)
     sweep.closed("a")
     assert sweep.line() == "sweep: 2/3 cells done, 0 running, 1 left; 40% of the work; ETA 5m00s"
+
+
+def test_a_sweep_whose_cells_all_diverged_says_all_of_its_work_is_done(monkeypatch):
+    """Issue 31: after a sweep whose every cell diverged, its last line said `0% of the work`. A cell that ends
+    (completed, diverged or failed) leaves no work, wherever its iterations stopped; one interrupted leaves the rest."""
+    from experiments import progress
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    sweep = progress.SweepProgress()
+    sweep.start([100.0, 300.0])
+    for key, cost in (("a", 100.0), ("b", 300.0)):
+        sweep.opened(key, cost, 10, 0)
+    clock[0] = 10.0
+    sweep.advanced("a", 1)
+    sweep.closed("a")  # diverged in its first epoch
+    sweep.advanced("b", 1)
+    sweep.closed("b", ended=False)  # interrupted: resumes later
+    # 270 of 400 left (nine tenths of b), at the rate so far: 40 in 10 s
+    assert sweep.line() == "sweep: 2/2 cells done, 0 running, 0 left; 32% of the work; ETA 1m08s"
+    sweep.closed("b")
+    assert sweep.line() == "sweep: 2/2 cells done, 0 running, 0 left; 100% of the work; done"
