@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 
 from runformat import PAPER_FAMILY
 
-from . import families
+from . import families, outputs
 from .load import from_scratch
 from .reference import Reference
 from .tables import load_peers, summarise
@@ -276,8 +276,6 @@ def _paper_points(ax, table: pd.DataFrame) -> None:
 
 def save(fig: Figure, out_dir, stem: str) -> list[Path]:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
-    fig.savefig(paths[0], dpi=200, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    return paths
+    out_dir.mkdir(exist_ok=True)  # not its parents: a report's folder removed mid-write is an error, not made again
+    return [outputs.save_figure(fig, out_dir / f"{stem}.png", dpi=200, bbox_inches="tight"),
+            outputs.save_figure(fig, out_dir / f"{stem}.svg", bbox_inches="tight")]

@@ -3,20 +3,24 @@
 Partial results are the normal case while a sweep runs, so nothing here assumes a complete grid:
 absent nets skip their figure with a note, and every missing, unfinished or unreadable run is
 listed in the report. `--reference` (default `auto`) draws the matching reference runs beneath the
-user's (reference.py has the rule).
+user's (reference.py has the rule). The outputs replace the old ones only once all are written
+(outputs.staged): a write that fails (a full disk, a read-only or vanished --out) or a SIGTERM/Ctrl-C
+leaves the previous outputs as they were, with one line saying why.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from runformat import PAPER_FAMILY
 
-from . import figures, inspection, probes_figures, reference, text
+from . import figures, inspection, outputs, probes_figures, reference, text
 from .load import RunSet, scan_runs
 from .provenance import header_line, machine_lines
 from .render import to_html, to_markdown
@@ -56,7 +60,18 @@ def main(argv=None) -> int:
     except reference.ReferenceError as why:
         print(f"error: {why}", file=sys.stderr)
         return 2
-    written = build_report(runset, runs_dir, out_dir, depths, choice)
+    try:
+        with _stopped_by(signal.SIGTERM):
+            written = build_report(runset, runs_dir, out_dir, depths, choice)
+    except outputs.OutputError as err:
+        kept = f"; the previous outputs in {out_dir} are as they were" if out_dir.is_dir() else ""
+        print(f"error: cannot write {err.path}: {err.strerror}: {err.fix}{kept}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Stopped)
+        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+        print(f"stopped by {signal.Signals(signum).name}: nothing written, the previous outputs in {out_dir} "
+              "are as they were", file=sys.stderr)
+        return 128 + signum
     for problem in runset.problems:
         print(f"warning: {problem}", file=sys.stderr)
     if choice.note:
@@ -67,6 +82,32 @@ def main(argv=None) -> int:
     for path in written:
         print(f"  {path}")
     return 0
+
+
+class Stopped(KeyboardInterrupt):
+    """A SIGTERM while the outputs are written: raised where the process is, so that the staging folder goes."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+@contextmanager
+def _stopped_by(signum):
+    """Within it, `signum` raises Stopped (a Ctrl-C raises KeyboardInterrupt as always); the old handler after."""
+    try:
+        old = signal.signal(signum, _stop)
+    except ValueError:  # not the main thread: signals are not ours to catch there
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signum, old)
 
 
 def _nothing_readable(runset: RunSet, runs_dir: Path) -> str:
@@ -80,7 +121,13 @@ def _nothing_readable(runset: RunSet, runs_dir: Path) -> str:
 
 def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPECTED_DEPTHS,
                  choice: reference.Choice | None = None) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Every output into `out_dir`, all at once (outputs.staged) -> their paths. Raises outputs.OutputError."""
+    with outputs.staged(out_dir) as stage:
+        written = _write_report(runset, runs_dir, stage, depths, choice)
+    return [Path(out_dir) / p.name for p in written]
+
+
+def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice: reference.Choice | None) -> list:
     choice = choice or reference.Choice(None)
     frame, ref = runset.frame, choice.reference
     table = table6(frame)
@@ -146,8 +193,8 @@ def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPE
                ("ul", machine_lines(frame))]
 
     md_path, html_path = out_dir / "report.md", out_dir / "index.html"
-    md_path.write_text(to_markdown(blocks))
-    html_path.write_text(to_html(blocks, TITLE))
+    outputs.write_text(md_path, to_markdown(blocks))
+    outputs.write_text(html_path, to_html(blocks, TITLE))
     return written + [md_path, html_path]
 
 

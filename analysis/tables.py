@@ -13,6 +13,7 @@ import pandas as pd
 
 from runformat import PAPER_FAMILY
 
+from . import outputs
 from .load import final_rows
 from .provenance import header_line
 from .render import to_markdown
@@ -219,8 +220,7 @@ def _net_cell(row) -> str:
 
 def write_table6(table: pd.DataFrame, frame: pd.DataFrame, out_dir) -> list[Path]:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(exist_ok=True)  # as figures.save
     csv_path, md_path = out_dir / "table6.csv", out_dir / "table6.md"
-    table.to_csv(csv_path, index=False, float_format="%.4f")
-    md_path.write_text(to_markdown(table6_blocks(table, frame)))
-    return [csv_path, md_path]
+    return [outputs.write_csv(table, csv_path, float_format="%.4f"),
+            outputs.write_text(md_path, to_markdown(table6_blocks(table, frame)))]

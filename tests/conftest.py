@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis import outputs
 from analysis import reference as analysis_reference
 from tests.helpers.harness import LONG, cli, make_image_folder, numbers, tiny_overrides
 
@@ -15,6 +16,14 @@ def no_committed_reference(monkeypatch):
     """`--reference auto` looks in the checkout's results/reference/: point it at nothing, so that reference runs
     published later cannot change what any report test draws (tests that want one make their own)."""
     monkeypatch.setattr(analysis_reference, "ROOT", Path(__file__).parent / "no-reference-here")
+
+
+@pytest.fixture
+def quick_figures(monkeypatch):
+    """A report's figures drawn whole but saved as small PNGs (under their own names, .svg too): for tests of what can
+    break in drawing them (a title, a limit) or of how files are written, not of how the figures look."""
+    monkeypatch.setattr(outputs, "save_figure", lambda fig, path, **kw: outputs._atomic(
+        path, lambda f: fig.savefig(f, format="png", dpi=15)))
 
 
 @pytest.fixture(scope="session")
