@@ -4,7 +4,7 @@ The files are the interface: this package reads each run's `metrics.csv` and `ru
 imports `experiments/`, so results from another machine or another version can be analysed too. What
 the files hold is declared once, in `runformat`, which both sides import.
 `python -m analysis.report --runs DIR --out DIR` writes everything; the modules are:
-outputs (every file written whole, all at once),
+inputs (the reading rules for files from elsewhere), outputs (every file written whole, all at once),
 load (files -> one tidy frame), families (a family's label and title, from run.json), tables (Table 6
 + peers.csv, the paper's and reproductions' numbers), figures (Fig. 1, Fig. 6, error vs depth), text
 (findings from the numbers, and the sentences that word them), provenance (protocol, data, machines),

@@ -8,6 +8,7 @@ same colour, dotted, thinner.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def select(frame: pd.DataFrame, family: str) -> pd.DataFrame:
 
 
 def depth_colours(depths) -> dict:
-    spare = iter(SPARE_COLOURS * 4)
+    spare = itertools.cycle(SPARE_COLOURS)  # any number of depths: colours repeat rather than run out
     return {d: DEPTH_COLOURS[d] if d in DEPTH_COLOURS else next(spare) for d in sorted(set(depths))}
 
 
@@ -111,14 +112,17 @@ def _legend(ax, rows: pd.DataFrame, colours: dict, reference: Reference | None =
 def _limits(axes, ends, rows: pd.DataFrame) -> bool:
     """The paper's 0-20 %, unless a curve ends above it (e.g. a short CPU run): then show all of
     every curve. Same limits on every panel, as in the paper. Returns whether it widened."""
-    widened = max((e for e in ends if not pd.isna(e)), default=0.0) > PAPER_YMAX
+    # the loader keeps inf and nan out of the frame; a limit is finite whatever reaches this all the same
+    widened = max((e for e in ends if math.isfinite(e)), default=0.0) > PAPER_YMAX
     top = PAPER_YMAX
     if widened:
-        peak = max(max(line.get_ydata(), default=0.0) for ax in axes for line in ax.get_lines())
+        peak = max((y for ax in axes for line in ax.get_lines() for y in map(float, line.get_ydata())
+                    if math.isfinite(y)), default=0.0)
         top = float(min(100.0, math.ceil((peak + 2) / 10) * 10))
     for ax in axes:
         ax.set_ylim(0, top)
-        ax.set_xlim(0, rows["iteration"].max() / ITER_UNIT * 1.02)
+        last = float(rows["iteration"].max())
+        ax.set_xlim(0, last / ITER_UNIT * 1.02 if math.isfinite(last) and last > 0 else 1.0)
     return widened
 
 

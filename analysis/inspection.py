@@ -22,7 +22,7 @@ from runformat import BLOCK_RATIOS, CONSTRUCTED, IDENTITY_NUMERIC, INSPECTION_TA
 from . import families
 from . import inspection_text as words
 from .figures import ITER_UNIT, NothingToPlot, depth_colours, save, select
-from .load import RunSet, name_nets, read_csv, read_meta, run_dirs, scan_runs
+from .load import RunSet, name_nets, read_csv, read_meta, run_dirs, run_name, scan_runs
 
 STYLES = {False: ("tab:red", "--", "o"), True: ("tab:blue", "-", "s")}  # plain, residual: as the degradation figure
 PER_NET = ["family", "family_label", "family_title", "net", "depth", "residual", "shortcut"]
@@ -47,24 +47,29 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
     starts, missing, problems = [], [], []
     net_of = dict(zip(runs.runs["run"], runs.runs["net"]))
     for run_dir in run_dirs(runs_dir) if runs_dir.is_dir() else []:
+        name = run_name(run_dir)
         meta = read_meta(run_dir, [])  # run.json's own problems are load.py's to list
         for t in INSPECTION_TABLES:
             if (run_dir / t.file).exists():
                 run_problems: list = []
-                rows = read_csv(run_dir, t, meta.fallback, run_problems)
-                problems += [f"{run_dir.name}: {p}" for p in run_problems]
+                try:
+                    rows = read_csv(run_dir, t, meta.fallback, run_problems)
+                except Exception as err:  # as load.scan_runs: one run's file costs only that file
+                    rows, run_problems = None, [f"{t.file} not read ({err.__class__.__name__})"]
+                problems += [f"{name}: {p}" for p in run_problems]
                 if rows is not None and len(rows):
-                    found[t.file].append(rows.assign(run=run_dir.name))
+                    found[t.file].append(rows.assign(run=name))
         why = _why_not(meta, [t.file for t in INSPECTION_TABLES if (run_dir / t.file).exists()])
         if why:
-            missing.append(f"`{run_dir.name}`: {why}")
-        init = meta.info.get("init")
-        if isinstance(init, dict) and isinstance(init.get("start"), dict) and net_of.get(run_dir.name):
-            starts.append({"run": run_dir.name, "net": net_of[run_dir.name], "source_run": init.get("run"),
-                           **{f"start_{k}": v for k, v in init["start"].items()}})
+            missing.append(f"`{name}`: {why}")
+        start = meta.init.get("start")
+        # the report's sentence needs the constructed and the shallow net's test errors; the rest may be missing
+        if start is not None and {"test_err_deep", "test_err_shallow"} <= set(start) and net_of.get(name):
+            starts.append({"run": name, "net": net_of[name], "source_run": meta.init.get("run"),
+                           **{f"start_{k}": v for k, v in start.items()}})
     tables = {t.file: name_nets(pd.concat(found[t.file], ignore_index=True), runs.families) if found[t.file]
               else pd.DataFrame(columns=["run", *t.columns, *PER_NET[:4]]) for t in INSPECTION_TABLES}
-    starts = pd.DataFrame(starts) if starts else pd.DataFrame(columns=["run", "net", "source_run"])
+    starts = pd.DataFrame(starts, columns=["run", "net", "source_run", *(f"start_{c}" for c in CONSTRUCTED.numeric)])
     return InspectionSet(tables, starts, missing, problems)
 
 
@@ -72,14 +77,14 @@ def _why_not(meta, present: list) -> str:
     """Why a completed run lacks (some) inspection files; "" when it has what it can have."""
     if meta.status != Status.completed.value:
         return ""  # load.py lists unfinished runs; they are inspected once they complete
-    info = meta.info.get("inspection")
-    if not isinstance(info, dict):
+    info = meta.inspection
+    if info is None:
         return ("not inspected yet (inspect.enabled=false, or it ran before the inspection existed): "
                 "`python -m experiments.inspect RUN_DIR` or `make plots` writes its files") if not present else ""
-    notes = [n for n in info.get("notes") or [] if "not supported" in n or info.get("status") != "done"]
-    if info.get("status") == "done":
+    notes = [n for n in info["notes"] if "not supported" in n or info["status"] != "done"]
+    if info["status"] == "done":
         return "; ".join(notes)
-    return f"inspection {info.get('status', 'unknown')}" + (f": {'; '.join(notes)}" if notes else "")
+    return f"inspection {info['status'] or 'unknown'}" + (f": {'; '.join(notes)}" if notes else "")
 
 
 # ---- per-net tables -------------------------------------------------------------------------------------------------
@@ -226,8 +231,8 @@ def init_runs(frame: pd.DataFrame, starts: pd.DataFrame, family: str) -> Figure:
                 if not len(part):
                     continue
                 x, y = _curve(part, column)
-                if name == net and len(start):  # from where it started: the constructed net before the first step
-                    y0 = start[f"start_{'train' if column == 'train_err' else 'test'}_err_deep"].astype(float).mean()
+                y0 = start[f"start_{'train' if column == 'train_err' else 'test'}_err_deep"].astype(float).mean()
+                if name == net and np.isfinite(y0):  # from where it started: the constructed net before the first step
                     x, y = np.r_[0.0, x], np.r_[y0, y]
                     ax.plot([0], [y0], marker="*", markersize=12, color=colour, linestyle="none",
                             label="start: the constructed net" + (" (training mode, a few batches)"

@@ -25,7 +25,7 @@ from runformat import GRAD_NORMS, LAYER_STATS, PAPER_FAMILY, Table
 
 from . import families, text
 from .figures import NothingToPlot, depth_colours, save, select
-from .load import RunSet, has_files, name_nets, read_csv, read_meta, run_dirs, scan_runs
+from .load import RunSet, has_files, name_nets, read_csv, read_meta, run_dirs, run_name, scan_runs
 
 FIG7_DEPTHS = (20, 56, 110)  # the nets of the paper's Fig. 7
 EDGE_LAYERS = 5  # first / last layers compared for vanishing gradients
@@ -65,14 +65,18 @@ def scan_probes(runs_dir, table: Table, runs: RunSet | None = None) -> ProbeSet:
     finished = dict(zip(runs.runs["run"], runs.runs["finished"].fillna(False).astype(bool)))
     frames, problems, missing = [], [], []
     for run_dir in run_dirs(runs_dir):
+        name = run_name(run_dir)
         if not (run_dir / table.file).exists():
             if has_files(run_dir):  # a run that wrote nothing at all is load.py's to list
-                missing.append(run_dir.name)
+                missing.append(name)
             continue
-        rows, run_problems = read_probe(run_dir, table)
-        problems += [f"{run_dir.name}: {p}" for p in run_problems]
+        try:
+            rows, run_problems = read_probe(run_dir, table)
+        except Exception as err:  # as load.scan_runs: whatever breaks one run costs only that run
+            rows, run_problems = None, [f"{table.file} not read ({err.__class__.__name__})"]
+        problems += [f"{name}: {p}" for p in run_problems]
         if rows is not None and len(rows):
-            frames.append(rows.assign(finished=finished.get(run_dir.name, False)))
+            frames.append(rows.assign(finished=finished.get(name, False)))
     for p in problems:
         warnings.warn(p, stacklevel=2)
     if missing:
@@ -96,7 +100,7 @@ def read_probe(run_dir: Path, table: Table):
         problems.append(f"{table.file} has no complete rows")
         return None, problems
     rows["layer"] = rows["layer"].astype(int)
-    rows.insert(0, "run", run_dir.name)
+    rows.insert(0, "run", run_name(run_dir))
     rows["status"] = meta.status
     return rows.sort_values(list(table.key), kind="stable").reset_index(drop=True), problems
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import inputs
 from .load import final_rows, run_dirs, scan_runs
 from .tables import summarise
 
@@ -140,6 +141,8 @@ def _given(path: Path, frame: pd.DataFrame, runs_dir: Path) -> Choice:
 
 
 def _read(path: Path, name: str, frame: pd.DataFrame, ours: frozenset) -> Reference | None:
+    """`name`: the set's directory name, shown in legends and the report as text (inputs.shown)."""
+    name = inputs.shown(name)
     found = scan_runs(path, warn=False)  # a reference's reading problems are its publisher's, not the user's
     if found.frame.empty:
         return None
@@ -229,7 +232,8 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
     if reference is None:
         return []
     found, missing = compare(table, reference)
-    text = (f"Reference runs: **{reference.name}** (`{reference.runs_dir}`, protocol {_listed(reference.protocols)}), "
+    text = (f"Reference runs: **{reference.name}** (`{inputs.shown(reference.runs_dir)}`, "
+            f"protocol {_listed(reference.protocols)}), "
             "drawn dotted in the curves and as hollow markers against depth. Final errors (%) are means over "
             "completed runs (n); a difference is these runs' error minus the reference's, in points.")
     if reference.data_differs:

@@ -16,11 +16,13 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 
 from runformat import PAPER_FAMILY
 
 from . import figures, inspection, outputs, probes_figures, reference, text
+from .inputs import shown
 from .load import RunSet, scan_runs
 from .provenance import header_line, machine_lines
 from .render import to_html, to_markdown
@@ -43,10 +45,13 @@ def main(argv=None) -> int:
                              "set under results/reference/ with these runs' protocol, same data preferred; "
                              "`none`: no overlay")
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # under LC_ALL=C a name or title the terminal cannot show is escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     runs_dir, out_dir = Path(args.runs), Path(args.out)
     if not runs_dir.is_dir():
-        print(f"error: no runs found under {runs_dir} (directory does not exist): "
-              "run `make sweep` first", file=sys.stderr)
+        why = "not a directory" if runs_dir.exists() else "directory does not exist"
+        print(f"error: no runs found under {shown(runs_dir)} ({why}): run `make sweep` first", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the problems are listed in the report instead
@@ -64,12 +69,12 @@ def main(argv=None) -> int:
         with _stopped_by(signal.SIGTERM):
             written = build_report(runset, runs_dir, out_dir, depths, choice)
     except outputs.OutputError as err:
-        kept = f"; the previous outputs in {out_dir} are as they were" if out_dir.is_dir() else ""
-        print(f"error: cannot write {err.path}: {err.strerror}: {err.fix}{kept}", file=sys.stderr)
+        kept = f"; the previous outputs in {shown(out_dir)} are as they were" if out_dir.is_dir() else ""
+        print(f"error: cannot write {shown(err.path)}: {err.strerror}: {err.fix}{kept}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Stopped)
         signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
-        print(f"stopped by {signal.Signals(signum).name}: nothing written, the previous outputs in {out_dir} "
+        print(f"stopped by {signal.Signals(signum).name}: nothing written, the previous outputs in {shown(out_dir)} "
               "are as they were", file=sys.stderr)
         return 128 + signum
     for problem in runset.problems:
@@ -77,10 +82,10 @@ def main(argv=None) -> int:
     if choice.note:
         print(f"note: {choice.note}", file=sys.stderr)
     if choice.reference is not None:
-        print(f"reference (dotted): {choice.reference.runs_dir}")
+        print(f"reference (dotted): {shown(choice.reference.runs_dir)}")
     print("wrote:")
     for path in written:
-        print(f"  {path}")
+        print(f"  {shown(path)}")
     return 0
 
 
@@ -114,15 +119,16 @@ def _nothing_readable(runset: RunSet, runs_dir: Path) -> str:
     """One line: no run directory at all (then a sweep is what is missing), or why none could be read."""
     runs = runset.runs
     if runs.empty:
-        return f"no runs found under {runs_dir} (no run directories): run `make sweep` first"
+        return f"no runs found under {shown(runs_dir)} (no run directories): run `make sweep` first"
     reasons = "; ".join(f"{r['run']}: {r['unreadable'] or r['problem']}" for _, r in runs.iterrows())
-    return f"none of the {len(runs)} run directories under {runs_dir} is readable: {reasons}"
+    return f"none of the {len(runs)} run directories under {shown(runs_dir)} is readable: {reasons}"
 
 
 def build_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths=text.EXPECTED_DEPTHS,
                  choice: reference.Choice | None = None) -> list[Path]:
     """Every output into `out_dir`, all at once (outputs.staged) -> their paths. Raises outputs.OutputError."""
-    with outputs.staged(out_dir) as stage:
+    # text from run files in a figure (a family's title) stays text: `$...$` is not mathtext
+    with outputs.staged(out_dir) as stage, matplotlib.rc_context({"text.parse_math": False}):
         written = _write_report(runset, runs_dir, stage, depths, choice)
     return [Path(out_dir) / p.name for p in written]
 
@@ -201,7 +207,7 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
 def _status_line(runset: RunSet, runs_dir: Path) -> str:
     counts = runset.runs["status"].value_counts()
     listed = ", ".join(f"{n} {status}" for status, n in counts.items())
-    text_ = (f"{len(runset.runs)} run directories under `{runs_dir}` ({listed}); "
+    text_ = (f"{len(runset.runs)} run directories under `{shown(runs_dir)}` ({listed}); "
              f"{runset.frame['run'].nunique()} with readable epoch rows. Final errors are those of "
              "the last logged epoch; figures average completed runs and draw unfinished ones faint.")
     short = int(runset.runs["stopped_short"].fillna(False).astype(bool).sum())
@@ -246,7 +252,8 @@ def _why_unfinished(run) -> str:
     if run["stopped_short"]:
         return (f"run.json says completed but metrics.csv stops at iteration {_int_text(run['iteration'])} "
                 f"of {_int_text(run['iterations'])}: counted as unfinished")
-    return f"{run['status']}, {_int_text(run['epochs'])} epochs"
+    message = f": {run['message']}" if isinstance(run["message"], str) and run["message"] else ""
+    return f"{run['status']}, {_int_text(run['epochs'])} epochs{message}"
 
 
 def _text(value) -> str:

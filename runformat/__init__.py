@@ -25,14 +25,26 @@ and, beside it, optionally a `run.json` object. Without `arch` in either file a 
 paper's family (`PAPER_FAMILY`); without `run.json` its status is unknown and it counts as unfinished;
 a run is finished only if its status is `completed` *and* its rows reach its protocol's iterations
 (`config.protocol.iterations`) where run.json gives them.
+A cell that is not what its column holds (inf, an epoch of 1.5: `Table.whole`, `Table.percent`) is empty to the
+reader, and run.json is strict JSON in UTF-8.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Optional, TypedDict
 
 PAPER_FAMILY = "resnet_cifar"  # He et al. 2016 §4.2: the only family compared with Table 6
+
+# A family's name (`arch`, config.arch.name, family.name) and label become parts of file names (`minimodel_fig6.png`)
+# and of net names in tables and CSVs, so each must be one safe path component: letters, digits and `_ . + -`, not
+# starting with `.` or `-` (no hidden file, no option, no `..`), at most 64 characters.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
+
+
+def is_safe_name(value) -> bool:
+    return isinstance(value, str) and SAFE_NAME.fullmatch(value) is not None
 
 
 class Status(str, Enum):
@@ -68,6 +80,8 @@ class Table:
     required: tuple  # a row without any of these cannot be placed on a figure or in a table
     numeric: tuple   # parsed as numbers by the reader
     key: tuple       # what identifies a row within one run: a repeated key keeps the later row
+    whole: tuple = ()    # counts and indices: whole numbers >= 0 (a cell that is not one is empty to the reader)
+    percent: tuple = ()  # errors in percent: 0 to 100 (likewise)
 
 
 METRICS = Table(
@@ -78,6 +92,8 @@ METRICS = Table(
     numeric=("epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err", "val_loss",
              "val_err", "epoch_time_s") + IDENTITY_NUMERIC,
     key=("iteration",),
+    whole=("epoch", "iteration") + IDENTITY_NUMERIC,
+    percent=("train_err", "test_err", "val_err"),
 )
 LAYER_STATS = Table(
     "layer_stats.csv",
@@ -85,6 +101,7 @@ LAYER_STATS = Table(
     required=("epoch", "layer", "std", "depth", "residual"),
     numeric=("epoch", "layer", "stage", "std") + IDENTITY_NUMERIC,
     key=("epoch", "layer"),
+    whole=("epoch", "layer", "stage") + IDENTITY_NUMERIC,
 )
 GRAD_NORMS = Table(
     "grad_norms.csv",
@@ -92,6 +109,7 @@ GRAD_NORMS = Table(
     required=("epoch", "layer", "kind", "norm", "depth", "residual"),
     numeric=("epoch", "layer", "stage", "norm", "samples") + IDENTITY_NUMERIC,
     key=("kind", "epoch", "layer"),
+    whole=("epoch", "layer", "stage", "samples") + IDENTITY_NUMERIC,
 )
 
 # -- written once a run has completed (experiments.inspect), from its final weights. Each block has a `skip`: the
@@ -107,6 +125,7 @@ BLOCK_RATIOS = Table(
     required=("block", "change_ratio", "depth", "residual"),
     numeric=("block", "stage", "branch_ratio", "change_ratio") + IDENTITY_NUMERIC,
     key=("block",),
+    whole=("block", "stage") + IDENTITY_NUMERIC,
 )
 LESION = Table(
     "lesion.csv",
@@ -116,6 +135,8 @@ LESION = Table(
     required=("block", "test_err", "intact_test_err", "depth", "residual"),
     numeric=("block", "stage", "test_err", "test_loss", "intact_test_err", "intact_test_loss") + IDENTITY_NUMERIC,
     key=("block",),
+    whole=("block", "stage") + IDENTITY_NUMERIC,
+    percent=("test_err", "intact_test_err"),
 )
 CONSTRUCTED = Table(
     "constructed.csv",
@@ -132,6 +153,8 @@ CONSTRUCTED = Table(
              "max_logit_diff", "train_err_shallow", "train_err_deep", "train_loss_shallow", "train_loss_deep",
              "train_deviation", "batches") + IDENTITY_NUMERIC,
     key=("deep_depth",),
+    whole=("deep_depth", "batches") + IDENTITY_NUMERIC,
+    percent=("test_err_shallow", "test_err_deep", "train_err_shallow", "train_err_deep"),
 )
 TABLES = {t.file: t for t in (METRICS, LAYER_STATS, GRAD_NORMS, BLOCK_RATIOS, LESION, CONSTRUCTED)}
 INSPECTION_TABLES = (BLOCK_RATIOS, LESION, CONSTRUCTED)

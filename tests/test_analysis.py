@@ -422,7 +422,8 @@ def test_report_without_runs_fails_clearly(tmp_path, capsys, make):
     assert len(err) == 1 and err[0].startswith("error: ")
     if make == "unreadable":
         assert (f"none of the 2 run directories under {runs} is readable: "
-                "a: run.json unreadable (JSONDecodeError), metrics.csv missing; "
+                "a: run.json unreadable (not JSON: Expecting property name enclosed in double quotes at line 1 "
+                "column 2), metrics.csv missing; "
                 "b: run.json missing, metrics.csv has no complete epoch rows") in err[0]
         assert "make sweep" not in err[0]
     else:

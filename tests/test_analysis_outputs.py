@@ -224,3 +224,30 @@ def test_a_report_killed_mid_write_leaves_a_staging_folder_the_next_one_removes(
     assert [p.name for p in out.iterdir()] == [d.name for d in out.glob(".report-staging.*")]  # only the staging
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
     assert not list(out.glob(".*"))
+
+
+def test_the_report_works_under_an_ascii_locale_with_odd_names(tmp_path):
+    """Issue 35: under LC_ALL=C (PYTHONUTF8=0, PYTHONIOENCODING unset) every file is read and written as UTF-8; and
+    odd paths (non-ASCII, spaces, a leading dash, a newline in a run directory's name) are names like any other."""
+    runs = tmp_path / "rüns here"
+    write_run(runs, 20, False, 0, (1.0, 9.0), name="résumé ✓")
+    write_run(runs, 56, False, 0, (3.0, 13.0), name="-dash")
+    write_run(runs, 20, True, 0, (0.8, 8.6), name="new\nline")
+    write_run(runs, 56, True, 0, (0.3, 7.0), name=" lead space")
+    write_run(runs, 3, False, 0, (5.0, 20.0), arch="minimodel", name="mini",
+              family={"name": "minimodel", "label": "MiniModel", "title": "Modèle réduit ✓ $\\frac{$"})
+    reference = tmp_path / "référence ✓" / "runs"
+    write_run(reference, 20, False, 0, (2.0, 11.0))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "LANG", "LC_CTYPE")}
+    env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONPATH=str(ROOT))
+    out = tmp_path / "-sortie é"
+    r = subprocess.run([sys.executable, "-m", "analysis.report", "--runs", str(runs), f"--out={out}",
+                        "--reference", str(reference)], cwd=ROOT, env=env, capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
+    md = (out / "report.md").read_bytes().decode("utf-8")
+    html = (out / "index.html").read_bytes().decode("utf-8")
+    for name in ("`résumé ✓`", "`-dash`", "`new\\nline`", "` lead space`"):
+        assert name in md
+    assert "<code>new\\nline</code>" in html and "Modèle réduit ✓ $\\frac{$" in html
+    assert "Reference runs: <strong>référence ✓</strong>" in html
+    assert (out / "minimodel_fig6.png").exists()

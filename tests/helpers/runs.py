@@ -1,5 +1,5 @@
 """Run directories with known numbers, written as the harness writes them (runformat's files), for the
-analysis tests: `write_run` (metrics.csv + run.json), `write_grid` (the paper's 8 nets over seeds),
+analysis tests: `write_run` (metrics.csv + run.json), `edit_run_json`, `write_grid` (the paper's 8 nets over seeds),
 `write_probes` (layer_stats.csv + grad_norms.csv) and `write_inspection` (block_ratios.csv, lesion.csv,
 constructed.csv and run.json's `inspection`)."""
 from __future__ import annotations
@@ -79,6 +79,14 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
                         "start": start or {}}
     (run_dir / RUN_JSON).write_text(json.dumps(info))
     return run_dir
+
+
+def edit_run_json(run_dir: Path, change) -> dict:
+    """Apply `change` (a function that alters the dict in place) to a run's run.json; -> the new contents."""
+    info = json.loads((Path(run_dir) / RUN_JSON).read_text())
+    change(info)
+    (Path(run_dir) / RUN_JSON).write_text(json.dumps(info))
+    return info
 
 
 def write_grid(runs_dir: Path, finals=FINALS, skip=(), **run) -> Path:
