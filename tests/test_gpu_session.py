@@ -80,7 +80,7 @@ def test_a_sweep_packed_while_running_resumes_from_its_parts_in_a_fresh_checkout
     e = env(tmp_path, image_folder, 600)
     r = session(e, "start", "collect", "200")
     assert r.returncode == 0, r.stderr
-    assert "unpacking the carried sweep state" in r.stdout and "the sweep is not running" in r.stdout
+    assert "unpacking the sweep state in" in r.stdout and "the sweep is not running" in r.stdout
     assert not list((tmp_path / "out").glob("resume.tar.part-*"))  # finished: nothing left to resume
     for info_path in runs.glob("*/run.json"):
         info = json.loads(info_path.read_text())
@@ -98,7 +98,7 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
     assert "set -uo pipefail" not in r.stdout
     r = session(e, "sweep")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "error: unknown phase 'sweep': use tests, check, compare, bench, variants, start or collect [SECONDS | @SECONDS]"]
+        "error: unknown phase 'sweep': use run, tests, check, compare, bench, variants, start or collect [SECONDS | @SECONDS]"]
     r = session(e, "collect", "@x")  # a deadline is whole seconds
     assert r.returncode == 2 and "unknown phase '@x'" in r.stderr
     fake = tmp_path / "bin"
