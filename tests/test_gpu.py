@@ -46,15 +46,17 @@ def stream(s: Split) -> TrainStream:
     return TrainStream(s, pixel_mean(s.x), 128, "crop_flip", seed=0)
 
 
-def speed(graphs: bool, bf16: bool = False, compiled: bool = False) -> SpeedConfig:
+def speed(graphs: bool, bf16: bool = False, compiled: bool = False, fuse: bool = False) -> SpeedConfig:
     on = lambda b: Switch.on if b else Switch.off  # noqa: E731
-    return SpeedConfig(channels_last=Switch.on, bf16=on(bf16), cuda_graphs=on(graphs), compile=on(compiled))
+    return SpeedConfig(channels_last=Switch.on, bf16=on(bf16), cuda_graphs=on(graphs), compile=on(compiled),
+                       fuse=on(fuse))
 
 
-def trainer(depth=20, residual=True, graphs=True, bf16=False, probe_every=10, protocol=None, compiled=False):
+def trainer(depth=20, residual=True, graphs=True, bf16=False, probe_every=10, protocol=None, compiled=False,
+            fuse=False):
     torch.manual_seed(0)
     return make_trainer(CifarResNet(depth, residual), depth, protocol or ProtocolConfig(), dev(),
-                        speed(graphs, bf16, compiled), probe_every)
+                        speed(graphs, bf16, compiled, fuse), probe_every)
 
 
 def bns(t):
@@ -135,6 +137,21 @@ def test_a_compiled_forward_is_captured_with_the_step_and_trains_as_the_eager_st
     torch.testing.assert_close(torch.tensor(lc[:3]), torch.tensor(le[:3]), rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(torch.tensor(lc), torch.tensor(le), rtol=0.05, atol=0.02)
     assert sum(lc[-10:]) < sum(lc[:10])
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("residual", [False, True])
+def test_the_fused_bn_step_is_captured_and_trains_as_the_eager_step_does(caplog, residual):
+    """speed.fuse=on (experiments.fused): BN + ReLU (+ the addition) compiled as regions shared by every block, warmed
+    up before the capture, replayed without falling back; in bf16 as the sweep runs, following the eager curve."""
+    s = stream(split())
+    with caplog.at_level(logging.WARNING, logger="experiments"):
+        f = trainer(residual=residual, graphs=True, bf16=True, fuse=True)
+        lf = loss_after_each_step(f, s, 30)
+    le = loss_after_each_step(trainer(residual=residual, graphs=False, bf16=True), s, 30, channels_last)
+    assert isinstance(f.graphed, CapturedStep) and f.speed.fuse and "capture" not in caplog.text, caplog.text
+    torch.testing.assert_close(torch.tensor(lf), torch.tensor(le), rtol=0.05, atol=0.02)
+    assert sum(lf[-10:]) < sum(lf[:10])
 
 
 def test_a_replay_reads_the_lr_from_its_device_tensor():
