@@ -98,7 +98,8 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
     assert "set -uo pipefail" not in r.stdout
     r = session(e, "sweep")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "error: unknown phase 'sweep': use run, tests, check, compare, bench, variants, start or collect [SECONDS | @SECONDS]"]
+        "error: unknown phase 'sweep': use run, tests, check, compare, bench, variants, start or collect "
+        "[SECONDS | @SECONDS]"]
     r = session(e, "collect", "@x")  # a deadline is whole seconds
     assert r.returncode == 2 and "unknown phase '@x'" in r.stderr
     fake = tmp_path / "bin"
