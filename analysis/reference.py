@@ -368,30 +368,34 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
 
 def _points_blocks(frame: pd.DataFrame, reference: Reference, found: list[NetVsReference],
                    table: pd.DataFrame) -> list:
+    """The differences along the curves, at the POINTS both sides reach for some net (none for a protocol shorter
+    than the first: then the finals above say it all)."""
     family_of = dict(zip(table["net"], table["family"]))
-    header = ["net"] + [f"{p // 1000}k" for p in POINTS] + ["end"]
+    by_column = {column: at_points(frame, reference, found, family_of, column) for column in ("test_err", "train_err")}
+    kept = [i for i in range(len(POINTS)) if any(n.ours[i] and n.theirs[i] for ns in by_column.values() for n in ns)]
+    if not kept:
+        return []
+    points = [POINTS[i] for i in kept]
     blocks = [("h", 3, "Along the curves"),
               ("p", "Each net's error minus the reference's, in points (yours vs the reference's, %), near "
-                    f"{', '.join(f'{p:,}' for p in POINTS)} iterations and at the end. At each point each side's row "
+                    f"{', '.join(f'{p:,}' for p in points)} iterations and at the end. At each point each side's row "
                     "nearest to it at or before it is used (mean over the runs whose rows reach the point; – where "
                     "a side has none): the two sides' epochs end at different iterations.")]
-    used = {}
-    for column, what in (("test_err", "Test error"), ("train_err", "Training error")):
-        nets = at_points(frame, reference, found, family_of, column)
+    header = ["net"] + [f"{p // 1000}k" if p % 1000 == 0 else f"{p:,}" for p in points] + ["end"]
+    used = {}  # (point, side) -> the iterations of the rows used
+    for (column, nets), what in zip(by_column.items(), ("Test error", "Training error")):
         rows = []
         for n, c in zip(nets, found):
-            cells = [_diff(a, b) for a, b in zip(n.ours, n.theirs)]
             end = (c.test, c.ref_test) if column == "test_err" else (c.train, c.ref_train)
-            rows.append([n.net, *cells, f"{end[0] - end[1]:+.2f} ({end[0]:.2f} vs {end[1]:.2f})"])
-            for point, a, b in zip(POINTS, n.ours, n.theirs):
-                for side, at in (("ours", a), ("theirs", b)):
-                    if at is not None:
-                        used.setdefault((point, side), set()).add(at.iteration)
+            rows.append([n.net, *(_diff(n.ours[i], n.theirs[i]) for i in kept),
+                         f"{end[0] - end[1]:+.2f} ({end[0]:.2f} vs {end[1]:.2f})"])
+            for i in kept:
+                if n.ours[i] and n.theirs[i]:
+                    used.setdefault((POINTS[i], "ours"), set()).add(n.ours[i].iteration)
+                    used.setdefault((POINTS[i], "theirs"), set()).add(n.theirs[i].iteration)
         blocks += [("p", f"**{what}**:"), ("table", header, rows)]
-    said = []
-    for point in POINTS:
-        ours, theirs = (_iterations(used.get((point, side))) for side in ("ours", "theirs"))
-        said.append(f"near {point:,}: yours {ours}, the reference's {theirs}")
+    said = [f"near {p:,}: yours {_iterations(used[(p, 'ours')])}, the reference's {_iterations(used[(p, 'theirs')])}"
+            for p in points]
     blocks.append(("p", "Rows used (iteration): " + "; ".join(said) + "."))
     return blocks
 
@@ -403,7 +407,5 @@ def _diff(ours: AtIteration | None, theirs: AtIteration | None) -> str:
 
 
 def _iterations(values) -> str:
-    if not values:
-        return "none"
     low, high = min(values), max(values)
     return f"{low:,}" if low == high else f"{low:,}–{high:,}"

@@ -190,6 +190,7 @@ def test_report_differences_equal_the_synthetic_finals(root, runs, tmp_path, cap
             assert cells[i] == f"{mine:.2f} (n={len(ours)})" and cells[i + 1] == f"{theirs:.2f} (n={len(ref_finals)})"
             assert float(cells[i + 2]) == pytest.approx(mine - theirs, abs=0.005 + 1e-9)  # rounded to 2 decimals
     assert "plain-32" not in rows and "No reference for: plain-32." in section
+    assert "### Along the curves" not in md  # these runs end (2,346 iterations) before the first point, 10,000
 
 
 # ---- --reference paths that must not serve --------------------------------------------------------------
