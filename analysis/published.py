@@ -22,6 +22,7 @@ already there is left as it was. Reads and writes files only (no torch, no `expe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -282,10 +283,16 @@ def readme(files: list[SourceFile], commit: str) -> str:
 
 def write(path: Path, data: bytes) -> None:
     """Whole or not at all: a reader (or a second conversion) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):  # there may be no directory to hold it
+            tmp.unlink()
+        raise PublishedError(f"cannot write {path} ({err.strerror or err.__class__.__name__}): give --out a "
+                             "directory this user can write, with room for about 1 MB") from None
 
 
 def convert(source: Path, out: Path, commit: str = COMMIT) -> list[Path]:

@@ -148,6 +148,15 @@ def test_a_bad_source_is_one_line_exit_2_and_the_set_is_left_as_it_was(tmp_path,
     assert snapshot(out) == before
 
 
+def test_an_out_that_cannot_be_written_is_one_line_exit_2(tmp_path, capsys):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory\n")
+    assert published.main(["--from", str(fake_clone(tmp_path / "clone")), "--out", str(blocked)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write {blocked / 'runs'}") and "--out" in err[0], err
+    assert blocked.read_text() == "not a directory\n"
+
+
 def test_a_clone_on_a_branch_is_checked_through_its_refs(tmp_path):
     source = fake_clone(tmp_path / "clone")
     (source / ".git").mkdir()
