@@ -18,7 +18,7 @@ NAME ?= paper-cifar10jpeg
 # pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
 TEST_WORKERS ?= auto
 
-.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference
+.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference published
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -102,3 +102,8 @@ plots: install  ## inspect completed runs that lack it, then redraw results/PROT
 
 inspect-bench: install  ## what the after-training inspection adds to a quick run, here (OVERRIDES: other settings)
 	$(PY) -m experiments.inspect_bench $(OVERRIDES)
+
+published: install  ## convert a-martyn/resnet's published curves (FROM=a clone of it) into results/reference/a-martyn-cifar10/, with its figures
+	@[ -n "$(FROM)" ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
+	$(PY) -m analysis.published --from "$(FROM)" --out $(RESULTS)/reference/a-martyn-cifar10
+	$(PY) -m analysis.report --runs $(RESULTS)/reference/a-martyn-cifar10/runs --out $(RESULTS)/reference/a-martyn-cifar10 --reference none

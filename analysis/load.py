@@ -180,6 +180,7 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
         "test_size": sizes.get("test", data.get("test_size")),
         "protocol_name": protocol.get("name"),
         "protocol_iterations": protocol.get("iterations"),
+        "train_err_measure": info.get("train_err_measure"),  # runformat.TrainErrMeasure; older runs omit it
         # a resumed run may have trained on several machines or commits: each, in order (run.json's sessions)
         "device_name": _over_sessions(info, "device_name"),
         "git_commit": _over_sessions(info, "git_commit"),

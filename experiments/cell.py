@@ -28,7 +28,7 @@ from experiments.models import num_params
 from experiments.progress import SWEEP, RunProgress
 from experiments.rundir import RunDir, RunError, config_diff, host_copy
 from experiments.train import Trainer, applied_speed, make_trainer
-from runformat import GRAD_NORMS, LAYER_STATS, METRICS, Status
+from runformat import GRAD_NORMS, LAYER_STATS, METRICS, Status, TrainErrMeasure
 
 log = logging.getLogger("experiments")
 
@@ -278,7 +278,10 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         "git_commit": provenance.git_commit(), "data_description": ds.description,
         "data_sizes": {"train": len(ds.train), "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test)},
         "steps_per_epoch": spe, "run_dir": str(rd.path), "command": " ".join(sys.argv), "ended_at": None,
-        "message": ""})
+        "message": "",
+        # train.end_epochs: the epoch's own batches as they were trained on, so that a report comparing training
+        # errors with a published curve can say which measure each side is
+        "train_err_measure": TrainErrMeasure.running.value})
     info.setdefault("started_at", provenance.now())
     info.setdefault("sessions", []).append({"started_at": provenance.now(), "from_iteration": trainer.iteration,
                                             **{key: info[key] for key in SESSION_KEYS}})
