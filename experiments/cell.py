@@ -28,6 +28,7 @@ from experiments.models import num_params
 from experiments.progress import SWEEP, RunProgress
 from experiments.rundir import RunDir, RunError, config_diff, host_copy
 from experiments.train import Trainer, applied_speed, make_trainer
+from experiments.variants import with_switches
 from runformat import GRAD_NORMS, LAYER_STATS, METRICS, Status, TrainErrMeasure
 
 log = logging.getLogger("experiments")
@@ -291,11 +292,6 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
 
 
 SESSION_KEYS = ("device_name", "speed", "git_commit")
-
-
-def with_switches(speed, switches: Optional[dict]):
-    """`speed` (a SpeedConfig) with a step variant's switches (experiments.variants) on top."""
-    return dataclasses.replace(speed, **{k: Switch(v) for k, v in (switches or {}).items()})
 
 
 def kept_choice(info: dict, cfg: Config, device: torch.device) -> Optional[dict]:

@@ -18,6 +18,7 @@ GPU: its compile is paid per net architecture, and `scripts/gpu-session variants
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -46,14 +47,21 @@ VARIANTS = (
 )
 
 
+def with_switches(speed, switches: Optional[dict]):
+    """`speed` (a SpeedConfig) with a variant's switches on top."""
+    from experiments.config import Switch
+    return dataclasses.replace(speed, **{k: Switch(v) for k, v in (switches or {}).items()})
+
+
 def tolerance(trainer) -> tuple:
     """(first step's loss, state after CHECK_STEPS): how far from the eager step float rounding may take a variant,
-    relative to the loss and to how far the steps moved the net. Measured on a CPU in fp32: 1e-6 of the loss, up to
-    0.009 of the steps' change (NCHW against channels_last, depth 20); a forward that doubles the logits is off by
-    0.25 of the change and by most of the loss."""
+    relative to the loss and to how far the steps moved the net. Measured on a CPU in fp32: the first loss equal to
+    1e-6; the state up to 0.009 of the steps' change for NCHW against channels_last (depth 20), and 0.046 for the
+    compiled fused BN (depths 20 and 56: BN's weight and bias gradients are sums over 131k elements that mostly
+    cancel, so their rounding shows). A forward that doubles the logits is off by most of the loss (0.23)."""
     if trainer.autocast is not None:
-        return 0.02, 0.15  # bf16: 8 bits of mantissa, and each kernel rounds its own way
-    return 1e-3, 0.05
+        return 0.03, 0.25  # bf16: 8 bits of mantissa, and each kernel rounds its own way
+    return 1e-3, 0.1
 
 
 @dataclass
