@@ -176,9 +176,15 @@ def choose_step(group: list, stream: TrainStream) -> None:
     if kept is None:
         pos, spe = min(c.trainer.iteration for c in group), stream.steps_per_epoch
         states = [c.trainer.state_dict() for c in group]
-        choice = variants.choose(lambda switches: [rebuild(c, switches, s) for c, s in zip(group, states)],
-                                 lambda k: stream.batch(*divmod(pos + k, spe)),
-                                 streams=len(group) > 1 and device.type == "cuda", budget=first.cfg.speed.choose_seconds)
+        try:
+            choice = variants.choose(lambda switches: [rebuild(c, switches, s) for c, s in zip(group, states)],
+                                     lambda k: stream.batch(*divmod(pos + k, spe)),
+                                     streams=len(group) > 1 and device.type == "cuda",
+                                     budget=first.cfg.speed.choose_seconds)
+        except Exception as e:  # the eager reference itself failed: train as configured, as before the choice existed
+            log.warning("the first-minute choice of the step failed (%s: %s); training with the configured switches",
+                        type(e).__name__, " ".join(str(e).split())[:200])
+            return
         log.info("%s", variants.summary(choice))
         kept = {**choice.record(), "device_type": device.type, "device_name": provenance.device_name(device)}
     for c in group:

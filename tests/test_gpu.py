@@ -154,6 +154,27 @@ def test_the_fused_bn_step_is_captured_and_trains_as_the_eager_step_does(caplog,
     assert sum(lf[-10:]) < sum(lf[:10])
 
 
+@pytest.mark.compile
+def test_the_first_minute_choice_on_cuda_checks_times_and_picks_a_captured_variant():
+    """experiments.variants on the GPU, two nets on two streams: the captured default passes its check against the
+    eager step, every variant is timed or says why not, and the chosen one is one that passed."""
+    from experiments import variants
+    s = stream(split())
+
+    def build(switches):
+        out = []
+        for residual in (False, True):
+            torch.manual_seed(0)
+            out.append(make_trainer(CifarResNet(20, residual), 20, ProtocolConfig(), dev(),
+                                    variants.with_switches(SpeedConfig(), switches)))
+        return out
+    choice = variants.choose(build, lambda k: s.batch(0, k), streams=True, budget=120, timing_seconds=1)
+    outcome = {o.name: o for o in choice.outcomes}
+    assert outcome["default"].passed and outcome["default"].ms > 0, outcome
+    assert outcome[choice.variant].passed and choice.seconds < 300
+    assert all(o.passed or o.check for o in choice.outcomes)
+
+
 def test_a_replay_reads_the_lr_from_its_device_tensor():
     s = stream(split())
     x, y = s.batch(0, 1)
@@ -250,8 +271,9 @@ def test_a_failed_capture_falls_back_to_eager_steps_on_the_callers_stream(monkey
 
 def cuda_overrides(image_folder, data_dir, *extra):
     tiny = [o for o in tiny_overrides(image_folder, data_dir) if o not in ("device=cpu", "speed.threads=1")]
-    # fp32, cuDNN's heuristics: the same kernels in every process, so two ways of running compare closely
-    return tiny + ["device=cuda", "speed.bf16=off", "speed.cudnn_benchmark=false", *extra]
+    # fp32, cuDNN's heuristics: the same kernels in every process, so two ways of running compare closely; no
+    # first-minute choice (experiments.variants), which could give two processes two variants
+    return tiny + ["device=cuda", "speed.bf16=off", "speed.cudnn_benchmark=false", "speed.choose=off", *extra]
 
 
 def close_tables(a: dict, b: dict, rtol=1e-3):
