@@ -148,21 +148,22 @@ def _rows(run):
 
 
 @pytest.mark.slow
-def test_the_compiled_fused_step_trains_as_the_eager_step_does():
-    """speed.fuse=on, compiled by Inductor (C++ on a CPU; its first compile takes tens of seconds): 20 steps from
-    one state follow the eager step's losses."""
+@pytest.mark.parametrize("switch", ["fuse", "compile"])
+def test_a_compiled_variant_trains_as_the_eager_step_does(switch):
+    """speed.fuse=on and speed.compile=on, compiled by Inductor (C++ on a CPU; a first compile takes tens of seconds):
+    20 steps from one state follow the eager step's losses."""
     losses = {}
-    for fuse in ("off", "on"):
+    for value in ("off", "on"):
         torch.manual_seed(0)
-        t = make_trainer(CifarResNet(8, True), 8, PROTOCOL, torch.device("cpu"), SpeedConfig(fuse=Switch(fuse)), 0)
-        assert t.speed.fuse == (fuse == "on") and (t.forward == t.model.forward_fused) == (fuse == "on")
-        losses[fuse] = []
+        t = make_trainer(CifarResNet(8, True), 8, PROTOCOL, torch.device("cpu"), SpeedConfig(**{switch: Switch(value)}), 0)
+        assert getattr(t.speed, switch) == (value == "on") and (t.forward is not t.model) == (value == "on")
+        losses[value] = []
         for k in range(20):
             before = t.sums[0].item()
             t.step(*batches(k))
-            losses[fuse].append(t.sums[0].item() - before)
+            losses[value].append(t.sums[0].item() - before)
     on, off = torch.tensor(losses["on"]), torch.tensor(losses["off"])
-    # the first steps agree to float rounding (2e-7 measured); the rounding then grows as training amplifies it
-    # (6e-3 by step 18 at lr 0.1 on noise), as the GPU's compile test allows for too
+    # the first steps agree to float rounding (2e-7 measured for fuse); the rounding then grows as training amplifies
+    # it (6e-3 by step 18 at lr 0.1 on noise), as the GPU's compile test allows for too
     torch.testing.assert_close(on[:3], off[:3], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(on, off, rtol=0.03, atol=0.01)
