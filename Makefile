@@ -10,19 +10,21 @@ OVERRIDES ?=
 RESULTS ?= results
 # the runs `make plots` draws dotted beneath yours: auto (results/reference/<name>/runs of your protocol), none, or a DIR
 REFERENCE ?= auto
-# make reference: the sweep.tar.gz that scripts/gpu-session collect wrote, and the reference set it becomes
+# make reference: the sweep.tar.gz that scripts/gpu-session collect wrote, the folder of the resume.tar.part-* files
+# written with it (an unfinished sweep's state, kept in results/reference/NAME/resume/), and the reference set
 FROM ?=
+RESUME ?=
 NAME ?= paper-cifar10jpeg
 # pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
 TEST_WORKERS ?= auto
 
-.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference
+.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference published
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 	@echo "  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS))"
 	@echo "             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)' REFERENCE=$(REFERENCE)"
-	@echo "             make reference: FROM=$(FROM) NAME=$(NAME)"
+	@echo "             make reference: FROM=... RESUME=... NAME="$(call quote,NAME)
 	@echo "             LAUNCHER=$(LAUNCHER) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md)"
 
 install: $(VENV)/.installed  ## create .venv/ and install the project (no extras)
@@ -86,12 +88,13 @@ gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to car
 	$(PYTHON) -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3
 	cp ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz .carry/
 
-reference: install  ## publish a GPU sweep (FROM=sweep.tar.gz of scripts/gpu-session) as results/reference/NAME/ with its report
-	@[ -n "$(FROM)" ] && [ -f "$(FROM)" ] || { echo "error: FROM='$(FROM)' is not a file: give the sweep.tar.gz that scripts/gpu-session collect wrote" >&2; exit 2; }
-	@tar -tzf "$(FROM)" runs >/dev/null 2>&1 || { echo "error: $(FROM) holds no runs/ folder: give the sweep.tar.gz that scripts/gpu-session collect wrote" >&2; exit 2; }
-	mkdir -p $(RESULTS)/reference/$(NAME)
-	tar -xzf "$(FROM)" -C $(RESULTS)/reference/$(NAME) runs
-	$(PY) -m analysis.report --runs $(RESULTS)/reference/$(NAME)/runs --out $(RESULTS)/reference/$(NAME)
+# A variable's text as one shell word, unexpanded: a backtick, `$$(...)` or `$$(shell ...)` in it stays text. Not
+# exported (make would expand it to put it in the environment)
+quote = '$(subst ','"'"',$(value $(1)))'
+unexport FROM RESUME NAME
+reference: install  ## publish a GPU sweep (FROM=sweep.tar.gz [RESUME=DIR of its resume parts]) as results/reference/NAME/, finished or not
+	@$(PY) -m analysis.publish --from $(call quote,FROM) --resume $(call quote,RESUME) --name $(call quote,NAME) \
+	    --results $(call quote,RESULTS)
 
 plots: install  ## inspect completed runs that lack it, then redraw results/PROTOCOL/ (figures, tables, report; reference dotted)
 	$(PY) -m experiments.inspect --missing $(RESULTS)/$(PROTOCOL)/runs
@@ -99,3 +102,8 @@ plots: install  ## inspect completed runs that lack it, then redraw results/PROT
 
 inspect-bench: install  ## what the after-training inspection adds to a quick run, here (OVERRIDES: other settings)
 	$(PY) -m experiments.inspect_bench $(OVERRIDES)
+
+published: install  ## convert a-martyn/resnet's published curves (FROM=a clone of it) into results/reference/a-martyn-cifar10/, with its figures
+	@[ -n "$(FROM)" ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
+	$(PY) -m analysis.published --from "$(FROM)" --out $(RESULTS)/reference/a-martyn-cifar10
+	$(PY) -m analysis.report --runs $(RESULTS)/reference/a-martyn-cifar10/runs --out $(RESULTS)/reference/a-martyn-cifar10 --reference none

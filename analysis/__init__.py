@@ -11,5 +11,6 @@ load (files -> one tidy frame), families (a family's label and title, from run.j
 probes_figures (Fig. 7 layer responses, gradient norms), inspection and inspection_text (why depth hurts
 plain nets, from the files experiments/inspect.py writes after training: the constructed deeper net, runs started
 from it, block ratios, the lesion study), reference (which reference runs to draw dotted beneath the user's,
-and each net against them), render (markdown / HTML), report (the CLI).
+and each net against them), published (a public reproduction's curves converted into a reference set), render
+(markdown / HTML), report (the CLI).
 """

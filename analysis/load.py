@@ -56,6 +56,7 @@ class RunMeta:
     message: str | None = None                 # run.json's `message`: why it stopped, and what to do
     init: dict = field(default_factory=dict)   # run.json's `init` as read: run, depth, start (CONSTRUCTED's numbers)
     inspection: dict | None = None             # run.json's `inspection` as read: status, notes
+    published: dict | None = None              # run.json's `published` as read: its text fields (PublishedInfo)
     info: dict = field(default_factory=dict)  # run.json itself (a reader of a key takes it through inputs.py)
 
 
@@ -217,6 +218,7 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
         "test_size": inputs.whole(sizes.get("test", data.get("test_size"))),
         "protocol_name": text(protocol.get("name")),
         "protocol_iterations": iterations,
+        "train_err_measure": text(info.get("train_err_measure"), 40),  # runformat.TrainErrMeasure; older runs omit it
         # a resumed run may have trained on several machines or commits: each, in order (run.json's sessions)
         "device_name": _over_sessions(info, "device_name"),
         "git_commit": _over_sessions(info, "git_commit"),
@@ -231,7 +233,7 @@ def read_meta(run_dir: Path, problems: list[str]) -> RunMeta:
         if isinstance(inspection, dict) else None
     return RunMeta(status=text(info.get("status"), 40) or "unknown", family=family, family_info=family_info,
                    iterations=iterations, fallback=fallback, columns=columns, problem=problem, info=info, init=init,
-                   inspection=inspection,
+                   inspection=inspection, published=_published(info.get("published")),
                    notes=inputs.texts(info.get("notes")), message=text(info.get("message")),
                    unchecked=iterations is None and protocol.get("iterations") is not None)
 
@@ -259,6 +261,13 @@ def _family_info(value, problems: list[str]) -> dict | None:
         problems.append(f"run.json's family.label {_quoted(label)} is not one safe name ({SAFE_NAME_RULE}): the "
                         "family's nets are named by its name instead")
     return {k: v for k, v in info.items() if v is not None}
+
+
+def _published(value) -> dict | None:
+    """run.json's `published` (another project's curve, runformat.PublishedInfo) as read: its text fields only."""
+    if not isinstance(value, dict):
+        return None
+    return {k: t for k, v in value.items() if isinstance(k, str) and (t := text(v)) is not None}
 
 
 def _init(value) -> dict:

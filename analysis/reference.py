@@ -1,12 +1,15 @@
-"""Reference runs: the project's own sweep of a protocol, drawn dotted beneath a user's runs so that one look
-says whether they reproduce it (issue 14). A reference set is committed as `results/reference/<name>/runs/`
-(one run directory each, the layout of --runs) once the GPU sweep is published; none is there yet.
+"""Reference runs: a sweep of a protocol, drawn dotted beneath a user's runs so that one look says whether they
+reproduce it (issue 14). A reference set is committed as `results/reference/<name>/runs/` (one run directory each,
+the layout of --runs): the project's own GPU sweep once it is published (`paper-cifar10jpeg`), and a public
+reproduction's published curves converted by `analysis.published` (`a-martyn-cifar10`, issue 30), whose run.json
+says so (`published`).
 
 The matching rule lives here and nowhere else:
 - `--reference auto` (the default, what `make plots` passes): the sets under `ROOT` whose runs name the same
   protocol(s) as yours (config.protocol.name, the `protocol` column). Among them one on the same data (`data_key`)
-  comes first, then by name; a set on other data is still drawn, and every figure and the report say it differs.
-  None when your runs name no protocol, or no set has theirs.
+  comes first, then one of the project's own before a published one (ours measure the training error as yours do),
+  then by name; a set on other data is still drawn, and every figure and the report say it differs, naming the
+  reference's data. None when your runs name no protocol, or no set has theirs.
 - `--reference DIR`: that directory of runs. Another protocol is refused: its curves follow another schedule
   (iterations, lr drops), so a difference would say nothing. Runs that name no protocol (runformat's minimal
   schema) take the reference's on trust, and the report says so.
@@ -21,13 +24,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from runformat import TrainErrMeasure
+
 from . import inputs
-from .load import final_rows, run_dirs, scan_runs
+from .load import final_rows, read_meta, run_dirs, scan_runs
 from .tables import summarise
 
 # the checkout's committed references, wherever the command runs from (`make plots RESULTS=/elsewhere` included)
 ROOT = Path(__file__).resolve().parents[1] / "results" / "reference"
 AUTO, NONE = "auto", "none"
+# where the report compares each net's curves with the reference's, besides the end: the paper's lr drops (the ends of
+# its first two stages), its end, and one point early in the first stage
+POINTS = (10_000, 32_000, 48_000, 64_000)
+# runformat.TrainErrMeasure in the report's words
+MEASURES = {TrainErrMeasure.running: "the running error over each epoch's training mini-batches, in training mode",
+            TrainErrMeasure.eval_after_epoch: "the error after each epoch, in eval mode, over the whole training set"}
 
 
 class ReferenceError(ValueError):
@@ -43,6 +54,8 @@ class Reference:
     data: frozenset           # its runs' data_key values
     data_differs: bool        # its data is not the user's (the figures say "other data")
     protocol_checked: bool    # False: the user's runs name no protocol, so it was taken on trust
+    published: tuple = ()     # its runs' run.json `published` objects (runformat.PublishedInfo): another project's
+                              # curves, converted; empty for the project's own runs
 
     def curve_rows(self, family: str, net: str) -> pd.DataFrame:
         """Every epoch row of the completed runs of one net (a published reference is complete; a run of it
@@ -55,9 +68,20 @@ class Reference:
         return summarise(self.frame[self.frame["finished"].astype(bool)])
 
     @property
+    def source(self) -> str:
+        """`a-martyn/resnet`: the repository that published its curves; "" for the project's own runs."""
+        return ", ".join(dict.fromkeys(str(p.get("repository") or "unnamed source") for p in self.published))
+
+    @property
+    def data_names(self) -> str:
+        return "; ".join(sorted({data_name(r) for _, r in final_rows(self.frame).iterrows()}))
+
+    @property
     def label(self) -> str:
-        """What a figure's legend calls it: `reference, paper-cifar10jpeg (other data)`."""
-        return f"reference, {self.name}" + (" (other data)" if self.data_differs else "")
+        """What a figure's legend calls it: `reference, paper-cifar10jpeg`, `reference, a-martyn/resnet, published
+        (other data: original CIFAR-10)`, the data on a line of its own (one line ran across the next panel)."""
+        name = f"{self.source}, published" if self.source else self.name
+        return f"reference, {name}" + (f"\n(other data: {self.data_names})" if self.data_differs else "")
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,15 @@ def data_key(row) -> str:
 
 def data_keys(frame: pd.DataFrame) -> frozenset:
     return frozenset(data_key(r) for _, r in final_rows(frame).iterrows())
+
+
+def data_name(row) -> str:
+    """What a legend calls a run's images: `original CIFAR-10` (torchvision's files), else the archive's or folder's
+    own name (`cifar10-jpeg.tar.gz`)."""
+    source, root = _text(row.get("data_source")), _text(row.get("data_root"))
+    if source == "cifar10":
+        return "original CIFAR-10"
+    return Path(root).name if root else source or "unknown data"
 
 
 # ---- choosing the reference -------------------------------------------------------------------------
@@ -118,8 +151,8 @@ def _auto(frame: pd.DataFrame, runs_dir: Path, root: Path) -> Choice:
     if not found:
         there = f" (there: {'; '.join(seen)})" if seen else ""
         return Choice(None, f"No reference runs of protocol {_listed(ours)} under `{shown}`{there}.")
-    # the same data first, then by name: sets are sorted by name and the sort is stable
-    return Choice(sorted(found, key=lambda r: r.data_differs)[0])
+    # the same data first, then ours before a published set, then by name: sets are sorted by name, the sort is stable
+    return Choice(sorted(found, key=lambda r: (r.data_differs, bool(r.published)))[0])
 
 
 def _given(path: Path, frame: pd.DataFrame, runs_dir: Path) -> Choice:
@@ -147,7 +180,9 @@ def _read(path: Path, name: str, frame: pd.DataFrame, ours: frozenset) -> Refere
     if found.frame.empty:
         return None
     data = data_keys(found.frame)
-    return Reference(name, path, found.frame, protocols(found.frame), data, data != data_keys(frame), bool(ours))
+    published = tuple(p for d in run_dirs(path) if (p := read_meta(d, []).published) is not None)
+    return Reference(name, path, found.frame, protocols(found.frame), data, data != data_keys(frame), bool(ours),
+                     published)
 
 
 def _shares_runs(a: Path, b: Path) -> bool:
@@ -227,6 +262,76 @@ def compare(table: pd.DataFrame, reference: Reference) -> tuple[list[NetVsRefere
     return found, missing
 
 
+@dataclass(frozen=True)
+class AtIteration:
+    """One side's error of one net near one of POINTS: the mean, over the runs whose rows reach the point, of each
+    run's row nearest to it at or before it."""
+    iteration: int  # that row's iteration (the latest, where runs differ)
+    err: float
+    n: int
+
+
+def at_iteration(rows: pd.DataFrame, column: str, point: int) -> AtIteration | None:
+    """`rows`: one net's epoch rows (one or more runs). None when no run has a row at or before `point` and reaches
+    it: a run that stopped before a point says nothing about it."""
+    picked = []
+    for _, run in rows.groupby("run"):
+        before = run[run["iteration"] <= point]
+        if run["iteration"].max() >= point and len(before):
+            picked.append(before.sort_values("iteration").iloc[-1])
+    if not picked:
+        return None
+    return AtIteration(int(max(r["iteration"] for r in picked)), float(pd.Series([r[column] for r in picked]).mean()),
+                       len(picked))
+
+
+@dataclass(frozen=True)
+class NetAtPoints:
+    """One net's error (`column`) against the reference's at each of POINTS."""
+    net: str
+    column: str
+    ours: tuple    # AtIteration or None, one per point
+    theirs: tuple
+
+
+def at_points(frame: pd.DataFrame, reference: Reference, found: list[NetVsReference], family_of: dict,
+              column: str) -> list[NetAtPoints]:
+    """`found`: compare()'s nets; `family_of`: net -> family. The user's runs as tables.summarise takes them: the
+    completed ones, or all where a net has none."""
+    out = []
+    for c in found:
+        family = family_of[c.net]
+        rows = frame[(frame["family"] == family) & (frame["net"] == c.net)]
+        if rows["finished"].astype(bool).any():
+            rows = rows[rows["finished"].astype(bool)]
+        theirs = reference.curve_rows(family, c.net)
+        out.append(NetAtPoints(c.net, column, tuple(at_iteration(rows, column, p) for p in POINTS),
+                               tuple(at_iteration(theirs, column, p) for p in POINTS)))
+    return out
+
+
+def measures(frame: pd.DataFrame) -> tuple:
+    """The training-error measures a set of runs recorded (run.json `train_err_measure`), "" for a run that did not
+    say, in the order of its runs."""
+    recorded = final_rows(frame)["train_err_measure"] if "train_err_measure" in frame else [""] * len(final_rows(frame))
+    return tuple(dict.fromkeys(_text(v) for v in recorded))
+
+
+def say_measures(ours: tuple, theirs: tuple) -> str:
+    def words(values: tuple) -> str:
+        return "; ".join(MEASURES[TrainErrMeasure(v)] if v in set(TrainErrMeasure) else f"`{v}`" if v else
+                         "not recorded (run.json without `train_err_measure`)" for v in values)
+
+    if ours == theirs and "" not in ours:
+        return f"Training error: both sides record {words(ours)}."
+    text = f"Training error: these runs record {words(ours)}; the reference {words(theirs)}."
+    if "" in ours + theirs:
+        return text + " Where one is not recorded, whether the two measure alike is not known."
+    return text + (" These are not the same measure (the running error is taken in training mode while the weights "
+                   "still change), so a training-error difference mixes the nets' difference with the measures'; "
+                   "the test errors are measured alike.")
+
+
 def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference | None) -> list:
     """The report's section comparing each net with the reference; nothing when there is none."""
     if reference is None:
@@ -236,12 +341,19 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
             f"protocol {_listed(reference.protocols)}), "
             "drawn dotted in the curves and as hollow markers against depth. Final errors (%) are means over "
             "completed runs (n); a difference is these runs' error minus the reference's, in points.")
+    sources = dict.fromkeys(tuple(_text(p.get(k)) for k in ("repository", "commit", "license", "url"))
+                            for p in reference.published)
+    for repository, commit, licence, url in sources:
+        text += (f" **Published curves, not runs of this harness**: {repository or 'an unnamed source'}"
+                 + (f" at commit `{commit[:7]}`" if commit else "") + (f" ({licence})" if licence else "")
+                 + (f", {url}" if url else "") + ", converted by `analysis.published` (the set's README.md says how).")
     if reference.data_differs:
         text += (f" **The data differ**: the reference used {'; '.join(sorted(reference.data))}; these runs "
                  f"{'; '.join(sorted(data_keys(frame)))}.")
     if not reference.protocol_checked:
         text += (f" These runs name no protocol: the reference's {_listed(reference.protocols)} was taken on "
                  "trust.")
+    text += " " + say_measures(measures(frame), measures(reference.frame))
     blocks = [("h", 2, "Against the reference runs"), ("p", text)]
     if found:
         blocks.append(("table", ["net", "train err.", "reference", "diff. (points)", "test err.", "reference",
@@ -253,4 +365,51 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
         blocks.append(("p", "† no completed run of this net: its errors are those of unfinished runs."))
     if missing:
         blocks.append(("p", f"No reference for: {', '.join(missing)}."))
+    if found:
+        blocks += _points_blocks(frame, reference, found, table)
     return blocks
+
+
+def _points_blocks(frame: pd.DataFrame, reference: Reference, found: list[NetVsReference],
+                   table: pd.DataFrame) -> list:
+    """The differences along the curves, at the POINTS both sides reach for some net (none for a protocol shorter
+    than the first: then the finals above say it all)."""
+    family_of = dict(zip(table["net"], table["family"]))
+    by_column = {column: at_points(frame, reference, found, family_of, column) for column in ("test_err", "train_err")}
+    kept = [i for i in range(len(POINTS)) if any(n.ours[i] and n.theirs[i] for ns in by_column.values() for n in ns)]
+    if not kept:
+        return []
+    points = [POINTS[i] for i in kept]
+    blocks = [("h", 3, "Along the curves"),
+              ("p", "Each net's error minus the reference's, in points (yours vs the reference's, %), near "
+                    f"{', '.join(f'{p:,}' for p in points)} iterations and at the end. At each point each side's row "
+                    "nearest to it at or before it is used (mean over the runs whose rows reach the point; – where "
+                    "a side has none): the two sides' epochs end at different iterations.")]
+    header = ["net"] + [f"{p // 1000}k" if p % 1000 == 0 else f"{p:,}" for p in points] + ["end"]
+    used = {}  # (point, side) -> the iterations of the rows used
+    for (column, nets), what in zip(by_column.items(), ("Test error", "Training error")):
+        rows = []
+        for n, c in zip(nets, found):
+            end = (c.test, c.ref_test) if column == "test_err" else (c.train, c.ref_train)
+            rows.append([n.net, *(_diff(n.ours[i], n.theirs[i]) for i in kept),
+                         f"{end[0] - end[1]:+.2f} ({end[0]:.2f} vs {end[1]:.2f})"])
+            for i in kept:
+                if n.ours[i] and n.theirs[i]:
+                    used.setdefault((POINTS[i], "ours"), set()).add(n.ours[i].iteration)
+                    used.setdefault((POINTS[i], "theirs"), set()).add(n.theirs[i].iteration)
+        blocks += [("p", f"**{what}**:"), ("table", header, rows)]
+    said = [f"near {p:,}: yours {_iterations(used[(p, 'ours')])}, the reference's {_iterations(used[(p, 'theirs')])}"
+            for p in points]
+    blocks.append(("p", "Rows used (iteration): " + "; ".join(said) + "."))
+    return blocks
+
+
+def _diff(ours: AtIteration | None, theirs: AtIteration | None) -> str:
+    if ours is None or theirs is None:
+        return "–"
+    return f"{ours.err - theirs.err:+.2f} ({ours.err:.2f} vs {theirs.err:.2f})"
+
+
+def _iterations(values) -> str:
+    low, high = min(values), max(values)
+    return f"{low:,}" if low == high else f"{low:,}–{high:,}"

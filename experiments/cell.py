@@ -6,6 +6,7 @@ says `running` (the directory, the checkpoint, the data); a refused run leaves b
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -20,14 +21,15 @@ import torch
 from experiments import data as data_mod
 from experiments import families, init_from, provenance
 from experiments import inspect as inspection
-from experiments.config import Config, checked_ranges, to_dict
+from experiments.config import Config, Switch, checked_ranges, to_dict
 from experiments.device import resolve_device
 from experiments.errors import UserError
 from experiments.models import num_params
 from experiments.progress import SWEEP, RunProgress
 from experiments.rundir import RunDir, RunError, config_diff, host_copy
-from experiments.train import Trainer, make_trainer
-from runformat import GRAD_NORMS, LAYER_STATS, METRICS, Status
+from experiments.train import Trainer, applied_speed, make_trainer
+from experiments.variants import with_switches
+from runformat import GRAD_NORMS, LAYER_STATS, METRICS, Status, TrainErrMeasure
 
 log = logging.getLogger("experiments")
 
@@ -241,7 +243,9 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
     model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
     if cfg.init.get("from"):  # issue 12: a shallower run's net deepened by identity blocks, unless resuming
         info["init"] = init_from.prepare(model, cfg, ds, fresh=ckpt is None, known=info.get("init"))
-    trainer = make_trainer(model, cell.depth, p, device, cfg.speed, cfg.probes.grad_every if cfg.probes.enabled else 0)
+    kept = kept_choice(info, cfg, device) if ckpt else None  # a resumed run keeps its step variant
+    trainer = make_trainer(model, cell.depth, p, device, with_switches(cfg.speed, (kept or {}).get("switches")),
+                           cfg.probes.grad_every if cfg.probes.enabled else 0)
     if ckpt:
         try:
             trainer.load_state_dict(ckpt["trainer"])
@@ -275,7 +279,10 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         "git_commit": provenance.git_commit(), "data_description": ds.description,
         "data_sizes": {"train": len(ds.train), "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test)},
         "steps_per_epoch": spe, "run_dir": str(rd.path), "command": " ".join(sys.argv), "ended_at": None,
-        "message": ""})
+        "message": "",
+        # train.end_epochs: the epoch's own batches as they were trained on, so that a report comparing training
+        # errors with a published curve can say which measure each side is
+        "train_err_measure": TrainErrMeasure.running.value})
     info.setdefault("started_at", provenance.now())
     info.setdefault("sessions", []).append({"started_at": provenance.now(), "from_iteration": trainer.iteration,
                                             **{key: info[key] for key in SESSION_KEYS}})
@@ -285,6 +292,43 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
 
 
 SESSION_KEYS = ("device_name", "speed", "git_commit")
+
+
+def kept_choice(info: dict, cfg: Config, device: torch.device) -> Optional[dict]:
+    """The step variant a run chose when it started (run.json's `speed_choice`), if it keeps it: on the same kind of
+    device, unless `speed.choose` says otherwise (`on`: choose again; `off`: the switches as configured)."""
+    choice = info.get("speed_choice")
+    if cfg.speed.choose != Switch.auto or not isinstance(choice, dict) or choice.get("device_type") != device.type:
+        return None
+    switches = choice.get("switches")
+    keys = {f.name for f in dataclasses.fields(cfg.speed)}
+    ok = isinstance(switches, dict) and all(k in keys and v in {s.value for s in Switch} for k, v in switches.items())
+    return choice if ok else None
+
+
+def rebuild(cell: Cell, switches: dict, state: dict) -> Trainer:
+    """A new trainer of the cell's net with a step variant's switches, at `state` (a Trainer.state_dict): for the
+    first-minute choice's copies, and for the cell itself once a variant is chosen. The global RNG is left as it was
+    (building a net draws its initial weights, which `state` then replaces)."""
+    cfg = cell.cfg
+    with torch.random.fork_rng(devices=[]):
+        model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+    trainer = make_trainer(model, cell.depth, cfg.protocol, cell.trainer.device, with_switches(cfg.speed, switches),
+                           cfg.probes.grad_every if cfg.probes.enabled else 0)
+    trainer.load_state_dict(state)
+    return trainer
+
+
+def use_choice(cell: Cell, record: dict) -> None:
+    """Train the cell with the chosen variant from here on, and say so in run.json (its `speed`, this session's)."""
+    t = cell.trainer
+    if t.speed != applied_speed(with_switches(cell.cfg.speed, record["switches"]), t.device, t.model):
+        cell.trainer = rebuild(cell, record["switches"], t.state_dict())
+    cell.info["speed_choice"] = record
+    cell.info["speed"] = cell.trainer.speed.as_dict()
+    if cell.info.get("sessions"):
+        cell.info["sessions"][-1]["speed"] = cell.info["speed"]
+    cell.rd.write_info(cell.info)
 
 
 def _keep_session_provenance(info: dict) -> None:

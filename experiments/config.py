@@ -112,7 +112,13 @@ class SpeedConfig:
     cudnn_benchmark: bool = True
     cuda_graphs: Switch = Switch.auto  # capture the training step once and replay it (CUDA, SGD)
     compile: Switch = Switch.auto  # torch.compile the training forward (auto: off; see experiments.device)
+    fuse: Switch = Switch.auto  # each BN fused with its ReLU and addition (experiments.fused; auto: off)
     threads: int = ranged(0, 0)  # CPU threads for torch; 0 = torch's default
+    # The first-minute choice (experiments.variants): each ready step variant checked against the eager step and
+    # timed, the fastest that passes trained with; a resumed run keeps its choice. auto: on CUDA (a sweep of hours),
+    # off on a CPU; `on` chooses again, on resume too
+    choose: Switch = Switch.auto
+    choose_seconds: float = ranged(60.0, 0, lo_open=True)  # the choice's budget, checks and timings included
 
 
 @dataclass

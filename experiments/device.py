@@ -47,7 +47,7 @@ def native_bf16() -> bool:
 def auto(feature: str, device: torch.device) -> bool:
     """What `speed.<feature>=auto` means on `device` (see the module docstring)."""
     if device.type == "cuda":
-        return feature != "compile"
+        return feature not in ("compile", "fuse")  # variants the first-minute choice may turn on (experiments.variants)
     return feature == "channels_last"  # bf16: see the module docstring
 
 
@@ -66,6 +66,7 @@ class Speed:
     compile: bool
     foreach: bool
     cudnn_benchmark: bool
+    fuse: bool = False  # BN fused with ReLU and addition (experiments.fused), where the family has such a forward
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -82,4 +83,5 @@ def resolve_speed(speed, device: torch.device) -> Speed:
                  bf16=speed_on("bf16", speed.bf16, device),
                  cuda_graphs=device.type == "cuda" and speed_on("cuda_graphs", speed.cuda_graphs, device),
                  compile=speed_on("compile", speed.compile, device),
-                 foreach=bool(speed.foreach), cudnn_benchmark=bool(speed.cudnn_benchmark))
+                 foreach=bool(speed.foreach), cudnn_benchmark=bool(speed.cudnn_benchmark),
+                 fuse=speed_on("fuse", speed.fuse, device))

@@ -9,8 +9,8 @@ import logging
 import signal
 from typing import Optional
 
-from experiments import provenance
-from experiments.cell import DataCache, Result, abandon, close_cell, finish, open_cell
+from experiments import provenance, variants
+from experiments.cell import DataCache, Result, abandon, close_cell, finish, open_cell, rebuild, use_choice
 from experiments.errors import UserError
 from experiments.loader import TrainStream, make_normalizer
 from experiments.progress import SWEEP
@@ -141,6 +141,7 @@ def train_group(group: list, stop: StopFlag) -> None:
     first = group[0]
     p, ds = first.cfg.protocol, first.ds
     stream = TrainStream(ds.train, make_normalizer(p.normalize, ds.train.x), p.batch_size, p.augment, first.cfg.seed)
+    choose_step(group, stream)
     cell_of = {t: c for c in group for t in [c.trainer]}  # a Trainer hashes by identity
 
     def on_epoch(trainer, row):
@@ -160,3 +161,31 @@ def train_group(group: list, stop: StopFlag) -> None:
     for c in group:
         close_cell(c, stop.signum)
 
+
+
+def choose_step(group: list, stream: TrainStream) -> None:
+    """The first-minute choice of the group's joint step (experiments.variants), where `speed.choose` asks for it
+    (auto: on CUDA). A group some of whose cells kept a choice from their start (experiments.cell.kept_choice) trains
+    every cell with it instead: one sweep, one variant."""
+    first = group[0]
+    device, mode = first.trainer.device, first.cfg.speed.choose.value
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return
+    kept = next((c.info["speed_choice"] for c in group if mode == "auto" and "speed_choice" in c.info
+                 and c.info["speed_choice"].get("device_type") == device.type), None)
+    if kept is None:
+        pos, spe = min(c.trainer.iteration for c in group), stream.steps_per_epoch
+        states = [c.trainer.state_dict() for c in group]
+        try:
+            choice = variants.choose(lambda switches: [rebuild(c, switches, s) for c, s in zip(group, states)],
+                                     lambda k: stream.batch(*divmod(pos + k, spe)),
+                                     streams=len(group) > 1 and device.type == "cuda",
+                                     budget=first.cfg.speed.choose_seconds)
+        except Exception as e:  # the eager reference itself failed: train as configured, as before the choice existed
+            log.warning("the first-minute choice of the step failed (%s: %s); training with the configured switches",
+                        type(e).__name__, " ".join(str(e).split())[:200])
+            return
+        log.info("%s", variants.summary(choice))
+        kept = {**choice.record(), "device_type": device.type, "device_name": provenance.device_name(device)}
+    for c in group:
+        use_choice(c, kept)

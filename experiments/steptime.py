@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from experiments import variants
 from experiments.bench import sync
 from experiments.config import ProtocolConfig, SpeedConfig
 from experiments.data import Split
@@ -178,8 +179,24 @@ def stacked_vs_separate(depths, stream, device, speed: SpeedConfig, steps: int, 
             "speedup": med["separate"] / med["stacked"], "graphed": [bool(t.graphed) for t in stacked]}
 
 
+def choice(nets, stream, device, speed: SpeedConfig, budget: float) -> dict:
+    """The first-minute choice a sweep of these nets makes (experiments.variants), on fresh nets: each variant's
+    joint-step time and check, side by side in one run."""
+    def build(switches):
+        out = []
+        for depth, residual in nets:
+            torch.manual_seed(0)
+            out.append(make_trainer(CifarResNet(depth, residual), depth, PAPER, device,
+                                    variants.with_switches(speed, switches)))
+        return out
+    c = variants.choose(build, lambda k: stream.batch(*divmod(k, stream.steps_per_epoch)),
+                        streams=len(nets) > 1 and device.type == "cuda", budget=budget, variants=variants.VARIANTS)
+    return c.record()
+
+
 def measure(nets, device, steps: int, test_images: int, train_images: int = 5120, profile_n: int = 0,
-            out: Path | None = None, speed: SpeedConfig | None = None, stacked: bool = False) -> dict:
+            out: Path | None = None, speed: SpeedConfig | None = None, stacked: bool = False,
+            choose: float = 0) -> dict:
     speed = speed or SpeedConfig()
     train = synthetic(train_images, device, 0)
     test = synthetic(test_images, device, 1)
@@ -209,6 +226,7 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
     joint_end = joint_epoch_end_s(trainers, test, stream.normalize, streams, device)
     depths = sorted({d for d, _ in nets})
     stacking = stacked_vs_separate(depths, stream, device, speed, steps) if stacked else None
+    chosen = choice(nets, stream, device, speed, choose) if choose else None
     scale = 10_000 / test_images  # the evaluation scales with the test set; the paper's has 10,000 images
     # test passes in the paper protocol: one per 390-step epoch, and one at the end of the last, partial one
     epochs = -(-PAPER.iterations // (50_000 // PAPER.batch_size))
@@ -222,6 +240,7 @@ def measure(nets, device, steps: int, test_images: int, train_images: int = 5120
         "test_images": test_images, "first_step_s": first_step_s, "memory": memory,
         "joint_step_ms": {"cpu_enqueue": enqueue, "wall": wall}, "solo_step_ms": solo,
         "epoch_end_s": ends, "joint_epoch_end_s": joint_end, "profile": profiled, "stacked": stacking,
+        "choice": chosen,
         "projected_paper_s": {"steps": PAPER.iterations * wall / 1e3, "evaluations": epochs * eval_s,
                               "checkpoints": epochs * ckpt_s, "epochs": epochs, "epoch_ends": epochs * joint_end_s},
     }
@@ -311,6 +330,16 @@ def markdown(r: dict) -> str:
                   f"{stk[len(stk) // 2]:.2f} ms against {sep[len(sep) // 2]:.2f} ms (medians of {st['rounds']} "
                   f"alternating rounds; {min(stk):.2f}-{max(stk):.2f} and {min(sep):.2f}-{max(sep):.2f}): "
                   f"{st['speedup']:.2f}x."]
+    ch = r.get("choice")
+    if ch:
+        base = (ch["variants"].get("default") or {}).get("ms_per_step")
+        lines += ["", f"The first-minute choice (experiments.variants, budget spent: {ch['seconds']:.0f} s): "
+                  f"**{ch['variant']}**.", "", "| variant | joint step (ms) | against default | check |",
+                  "| --- | --- | --- | --- |"]
+        for name, v in ch["variants"].items():
+            ms = v["ms_per_step"]
+            ratio = f"{base / ms:.2f}x" if ms and base else "-"
+            lines.append(f"| {name} | {f'{ms:.2f}' if ms else '-'} | {ratio} | {v['check']} |")
     j = r["joint_step_ms"]
     lines += ["", f"Joint step: {j['wall']:.2f} ms wall, {j['cpu_enqueue']:.2f} ms to enqueue. Test passes "
               f"measured on {r['test_images']} synthetic images and scaled to 10,000."]
@@ -348,6 +377,9 @@ def main(argv=None) -> int:
                          "(the speed. prefix is optional)")
     ap.add_argument("--stacked", action="store_true",
                     help="also time each depth's plain and residual nets stacked into one model (grouped convs)")
+    ap.add_argument("--choose", type=float, default=0, metavar="SECONDS",
+                    help="also make the first-minute choice of the step (experiments.variants) with this budget: "
+                         "each variant's joint step against the default's, and its check")
     ap.add_argument("--out", default="results/bench")
     args = ap.parse_args(argv)
     try:
@@ -364,7 +396,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     r = measure([(d, res) for d in depths for res in (False, True)], device, args.steps or (100 if cuda else 2),
                 args.test_images or (10_000 if cuda else 256), profile_n=args.profile, out=out, speed=speed,
-                stacked=args.stacked)
+                stacked=args.stacked, choose=args.choose)
     (out / "steptime.json").write_text(json.dumps(r, indent=2) + "\n")
     md = markdown(r)
     (out / "steptime.md").write_text(md)

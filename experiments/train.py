@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -161,12 +162,19 @@ class Trainer:
             self.probes.load_state_dict(state["probes"])
 
 
+def applied_speed(speed: SpeedConfig, device: torch.device, model: nn.Module):
+    """What `speed` means for `model` on `device` (experiments.device.Speed): fused BN only where the family has that
+    forward (`forward_fused`), and never under compile, which fuses the whole forward."""
+    on = resolve_speed(speed, device)
+    return dataclasses.replace(on, fuse=on.fuse and not on.compile and hasattr(model, "forward_fused"))
+
+
 def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device: torch.device,
                  speed: SpeedConfig, probe_every: int = 10, trainer_class: type = Trainer) -> Trainer:
     """The model on `device` with the `speed` switches applied, wrapped in its Trainer: what every run (and
     `make bench`) trains. probe_every=0: no probes. `trainer_class`: a Trainer with another loss and error
     count (experiments.stacked)."""
-    on = resolve_speed(speed, device)
+    on = applied_speed(speed, device, model)
     model.to(device)
     if on.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -179,6 +187,8 @@ def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device:
         # the unprobed training forward only: probed steps and evaluations run the module itself, whose hooks
         # a compiled graph would not see
         trainer.forward = torch.compile(model)
+    elif on.fuse:
+        trainer.forward = model.forward_fused  # the same hooks-free training forward, BN fused (experiments.fused)
     trainer.speed = on
     return trainer
 

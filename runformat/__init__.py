@@ -64,6 +64,19 @@ class Status(str, Enum):
         return self in (Status.completed, Status.diverged)
 
 
+class TrainErrMeasure(str, Enum):
+    """run.json's `train_err_measure`: what a run's `train_err` column measures. The two give different numbers for
+    one net (in training mode, on augmented batches while the weights still move, a net errs more than the same net
+    evaluated after the epoch), so a comparison of training errors must say which each side recorded."""
+    running = "running"                    # the running error over the epoch's training mini-batches, in training
+                                           # mode, each batch as it was trained on: the paper's dashed curves (this
+                                           # harness)
+    eval_after_epoch = "eval_after_epoch"  # after each epoch, in eval mode, over the whole training set
+
+    def __str__(self) -> str:
+        return self.value
+
+
 # ---- the CSV tables ---------------------------------------------------------------------------------
 
 # init_depth: the depth of the trained net a run started from (`init.from=RUN_DIR`: that net deepened by identity
@@ -190,6 +203,22 @@ class InspectionInfo(TypedDict, total=False):
     at: str          # ISO 8601, when
 
 
+class PublishedInfo(TypedDict, total=False):
+    """run.json's `published`: the run is another project's published curve, converted into this format
+    (`analysis.published`), not a run this harness trained. Every number in metrics.csv comes from `file`."""
+    repository: str     # `a-martyn/resnet`
+    url: str
+    commit: str         # the commit `file` was read at
+    file: str           # its path in the repository
+    sha256: str         # of the file's bytes
+    values_sha256: str  # of its numbers, so that the converted rows can be checked without the file: sha256 of one
+                        # UTF-8 line per row, `epoch,value,...\n` in the file's column order, the epoch as written and
+                        # each value as Python's float.hex
+    license: str        # its SPDX identifier; the text is beside the set (results/reference/<name>/LICENSE)
+    schedule: str       # how it was trained, in words (config.protocol has the same as numbers)
+    converted: str      # what the conversion did to the numbers
+
+
 class RunInfo(TypedDict, total=False):
     """The keys of run.json. Every key is optional to a reader: older or other writers omit some."""
     status: str                # a Status value
@@ -201,7 +230,10 @@ class RunInfo(TypedDict, total=False):
     depth: int                 # weighted layers, as the CSVs' `depth`
     device: str                # `cpu`, `cuda`, `cuda:1`
     device_name: str           # `NVIDIA H100 80GB HBM3`, or the CPU
-    speed: dict                # the speed switches as they applied: channels_last, bf16, cuda_graphs, compile, ...
+    speed: dict                # the speed switches as they applied: channels_last, bf16, cuda_graphs, compile, fuse, ...
+    speed_choice: dict         # the first-minute choice of the step (experiments.variants): `variant`, its `switches`,
+                               # `seconds`, `device_type`, `device_name`, and per variant `passed`, `check`,
+                               # `ms_per_step`, `seconds`; a resumed run keeps it
     versions: dict             # python, torch, torchvision, hydra
     git_commit: Optional[str]  # `+dirty` when the tree had uncommitted changes
     data_description: str      # which images: says when a copy is not the original CIFAR-10 files
@@ -219,3 +251,5 @@ class RunInfo(TypedDict, total=False):
                                # stop early because a resume switched the probes off
     init: InitInfo              # only for a run started with init.from
     inspection: InspectionInfo  # once the after-training inspection ran
+    train_err_measure: str      # a TrainErrMeasure value: what `train_err` measures (runs written before it omit it)
+    published: PublishedInfo    # only for another project's curve converted into this format

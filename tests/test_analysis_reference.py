@@ -1,16 +1,22 @@
 """Reference runs drawn beneath a user's (analysis/reference.py, issue 14): which set `auto` picks, the dotted
-curves on the figures' axes, the report's differences, and the --reference paths that must not serve."""
+curves on the figures' axes, the report's differences, and the --reference paths that must not serve; then the
+committed published set (issue 30) beneath paper-protocol runs, and the report's differences along the curves."""
 from __future__ import annotations
 
+import math
+import os
 import statistics
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import figures, reference, report
 from analysis.load import load_runs
-from tests.helpers.runs import EPOCHS, FINALS, ITERS_PER_EPOCH, curve, write_grid
+from runformat import METRICS
+from tests.helpers.runs import EPOCHS, FINALS, ITERS_PER_EPOCH, curve, write_grid, write_run
 
 # the reference's finals (train, test) per net: other numbers than FINALS, two seeds for plain-56 (its curve is the
 # seed mean), and no plain-32 (that net is drawn alone)
@@ -95,7 +101,7 @@ def test_auto_prefers_the_same_data_and_says_when_it_differs(root, runs, tmp_pat
     (root / NAME).rename(tmp_path / "moved")
     out = tmp_path / "out"
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
-    label = "dotted: reference, a-other-data (other data)"
+    label = "dotted: reference, a-other-data\n(other data: original CIFAR-10)"
     assert [t.get_text() for t in drawn["fig6"].axes[0].get_legend().get_texts()][-1] == label
     md = (out / "report.md").read_text()
     assert ("**The data differ**: the reference used cifar10 (train 50,000 / test 10,000); these runs "
@@ -171,7 +177,7 @@ def test_report_differences_equal_the_synthetic_finals(root, runs, tmp_path, cap
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
     assert f"reference (dotted): {root / NAME}" in capsys.readouterr().out
     md = (out / "report.md").read_text()
-    section = md.split("## Against the reference runs")[1].split("\n## ")[0]
+    section = md.split("## Against the reference runs")[1].split("\n## ")[0].split("\n### ")[0]  # the finals
     assert f"Reference runs: **{NAME}** (`{root / NAME}`, protocol `quick`)" in section
     rows = {cells[0]: cells[1:] for cells in (
         [c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| "))}
@@ -184,6 +190,7 @@ def test_report_differences_equal_the_synthetic_finals(root, runs, tmp_path, cap
             assert cells[i] == f"{mine:.2f} (n={len(ours)})" and cells[i + 1] == f"{theirs:.2f} (n={len(ref_finals)})"
             assert float(cells[i + 2]) == pytest.approx(mine - theirs, abs=0.005 + 1e-9)  # rounded to 2 decimals
     assert "plain-32" not in rows and "No reference for: plain-32." in section
+    assert "### Along the curves" not in md  # these runs end (2,346 iterations) before the first point, 10,000
 
 
 # ---- --reference paths that must not serve --------------------------------------------------------------
@@ -221,3 +228,152 @@ def test_auto_never_draws_a_reference_over_itself(root, tmp_path, drawn):
     assert report.main(["--runs", str(root / NAME / "runs"), "--out", str(out)]) == 0
     assert all(not dotted(ax) for fig in drawn.values() for ax in fig.axes)
     assert "Against the reference runs" not in (out / "report.md").read_text()
+
+
+# ---- the published set (results/reference/a-martyn-cifar10, issue 30) --------------------------------------------
+
+PUBLISHED = Path(reference.__file__).resolve().parents[1] / "results" / "reference" / "a-martyn-cifar10"  # committed
+JPEG = {"root": "../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz"}  # this project's copy (write_run's imagefolder)
+CIFAR10 = {"source": "cifar10", "root": None}                             # the original files
+# the user's paper-protocol rows: epochs of 390 iterations, the last one short, at 64,000
+PAPER_ITERATIONS = [390 * e for e in range(1, 165)] + [64_000]
+# at each report point, the row at or before it on each side (ours: 390 an epoch; the published set: 391)
+ROWS_USED = {10_000: (9_750, 9_775), 32_000: (31_980, 31_671), 48_000: (47_970, 47_702), 64_000: (64_000, 63_733)}
+
+
+def paper_err(depth: int, iteration: int, column: str) -> float:
+    """The user's synthetic curves: known at every iteration, so the tests can say what each cell must hold."""
+    train = 40.0 * math.exp(-iteration / 15_000) + depth / 20
+    return round(train + (6.0 if column == "test_err" else 0.0), 4)
+
+
+def paper_runs(runs_dir: Path, data: dict, nets=((20, False), (56, False), (56, True))) -> Path:
+    for depth, residual in nets:
+        run = write_run(runs_dir, depth, residual, 0, (0.0, 0.0), protocol="paper", iterations=64_000, data=data)
+        rows = pd.read_csv(run / METRICS.file).iloc[[0] * len(PAPER_ITERATIONS)].reset_index(drop=True)
+        rows["epoch"], rows["iteration"] = range(1, len(PAPER_ITERATIONS) + 1), PAPER_ITERATIONS
+        for column in ("train_err", "test_err"):
+            rows[column] = [paper_err(depth, it, column) for it in PAPER_ITERATIONS]
+        rows.to_csv(run / METRICS.file, index=False)
+    return runs_dir
+
+
+def published_rows(stem: str) -> pd.DataFrame:
+    return pd.read_csv(PUBLISHED / "runs" / stem / METRICS.file).set_index("iteration")
+
+
+@pytest.fixture
+def published_root(tmp_path, monkeypatch) -> Path:
+    """A results/reference/ holding only the committed published set, so that sets published later cannot change
+    what these tests expect."""
+    root = tmp_path / "reference"
+    root.mkdir()
+    (root / PUBLISHED.name).symlink_to(PUBLISHED, target_is_directory=True)
+    monkeypatch.setattr(reference, "ROOT", root)
+    return root
+
+
+def test_paper_runs_get_the_published_set_beneath_them(published_root, tmp_path, drawn, capsys):
+    """What `make plots` (--reference auto) does for paper-protocol runs on the JPEG copy with no reference of the
+    project's own: the published curves dotted, labelled with their source and data, and the report's differences
+    along the curves."""
+    runs = paper_runs(tmp_path / "results" / "paper" / "runs", JPEG)
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
+    said, = [line for line in capsys.readouterr().out.splitlines() if line.startswith("reference (dotted): ")]
+    assert said.endswith(f"/{PUBLISHED.name}")
+    plain_ax = drawn["fig6"].axes[0]
+    label = "dotted: reference, a-martyn/resnet, published\n(other data: original CIFAR-10)"
+    assert plain_ax.get_legend().get_texts()[-1].get_text() == label
+    theirs = published_rows("plainnet20")
+    lines = {tuple(l.get_ydata()): l for l in dotted(plain_ax)}
+    for column in ("train_err", "test_err"):  # the published numbers, at their own iterations
+        line = lines[tuple(theirs[column])]
+        assert list(line.get_xdata()) == pytest.approx(list(theirs.index / 1e4))
+        assert line.get_color() == legend_colours(plain_ax)["plain-20"]
+
+    md = (out / "report.md").read_text()
+    section = md.split("## Against the reference runs")[1].split("\n## ")[0]
+    assert "**Published curves, not runs of this harness**: a-martyn/resnet at commit `a977915` (BSD-3-Clause)" in section
+    assert "**The data differ**: the reference used cifar10 (train 50,000 / test 10,000)" in section
+    assert ("Training error: these runs record the running error over each epoch's training mini-batches, in training "
+            "mode; the reference the error after each epoch, in eval mode, over the whole training set. These are not "
+            "the same measure") in section
+    along = section.split("### Along the curves")[1]
+    tables = {what: {cells[0]: cells[1:] for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in part.splitlines() if line.startswith("| "))}
+        for what, part in zip(("test_err", "train_err"), along.split("**Training error**"))}
+    for stem, net, depth in (("plainnet20", "plain-20", 20), ("resnet56", "ResNet-56", 56)):
+        theirs = published_rows(stem)
+        for column, cells in ((c, tables[c][net]) for c in ("test_err", "train_err")):
+            for cell, (ours_at, theirs_at) in zip(cells, ROWS_USED.values()):
+                mine, ref = paper_err(depth, ours_at, column), theirs.loc[theirs_at, column]
+                assert cell == f"{mine - ref:+.2f} ({mine:.2f} vs {ref:.2f})"
+            mine, ref = paper_err(depth, 64_000, column), theirs[column].iloc[-1]  # the end: 64,000 and 64,124
+            assert cells[-1] == f"{mine - ref:+.2f} ({mine:.2f} vs {ref:.2f})"
+    assert ("Rows used (iteration): near 10,000: yours 9,750, the reference's 9,775; near 32,000: yours 31,980, the "
+            "reference's 31,671; near 48,000: yours 47,970, the reference's 47,702; near 64,000: yours 64,000, the "
+            "reference's 63,733.") in along
+
+
+def test_reference_none_draws_no_published_set(published_root, tmp_path, drawn):
+    runs = paper_runs(tmp_path / "runs", JPEG)
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(runs), "--out", str(out), "--reference", "none"]) == 0
+    assert {"fig1_plain", "fig6", "degradation"} <= set(drawn)
+    assert all(not dotted(ax) for fig in drawn.values() for ax in fig.axes)
+    assert "Against the reference runs" not in (out / "report.md").read_text()
+
+
+def test_a_set_of_our_own_comes_before_the_published_one(published_root, tmp_path):
+    user_jpeg = paper_runs(tmp_path / "jpeg", JPEG)
+    user_cifar = paper_runs(tmp_path / "cifar", CIFAR10)
+    assert reference.choose(reference.AUTO, load_runs(user_jpeg), user_jpeg).reference.source == "a-martyn/resnet"
+    # ours on other data than the user's, like the published set: ours first though the published name sorts first
+    write_grid(published_root / "paper-other" / "runs", {(20, False): [(1.0, 9.0)]}, protocol="paper",
+               data={"root": "/data/another-copy"})
+    choice = reference.choose(reference.AUTO, load_runs(user_jpeg), user_jpeg).reference
+    assert choice.name == "paper-other" and choice.data_differs and not choice.published
+    # the published set on the user's data comes before ours on other data
+    choice = reference.choose(reference.AUTO, load_runs(user_cifar), user_cifar).reference
+    assert choice.name == PUBLISHED.name and not choice.data_differs
+    assert choice.label == "reference, a-martyn/resnet, published"
+    # and ours on the user's data before anything else
+    write_grid(published_root / "paper-cifar10jpeg" / "runs", {(20, False): [(1.0, 9.0)]}, protocol="paper", data=JPEG)
+    assert reference.choose(reference.AUTO, load_runs(user_jpeg), user_jpeg).reference.name == "paper-cifar10jpeg"
+
+
+def test_a_point_counts_only_runs_that_reach_it():
+    rows = pd.DataFrame({"run": ["a"] * 3 + ["b"] * 2, "iteration": [100, 200, 300, 100, 200],
+                         "test_err": [30.0, 20.0, 10.0, 50.0, 40.0]})
+    assert reference.at_iteration(rows, "test_err", 150) == reference.AtIteration(100, 40.0, 2)  # at or before
+    assert reference.at_iteration(rows, "test_err", 250) == reference.AtIteration(200, 20.0, 1)  # b stopped at 200
+    assert reference.at_iteration(rows, "test_err", 50) is None  # no row at or before it
+    assert reference.at_iteration(rows, "test_err", 400) is None  # nobody got there
+
+
+@pytest.mark.parametrize("ours, theirs, expected", [
+    (("running",), ("running",), "Training error: both sides record the running error"),
+    (("running",), ("eval_after_epoch",), "These are not the same measure"),
+    (("",), ("eval_after_epoch",), "these runs record not recorded (run.json without `train_err_measure`); the "
+                                   "reference the error after each epoch"),
+])
+def test_the_report_says_which_training_error_each_side_measured(ours, theirs, expected):
+    assert expected in reference.say_measures(ours, theirs)
+
+
+@pytest.mark.slow
+def test_make_plots_draws_the_published_set_and_reference_none_none(tmp_path):
+    """`make plots` itself, with the checkout's results/reference/: paper-protocol runs on the original CIFAR-10 get the
+    published set (the same data, so it is chosen whatever else is published), REFERENCE=none gets none."""
+    paper_runs(tmp_path / "paper" / "runs", CIFAR10)
+    root = Path(reference.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    for option, drawn_set in (("auto", True), ("none", False)):
+        r = subprocess.run(["make", "plots", "PROTOCOL=paper", f"RESULTS={tmp_path}", f"REFERENCE={option}"], cwd=root,
+                           capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        md = (tmp_path / "paper" / "report.md").read_text()
+        assert ("reference (dotted): results/reference/a-martyn-cifar10" in r.stdout) == drawn_set
+        assert ("**Published curves, not runs of this harness**: a-martyn/resnet" in md) == drawn_set
+        assert ("### Along the curves" in md) == drawn_set and "The data differ" not in md

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from experiments.rundir import RunDir
-from runformat import METRICS
+from runformat import METRICS, TrainErrMeasure
 from tests.helpers.harness import LONG, PARAMS, cli, numbers, popen, run_inprocess, wait_for_rows
 from tests.helpers.harness import metrics_rows as rows
 
@@ -27,6 +27,7 @@ def test_one_run_writes_metrics_and_run_json(tiny, tmp_path):
     assert info["config"]["depth"] == 20 and info["config"]["protocol"]["name"] == "smoke"
     assert {"python", "torch", "torchvision"} <= set(info["versions"])
     assert info["started_at"] and info["ended_at"] and "git_commit" in info and info["device"] == "cpu"
+    assert info["train_err_measure"] == TrainErrMeasure.running  # what a report against a published curve names
     assert (out / "checkpoint.pt").exists()
 
     again = cli(tiny + ["depth=20", "residual=false", f"hydra.run.dir={out}"])

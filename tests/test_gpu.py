@@ -46,15 +46,17 @@ def stream(s: Split) -> TrainStream:
     return TrainStream(s, pixel_mean(s.x), 128, "crop_flip", seed=0)
 
 
-def speed(graphs: bool, bf16: bool = False, compiled: bool = False) -> SpeedConfig:
+def speed(graphs: bool, bf16: bool = False, compiled: bool = False, fuse: bool = False) -> SpeedConfig:
     on = lambda b: Switch.on if b else Switch.off  # noqa: E731
-    return SpeedConfig(channels_last=Switch.on, bf16=on(bf16), cuda_graphs=on(graphs), compile=on(compiled))
+    return SpeedConfig(channels_last=Switch.on, bf16=on(bf16), cuda_graphs=on(graphs), compile=on(compiled),
+                       fuse=on(fuse))
 
 
-def trainer(depth=20, residual=True, graphs=True, bf16=False, probe_every=10, protocol=None, compiled=False):
+def trainer(depth=20, residual=True, graphs=True, bf16=False, probe_every=10, protocol=None, compiled=False,
+            fuse=False):
     torch.manual_seed(0)
     return make_trainer(CifarResNet(depth, residual), depth, protocol or ProtocolConfig(), dev(),
-                        speed(graphs, bf16, compiled), probe_every)
+                        speed(graphs, bf16, compiled, fuse), probe_every)
 
 
 def bns(t):
@@ -135,6 +137,42 @@ def test_a_compiled_forward_is_captured_with_the_step_and_trains_as_the_eager_st
     torch.testing.assert_close(torch.tensor(lc[:3]), torch.tensor(le[:3]), rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(torch.tensor(lc), torch.tensor(le), rtol=0.05, atol=0.02)
     assert sum(lc[-10:]) < sum(lc[:10])
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("residual", [False, True])
+def test_the_fused_bn_step_is_captured_and_trains_as_the_eager_step_does(caplog, residual):
+    """speed.fuse=on (experiments.fused): BN + ReLU (+ the addition) compiled as regions shared by every block, warmed
+    up before the capture, replayed without falling back; in bf16 as the sweep runs, following the eager curve."""
+    s = stream(split())
+    with caplog.at_level(logging.WARNING, logger="experiments"):
+        f = trainer(residual=residual, graphs=True, bf16=True, fuse=True)
+        lf = loss_after_each_step(f, s, 30)
+    le = loss_after_each_step(trainer(residual=residual, graphs=False, bf16=True), s, 30, channels_last)
+    assert isinstance(f.graphed, CapturedStep) and f.speed.fuse and "capture" not in caplog.text, caplog.text
+    torch.testing.assert_close(torch.tensor(lf), torch.tensor(le), rtol=0.05, atol=0.02)
+    assert sum(lf[-10:]) < sum(lf[:10])
+
+
+@pytest.mark.compile
+def test_the_first_minute_choice_on_cuda_checks_times_and_picks_a_captured_variant():
+    """experiments.variants on the GPU, two nets on two streams: the captured default passes its check against the
+    eager step, every variant is timed or says why not, and the chosen one is one that passed."""
+    from experiments import variants
+    s = stream(split())
+
+    def build(switches):
+        out = []
+        for residual in (False, True):
+            torch.manual_seed(0)
+            out.append(make_trainer(CifarResNet(20, residual), 20, ProtocolConfig(), dev(),
+                                    variants.with_switches(SpeedConfig(), switches)))
+        return out
+    choice = variants.choose(build, lambda k: s.batch(0, k), streams=True, budget=120, timing_seconds=1)
+    outcome = {o.name: o for o in choice.outcomes}
+    assert outcome["default"].passed and outcome["default"].ms > 0, outcome
+    assert outcome[choice.variant].passed and choice.seconds < 300
+    assert all(o.passed or o.check for o in choice.outcomes)
 
 
 def test_a_replay_reads_the_lr_from_its_device_tensor():
@@ -233,8 +271,9 @@ def test_a_failed_capture_falls_back_to_eager_steps_on_the_callers_stream(monkey
 
 def cuda_overrides(image_folder, data_dir, *extra):
     tiny = [o for o in tiny_overrides(image_folder, data_dir) if o not in ("device=cpu", "speed.threads=1")]
-    # fp32, cuDNN's heuristics: the same kernels in every process, so two ways of running compare closely
-    return tiny + ["device=cuda", "speed.bf16=off", "speed.cudnn_benchmark=false", *extra]
+    # fp32, cuDNN's heuristics: the same kernels in every process, so two ways of running compare closely; no
+    # first-minute choice (experiments.variants), which could give two processes two variants
+    return tiny + ["device=cuda", "speed.bf16=off", "speed.cudnn_benchmark=false", "speed.choose=off", *extra]
 
 
 def close_tables(a: dict, b: dict, rtol=1e-3):

@@ -80,7 +80,7 @@ def test_a_sweep_packed_while_running_resumes_from_its_parts_in_a_fresh_checkout
     e = env(tmp_path, image_folder, 600)
     r = session(e, "start", "collect", "200")
     assert r.returncode == 0, r.stderr
-    assert "unpacking the carried sweep state" in r.stdout and "the sweep is not running" in r.stdout
+    assert "unpacking the sweep state in" in r.stdout and "the sweep is not running" in r.stdout
     assert not list((tmp_path / "out").glob("resume.tar.part-*"))  # finished: nothing left to resume
     for info_path in runs.glob("*/run.json"):
         info = json.loads(info_path.read_text())
@@ -98,7 +98,8 @@ def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, ima
     assert "set -uo pipefail" not in r.stdout
     r = session(e, "sweep")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "error: unknown phase 'sweep': use tests, check, compare, bench, variants, start or collect [SECONDS | @SECONDS]"]
+        "error: unknown phase 'sweep': use run, tests, check, compare, bench, variants, start or collect "
+        "[SECONDS | @SECONDS]"]
     r = session(e, "collect", "@x")  # a deadline is whole seconds
     assert r.returncode == 2 and "unknown phase '@x'" in r.stderr
     fake = tmp_path / "bin"
@@ -181,7 +182,7 @@ def test_collect_packs_while_it_waits_and_ends_at_its_deadline_from_the_calls_st
 
 def test_variants_time_the_joint_step_under_each_speed_set(tmp_path, image_folder):
     """Each ';'-separated set of --speed switches gets its own steptime, packed into variants.tar.gz."""
-    e = {**env(tmp_path, image_folder, 8), "VARIANTS": "bf16=on;bf16=on,channels_last=off",
+    e = {**env(tmp_path, image_folder, 8), "VARIANTS": "bf16=on;bf16=on,channels_last=off", "CHOOSE": "0",
          "STEPTIME": "--nets 8 --steps 1 --test-images 20 --device cpu"}
     r = session(e, "variants")
     assert r.returncode == 0, r.stderr
@@ -259,3 +260,22 @@ def test_make_reference_refuses_what_is_not_a_collected_sweep_in_one_line(tmp_pa
     errors = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "scripts/gpu-session collect" in errors[0], r.stdout + r.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_run_stops_a_sweep_whose_gpu_tests_fail_beside_it_and_brings_back_its_state(tmp_path, image_folder):
+    """`run @S`, the one call of a machine: the GPU tests start once the sweep's first epoch is written and, failing,
+    stop it; the call then ends at once, long before its deadline, with the runs checkpointed and packed."""
+    runs = tmp_path / "runs"
+    py = fake_python(tmp_path, f"ls {runs}/*/metrics.csv >/dev/null 2>&1 || exit 3; exit 1")
+    began = time.monotonic()
+    r = session({**env(tmp_path, image_folder, 2000), "PY": py, "STOP_BEFORE": "10"}, "run", "@280")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - began < 200 and "the sweep is not running" in r.stdout
+    assert "stopping the sweep: the GPU tests failed (exit 1" in (tmp_path / "logs" / "tests-phase.log").read_text()
+    infos = [json.loads(p.read_text()) for p in runs.glob("*/run.json")]
+    assert len(infos) == 2 and {i["status"] for i in infos} == {"interrupted"}
+    assert list((tmp_path / "out").glob("resume.tar.part-*")) and (tmp_path / "out" / "check.tar.gz").exists()
+    with tarfile.open(tmp_path / "out" / "sweep.tar.gz") as t:
+        manifest = t.extractfile("logs/resume.sha256").read().decode()
+    assert sorted(line.split()[1] for line in manifest.splitlines()) == sorted(
+        p.name for p in (tmp_path / "out").glob("resume.tar.part-*"))

@@ -111,3 +111,18 @@ def test_the_h100_measurement_reads_device_bound_as_its_profile_says():
     assert "8 networks (plain-20" in md and "speed switches: the defaults (`auto`), not recorded" in md
     assert "- Device-bound: the GPU was busy 97% of the profiled steps" in md and "CPU-bound" not in md
     assert "As a run makes them" not in md  # measured before the joint epoch end existed
+
+
+def test_steptime_choose_times_each_variant_against_the_default_and_reports_its_check(tmp_path, monkeypatch):
+    """--choose SECONDS: the first-minute choice a sweep of these nets would make, each variant's joint step beside
+    the default's in one run (here two real variants: the CPU's channels_last, and NCHW)."""
+    from experiments import variants
+    monkeypatch.setattr(variants, "VARIANTS", (variants.Variant("default", {}, ""),
+                                               variants.Variant("nchw", {"channels_last": "off"}, "")))
+    assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "20", "--device", "cpu", "--choose", "60",
+                          "--out", str(tmp_path)]) == 0
+    c = json.loads((tmp_path / "steptime.json").read_text())["choice"]
+    assert set(c["variants"]) == {"default", "nchw"} and all(v["passed"] for v in c["variants"].values())
+    assert c["variant"] == min(c["variants"], key=lambda n: c["variants"][n]["ms_per_step"])
+    md = (tmp_path / "steptime.md").read_text()
+    assert f"**{c['variant']}**" in md and "| default |" in md and "1.00x" in md and "| nchw |" in md

@@ -69,6 +69,7 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
             "data_description": "image-folder copy at ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz",
             "device_name": "Test GPU", "versions": {"python": "3.11", "torch": "2.4", "torchvision": "0.19"},
             "git_commit": "abc1234", "started_at": "2024-01-01T00:00:00", "ended_at": None,
+            "train_err_measure": "running",
             "run_dir": str(run_dir)}
     family = FAMILIES.get(arch) if family is True else family
     if family:
