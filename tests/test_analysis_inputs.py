@@ -460,3 +460,15 @@ def test_runs_that_is_not_a_directory_is_one_line_and_exit_2(tmp_path, capsys):
     assert report.main(["--runs", str(given), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == f"error: no runs found under {given} (not a directory): run `make sweep` first\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_published_object_is_read_as_text_fields_only(runs):
+    """run.json's `published` (another project's curve, runformat.PublishedInfo) names its source in the report: each
+    field is one line of text, and one of another shape is left out."""
+    from analysis.load import read_meta
+    run = odd_run(runs)
+    edit_run_json(run, lambda info: info.update(published={"repository": {"owner": "x"}, "license": ["MIT"],
+                                                           "url": "https://example.org/a\nb", "commit": 12}))
+    assert read_meta(run, []).published == {"url": "https://example.org/a\\nb", "commit": "12"}
+    edit_run_json(run, lambda info: info.update(published="a-martyn/resnet"))
+    assert read_meta(run, []).published is None
