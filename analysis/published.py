@@ -164,18 +164,18 @@ def checked_out(source: Path) -> str | None:
     packed-refs); None when `source` is no clone (the files copied elsewhere) or the commit cannot be read."""
     git = source / ".git"
     try:
-        head = (git / "HEAD").read_text().strip()
+        head = (git / "HEAD").read_text(encoding="utf-8").strip()
     except OSError:
         return None
     if re.fullmatch(r"[0-9a-f]{40}", head):
         return head  # detached, as `git checkout <commit>` leaves it
     ref = head.removeprefix("ref: ").strip()
     try:
-        return (git / ref).read_text().strip()
+        return (git / ref).read_text(encoding="utf-8").strip()
     except OSError:
         pass
     try:
-        packed = (git / "packed-refs").read_text().splitlines()
+        packed = (git / "packed-refs").read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
     return next((line.split()[0] for line in packed if line.endswith(f" {ref}")), None)

@@ -24,7 +24,7 @@ PEER_PREFIX = "peer: "
 
 
 def load_peers(path=PEERS_CSV) -> pd.DataFrame:
-    return pd.read_csv(path)
+    return pd.read_csv(path, encoding="utf-8")
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
