@@ -377,6 +377,9 @@ def read_table(content: str, table: Table, fallback: dict, problems: list[str]) 
             problems.append(f"{name}: {int(repeated.sum())} repeated {'/'.join(table.key)} row(s), "
                             "later rows kept")
             rows = rows[~repeated].copy()
+    for column in table.whole:  # counts stay integers (`1000` in table6.csv, not `1000.0000`) where none is missing
+        if rows[column].notna().all():
+            rows[column] = rows[column].astype("int64")
     rows["depth"] = rows["depth"].astype(int)
     rows["residual"] = rows["residual"].astype(bool)
     rows["arch"] = rows["arch"].astype(str)

@@ -472,3 +472,14 @@ def test_a_published_object_is_read_as_text_fields_only(runs):
     assert read_meta(run, []).published == {"url": "https://example.org/a\\nb", "commit": "12"}
     edit_run_json(run, lambda info: info.update(published="a-martyn/resnet"))
     assert read_meta(run, []).published is None
+
+
+def test_counts_stay_whole_numbers_where_none_is_missing(runs, tmp_path, quick_figures):
+    """The rules parse every count as a number; where none of a column is missing it stays an integer, so that
+    table6.csv says `2346`, not `2346.0000`."""
+    frame = scan(runs).frame
+    assert str(frame["iteration"].dtype) == "int64" and str(frame["epoch"].dtype) == "int64"
+    assert frame["init_depth"].isna().all()  # none given: empty, not 0
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
+    assert pd.read_csv(out / "table6.csv", dtype=str)["final_iteration"].tolist() == [str(EPOCHS * ITERS_PER_EPOCH)] * 2
