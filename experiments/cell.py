@@ -261,8 +261,12 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
                 log.warning("%s: %s", rd.path, note)
     cell.trainer, cell.ds = trainer, ds
     cell.extra = identity_columns(cfg, cell.depth, (info.get("init") or {}).get("depth"))
-    for name, rows in cell.tables().items():
-        rd.write_table(name, rows, cell.extra)  # on resume this drops any row written after the last checkpoint
+    try:
+        for name, rows in cell.tables().items():
+            rd.write_table(name, rows, cell.extra)  # on resume this drops any row written after the last checkpoint
+    except OSError as e:
+        raise RunError(f"cannot write in {rd.path} ({' '.join(str(e).split())[:200]}): make room (or fix the "
+                       f"directory), then rerun the same command") from e
 
     spe = len(ds.train) // p.batch_size
     f = cell.family
@@ -280,7 +284,11 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
     info.setdefault("sessions", []).append({"started_at": provenance.now(), "from_iteration": trainer.iteration,
                                             **{key: info[key] for key in SESSION_KEYS}})
     cell.info = info
-    rd.write_info(info)  # last: a run that says `running` has passed every check
+    try:
+        rd.write_info(info)  # last: a run that says `running` has passed every check
+    except OSError as e:
+        raise RunError(f"cannot write {rd.run_json} ({' '.join(str(e).split())[:200]}): make room (or fix the "
+                       f"directory), then rerun the same command") from e
     cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress)
 
 
@@ -368,11 +376,19 @@ def finish(cell: Cell, status: Status, message: str) -> Result:
     done = cell.saved_at if status == Status.interrupted else cell.trainer.iteration
     cell.info.update(status=status.value, message=message, ended_at=provenance.now(), iterations_done=done,
                      epochs_done=sum(r["iteration"] <= done for r in cell.trainer.history))
-    cell.rd.write_info(cell.info)
+    unwritten = None
+    try:
+        cell.rd.write_info(cell.info)
+    except OSError as e:  # a disk still full: run.json keeps saying `running`, and the rerun resumes all the same
+        unwritten = (f"{cell.rd.run_json} could not be marked {status.value} either ({e.strerror or e}): it still says "
+                     f"running; make room, then rerun the same command")
+        status, message = Status.failed, unwritten
     cell.rd.release()
     (log.info if status == Status.completed else log.warning)("%s: %s. %s", cell.rd.path, status.value, message)
     cell.result = Result(status, message, str(cell.rd.path))
     SWEEP.closed(cell.rd.path.name)
+    if unwritten:
+        raise RunError(unwritten)
     return cell.result
 
 

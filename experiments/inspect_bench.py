@@ -26,6 +26,7 @@ from experiments.data import Dataset, Split
 from experiments.device import resolve_device
 from experiments.inspect import inspect_net, run_dirs
 from experiments.loader import TrainStream, make_normalizer
+from experiments.rundir import read_regular
 from experiments.train import evaluate, make_trainer
 from runformat import METRICS, RUN_JSON
 
@@ -77,11 +78,13 @@ def recorded(paths: list) -> list:
     """What finished runs recorded: their inspection's seconds against their training's."""
     rows = []
     for run in [d for p in paths for d in run_dirs(Path(p))]:
-        try:
-            info = json.loads((run / RUN_JSON).read_text())
-            with open(run / METRICS.file) as f:
-                train_s = sum(float(r["epoch_time_s"]) for r in csv.DictReader(f))
-        except (OSError, ValueError, KeyError):
+        try:  # regular files only: a FIFO would wait forever
+            info = json.loads(read_regular(run / RUN_JSON).decode("utf-8"))
+            metrics = read_regular(run / METRICS.file).decode("utf-8").splitlines()
+            train_s = sum(float(r["epoch_time_s"]) for r in csv.DictReader(metrics))
+        except (OSError, ValueError, KeyError, RecursionError):
+            continue
+        if not isinstance(info, dict):
             continue
         seconds = (info.get("inspection") or {}).get("seconds")
         if seconds is not None:

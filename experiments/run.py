@@ -58,6 +58,9 @@ def main(cfg: DictConfig) -> Result:
             raise SystemExit(2) from None
     try:  # a sweep cell: one bad cell must not stop the sweep; the summary lists it
         return run_jobs([job], keep_going=True)[0]
+    except UserError as e:  # a full disk mid-run: one line, as for a single run
+        log.error("error: %s", e)
+        return Result(Status.failed, str(e), str(job.run_dir))
     except Exception as e:
         log.exception("%s failed", job.run_dir)
         return Result(Status.failed, f"{type(e).__name__}: {e}", str(job.run_dir))

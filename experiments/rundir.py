@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Optional
 
@@ -92,13 +93,44 @@ def config_diff(saved: dict, current: dict) -> list:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
+def read_regular(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file; OSError otherwise. A FIFO would make a plain open wait forever for a
+    writer, and a link could point anywhere: neither is followed (O_NOFOLLOW, O_NONBLOCK, then fstat)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link, not a regular file", str(path)) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file (a {_kind(mode)})", str(path))
+        return f.read()
+
+
+def _kind(mode: int) -> str:
+    return ("FIFO" if stat.S_ISFIFO(mode) else "directory" if stat.S_ISDIR(mode) else "device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+
+
 def atomic_write(path: Path, text: str) -> None:
+    """`text` (UTF-8) into `path` whole or not at all. On failure (a full disk) the temporary file is removed before
+    the OSError goes on: it would only take the room a rerun needs."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _short(e: OSError) -> str:
+    return e.strerror or " ".join(str(e).split())[:200]
 
 
 class RunDir:
@@ -124,10 +156,15 @@ class RunDir:
             raise RunError(f"cannot create the run directory {self.path} ({e.strerror}): choose another "
                            f"hydra.run.dir (or fix the parent's permissions)") from e
         try:
-            f = open(self.path / LOCK, "a+")
+            # a FIFO or a link named .lock is refused, never waited on or followed
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "its .lock is not a regular file")
+            f = os.fdopen(fd, "a+", encoding="utf-8")
         except OSError as e:
-            raise RunError(f"cannot write in the run directory {self.path} ({e.strerror}): choose another "
-                           f"hydra.run.dir") from e
+            raise RunError(f"cannot write in the run directory {self.path} ({_short(e)}): choose another "
+                           f"hydra.run.dir (or move {LOCK} aside)") from e
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -177,13 +214,19 @@ class RunDir:
 
     # -- run.json
     def read_info(self) -> Optional[dict]:
-        if not self.run_json.exists():
-            return None
         try:
-            info = json.loads(self.run_json.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RunError(f"{self.run_json} is not valid JSON ({e}): fix or delete it (the checkpoint and "
-                           f"metrics.csv beside it are kept)") from e
+            text = read_regular(self.run_json)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise RunError(f"cannot read {self.run_json} ({_short(e)}): move it aside (the checkpoint beside it says "
+                           f"which configuration the run is)") from e
+        try:
+            info = json.loads(text.decode("utf-8"))
+        except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested too deep to parse
+            why = "nested too deep" if isinstance(e, RecursionError) else " ".join(str(e).split())[:120]
+            raise RunError(f"{self.run_json} is not valid JSON ({why}): fix or delete it (the checkpoint and "
+                           f"metrics.csv beside it are kept)") from None
         if not isinstance(info, dict):
             raise RunError(f"{self.run_json} is not a JSON object: fix or delete it (the checkpoint and "
                            f"metrics.csv beside it are kept)")
@@ -200,9 +243,12 @@ class RunDir:
 
     def append_table(self, name: str, rows: list, extra: dict) -> None:
         path, cols = self.path / name, TABLES[name].columns
-        new = not path.exists()
-        with open(path, "a") as f:
-            if new:
+        # O_NONBLOCK: a FIFO put there since is refused at once (no reader), never waited on; no link is followed
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", str(path))
+            if os.fstat(fd).st_size == 0:
                 f.write(_csv_line(cols))
             f.write("".join(_csv_line(_cells({**r, **extra}, cols)) for r in rows))
             f.flush()
@@ -212,8 +258,17 @@ class RunDir:
     def save_checkpoint(self, state: dict) -> None:
         tmp = self.checkpoint.with_name(f".checkpoint.tmp{os.getpid()}")
         try:
-            torch.save(state, tmp)
-            with open(tmp, "rb") as f:
+            # the file is opened here, not by torch.save: a failed write (a full disk) must close it, or removing it
+            # frees nothing while the traceback keeps torch's writer alive
+            with open(tmp, "wb") as f:
+                writes = _Writes(f)
+                try:
+                    torch.save(state, writes)
+                except RuntimeError:
+                    if writes.error:  # torch says "unexpected pos ..."; the cause is this (a full disk)
+                        raise writes.error from None
+                    raise
+                f.flush()
                 os.fsync(f.fileno())
         except BaseException:
             tmp.unlink(missing_ok=True)  # half a checkpoint on a full disk only takes the room a rerun needs
@@ -221,15 +276,38 @@ class RunDir:
         os.replace(tmp, self.checkpoint)
 
     def load_checkpoint(self) -> Optional[dict]:
-        if not self.checkpoint.exists():
+        try:
+            data = read_regular(self.checkpoint)
+        except FileNotFoundError:
             return None
+        except OSError as e:
+            raise RunError(f"cannot read {self.checkpoint} ({_short(e)}): move it aside to restart this run from "
+                           f"scratch (metrics.csv will be rewritten), or restore a good copy") from e
         try:
             # weights_only: tensors and plain containers only, no arbitrary unpickling
-            return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:
             raise RunError(f"checkpoint {self.checkpoint} is truncated or corrupt ({type(e).__name__}): move it "
                            f"aside to restart this run from scratch (metrics.csv will be rewritten), or restore "
                            f"a good copy") from e
+
+
+class _Writes:
+    """What torch.save writes to: the file, keeping the OSError of a failed write, which torch reports as an unrelated
+    RuntimeError ("unexpected pos 166656 vs 166552")."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def host_copy(state):
