@@ -121,7 +121,7 @@ class Cell:
         self.flush()
         # the config travels with the weights: a run's identity never depends on run.json surviving
         state = host_copy({"trainer": self.trainer.state_dict(), "rng": torch.get_rng_state(),
-                           "config": self.job.config})
+                           "config": self.job.config, **{k: self.info[k] for k in CHECKPOINTED if k in self.info}})
         iteration, rd, extra = self.trainer.iteration, self.rd, self.extra
 
         def write() -> int:
@@ -237,8 +237,14 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         raise UserError(f"protocol.batch_size={p.batch_size} is more than the {len(ds.train)} training images: "
                         f"lower it, or use more images (data.train_size)")
 
+    classes = len(ds.classes)
+    if ckpt:  # a head sized for other data cannot be resumed on these (a run from before `num_classes` had 10)
+        had = ckpt.get("num_classes") or info.get("num_classes") or 10
+        if had != classes:
+            raise RunError(f"{rd.checkpoint} is a net with a {had}-class head, and the data ({_data_name(cfg)}) have "
+                           f"{classes} classes: rerun with the run's own data, or use another hydra.run.dir")
     torch.manual_seed(cfg.seed)  # the weights: the same seed gives the same initial network
-    model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+    model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, classes)
     if cfg.init.get("from"):  # issue 12: a shallower run's net deepened by identity blocks, unless resuming
         info["init"] = init_from.prepare(model, cfg, ds, fresh=ckpt is None, known=info.get("init"))
     trainer = make_trainer(model, cell.depth, p, device, cfg.speed, cfg.probes.grad_every if cfg.probes.enabled else 0)
@@ -277,6 +283,7 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         "speed": trainer.speed.as_dict(),  # what `speed.*` meant on this device: how the numbers were computed
         "device_name": provenance.device_name(device), "versions": provenance.versions(),
         "git_commit": provenance.git_commit(), "data_description": ds.description,
+        "num_classes": classes,
         "data_sizes": {"train": len(ds.train), "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test)},
         "steps_per_epoch": spe, "run_dir": str(rd.path), "command": " ".join(sys.argv), "ended_at": None,
         "message": ""})
@@ -293,6 +300,11 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
 
 
 SESSION_KEYS = ("device_name", "speed", "git_commit")
+CHECKPOINTED = ("num_classes",)  # run.json keys the checkpoint carries too, for a lost run.json
+
+
+def _data_name(cfg: Config) -> str:
+    return f"data.root={cfg.data.root}" if cfg.data.root else f"data={cfg.data.source.value}"
 
 
 def _keep_session_provenance(info: dict) -> None:

@@ -266,7 +266,7 @@ def read_tar(path: Path):
 def read_folder(root: Path):
     for p in sorted(root.rglob("*")):
         where = split_path(p.relative_to(root).parts)
-        if where and p.suffix.lower() in IMAGE_EXTENSIONS:
+        if where and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():  # never a FIFO: reading one waits forever
             yield where, str(p), p.read_bytes()
 
 
@@ -286,6 +286,9 @@ def decode(files, root: Path):
         raise DataError(f"{root} has no images under train/<class>/ and test/<class>/ "
                         f"(found {len(images['train'])} training and {len(images['test'])} test images)")
     classes = sorted({c for c, _, _ in images["train"]})
+    if len(classes) < 2:  # the net's head is sized by the classes found (run.json's num_classes)
+        raise DataError(f"{root} has {len(classes)} class folder under train/ ({', '.join(classes)}): a classifier "
+                        f"needs at least 2 (train/<class>/ per class)")
     unknown = {c for c, _, _ in images["test"]} - set(classes)
     if unknown:
         raise DataError(f"test/ has classes that train/ lacks: {sorted(unknown)}")

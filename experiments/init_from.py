@@ -20,6 +20,7 @@ import torch
 
 from experiments import families
 from experiments.config import INIT_KEYS
+from experiments.errors import UserError
 from experiments.inspect import calibration, compare, typed_config
 from experiments.loader import TrainStream, make_normalizer
 from experiments.rundir import RunDir, read_regular
@@ -77,7 +78,11 @@ def prepare(model, cfg, ds, fresh: bool, known: Optional[dict]) -> dict:
     info, ckpt = rd.read_info(), rd.load_checkpoint()
     src = typed_config(ckpt.get("config") or info["config"])
     family, device = families.get(src.arch.name), ds.train.x.device
-    shallow = family.build(src.arch, src.depth, src.residual, src.shortcut.value)
+    classes = ckpt.get("num_classes") or info.get("num_classes") or 10  # a run from before `num_classes` had 10
+    if classes != len(ds.classes):
+        raise UserError(f"init.from={cfg.init['from']} is a net with a {classes}-class head, and this run's data have "
+                        f"{len(ds.classes)} classes: start from a run on the same data")
+    shallow = family.build(src.arch, src.depth, src.residual, src.shortcut.value, classes)
     shallow.load_state_dict(ckpt["trainer"]["model"])
     shallow.to(device)
     p = cfg.protocol

@@ -49,7 +49,7 @@ def measure(net: str, overrides: list, steps: int, device, data=None) -> dict:
     ds = data.get(cfg.data, device) if data else random_data(cfg.data.train_size or 6400, cfg.data.test_size or 2000,
                                                              device)
     torch.manual_seed(cfg.seed)
-    model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+    model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, len(ds.classes))
     trainer = make_trainer(model, family.depth(cfg.arch, cfg.depth), p, device, cfg.speed,
                            cfg.probes.grad_every if cfg.probes.enabled else 0)
     normalize = make_normalizer(p.normalize, ds.train.x)

@@ -185,6 +185,7 @@ class RunInfo(TypedDict, total=False):
     versions: dict             # python, torch, torchvision, hydra
     git_commit: Optional[str]  # `+dirty` when the tree had uncommitted changes
     data_description: str      # which images: says when a copy is not the original CIFAR-10 files
+    num_classes: int           # the classes of its data, which size the net's head (since 2026-12-04)
     data_sizes: dict           # train / val / test images actually used
     steps_per_epoch: int
     run_dir: str

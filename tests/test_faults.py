@@ -536,7 +536,19 @@ def test_a_run_json_nested_too_deep_to_parse_is_one_line(tiny, tmp_path):
     assert r.returncode == 2 and "is not valid JSON (nested too deep)" in one_error_line(r.stderr)
 
 
-# ---- text as UTF-8 whatever the locale ---------------------------------------------------------------------------
+# ---- config ranges, and text as UTF-8 whatever the locale ---------------------------------------------------------
+
+@pytest.mark.parametrize("args, expected", [
+    (["seed=1125899906842624"], "seed=1125899906842624 is outside what it can mean: it must be in [0, 4.29497e+09]"),
+    (["depth=20.7"], "depth=20.7: Value '20.7' of type 'float' could not be converted to Integer"),
+    (["protocol.name=../../../tmp/PWNED"], "protocol.name='../../../tmp/PWNED' names the folder results/<protocol.name>/"),
+])
+def test_a_value_that_would_fail_mid_run_or_escape_results_is_refused_up_front(args, expected, tiny, tmp_path):
+    """seed=2**50 passed the check and failed in the first batch (int64 overflow); a protocol name is a folder."""
+    r = cli(tiny + args, cwd=tmp_path)
+    assert r.returncode == 2 and expected in one_error_line(r.stderr), r.stderr
+    assert not (tmp_path / "results").exists() and not Path("/tmp/PWNED").exists()
+
 
 def test_text_is_written_and_read_as_utf_8_under_an_ascii_locale(tiny, tmp_path):
     """Under LC_ALL=C without Python's UTF-8 coercion the default encoding is ASCII: every file names UTF-8."""
