@@ -221,6 +221,9 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         if diff:
             raise RunError(f"{rd.path} holds a run of a different configuration (differs in: {', '.join(diff)}): "
                            f"rerun with its settings, or use another hydra.run.dir")
+    fingerprint = data_mod.data_fingerprint(cfg.data)
+    if saved:
+        _check_data(rd, cfg, saved, info.get("data_fingerprint") or (ckpt or {}).get("data_fingerprint"), fingerprint)
     if status is not None and status.final:
         cell.result = Result(status, info.get("message", ""), str(rd.path))
         log.info("%s: already %s (%s); nothing to do. Delete the directory to run it again.", rd.path,
@@ -283,7 +286,7 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         "speed": trainer.speed.as_dict(),  # what `speed.*` meant on this device: how the numbers were computed
         "device_name": provenance.device_name(device), "versions": provenance.versions(),
         "git_commit": provenance.git_commit(), "data_description": ds.description,
-        "num_classes": classes,
+        "data_fingerprint": fingerprint, "num_classes": classes,
         "data_sizes": {"train": len(ds.train), "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test)},
         "steps_per_epoch": spe, "run_dir": str(rd.path), "command": " ".join(sys.argv), "ended_at": None,
         "message": ""})
@@ -300,11 +303,24 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
 
 
 SESSION_KEYS = ("device_name", "speed", "git_commit")
-CHECKPOINTED = ("num_classes",)  # run.json keys the checkpoint carries too, for a lost run.json
+CHECKPOINTED = ("data_fingerprint", "num_classes")  # run.json keys the checkpoint carries too, for a lost run.json
 
 
 def _data_name(cfg: Config) -> str:
     return f"data.root={cfg.data.root}" if cfg.data.root else f"data={cfg.data.source.value}"
+
+
+def _check_data(rd: RunDir, cfg: Config, saved: dict, had: Optional[str], fingerprint: str) -> None:
+    """The data a run was trained on must be the data it resumes (or reruns) on, whatever path names them: by content
+    where the run recorded its data's fingerprint, else (a run from before fingerprints) by `data.root` as typed."""
+    if had and had != fingerprint:
+        raise RunError(f"{rd.path} was trained on other data than {_data_name(cfg)} holds now (their content differs: "
+                       f"fingerprint {fingerprint[:12]}, the run's {had[:12]}): put the run's data back, or use "
+                       f"another hydra.run.dir")
+    root = (saved.get("data") or {}).get("root") if isinstance(saved.get("data"), dict) else None
+    if not had and root != cfg.data.root:
+        raise RunError(f"{rd.path} holds a run of a different configuration (differs in: data.root): rerun with its "
+                       f"settings, or use another hydra.run.dir")
 
 
 def _keep_session_provenance(info: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,20 +18,57 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import families
 from experiments.cell import Job, Result
-from experiments.config import Config, compose, register
+from experiments.config import CONF_DIR, Config, compose, register
 from experiments.errors import UserError
-from experiments.rundir import run_name
+from experiments.rundir import override_key, run_name
 from experiments.runner import run_jobs
 from runformat import Status
 
 log = logging.getLogger("experiments")
 
 
+def name_of(cfg: DictConfig, overrides: list, conf_dir: Optional[Path] = None) -> str:
+    """The run directory name of the composed `cfg` (rundir.run_name): each overridden key whose resolved value is
+    not what its groups give it anyway (`protocol=quick protocol.lr=0.1` is `protocol=quick`), the data by their
+    fingerprint. The precheck names every cell with it before Hydra starts (`conf_dir`: its conf/)."""
+    from experiments.config import DataConfig, Source
+    from experiments.data import data_fingerprint
+
+    def value(key, node=cfg):
+        v = OmegaConf.select(node, key, default=None)
+        return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+    groups = [o for o in overrides if "." not in override_key(o) and isinstance(value(override_key(o)), dict)]
+    # a key is compared with what its groups give it, a group's choice with what the default choice gives
+    changed = [o for o in overrides if value(override_key(o)) != value(override_key(o), _baseline(
+        [g for g in groups if g != o], conf_dir))]
+    family = families.get(cfg.arch.name)
+    source = value("data.source")  # an Enum, or its value where a launcher's config lost the schema's types
+    data = DataConfig(source=Source(getattr(source, "value", source)), root=value("data.root"))
+    return run_name(family.name_head(cfg.arch, cfg.depth), cfg.residual, cfg.seed, changed, family.size_keys,
+                    value, data_fingerprint(data))
+
+
+_BASES: dict = {}  # (owner, groups) -> the config those group choices give, composed once per process
+
+
+def _baseline(groups: list, conf_dir: Optional[Path]) -> DictConfig:
+    """The config of the group choices alone: inside the Hydra app (conf_dir None) composed by the app's own Hydra,
+    else from `conf_dir`."""
+    from hydra.core.global_hydra import GlobalHydra
+    inside = conf_dir is None and GlobalHydra.instance().is_initialized()
+    owner = id(GlobalHydra.instance().hydra) if inside else str(conf_dir or CONF_DIR)
+    key = (owner, tuple(groups))
+    if key not in _BASES:
+        if inside:
+            from hydra import compose as hydra_compose
+            _BASES[key] = hydra_compose("config", overrides=list(groups))
+        else:
+            _BASES[key] = compose(list(groups), Path(conf_dir or CONF_DIR))
+    return _BASES[key]
+
+
 def _run_name(*, _root_) -> str:
-    overrides = OmegaConf.select(_root_, "hydra.overrides.task", default=None) or []
-    family = families.get(_root_.arch.name)
-    return run_name(family.name_head(_root_.arch, _root_.depth), _root_.residual, _root_.seed, list(overrides),
-                    family.size_keys)
+    return name_of(_root_, list(OmegaConf.select(_root_, "hydra.overrides.task", default=None) or []))
 
 
 register()

@@ -185,6 +185,8 @@ class RunInfo(TypedDict, total=False):
     versions: dict             # python, torch, torchvision, hydra
     git_commit: Optional[str]  # `+dirty` when the tree had uncommitted changes
     data_description: str      # which images: says when a copy is not the original CIFAR-10 files
+    data_fingerprint: str      # the data by its content (an archive's sha256, or a folder's files'; `cifar10`: torchvision's
+                               # checksummed files): part of the run's identity, checked on resume (since 2026-12-04)
     num_classes: int           # the classes of its data, which size the net's head (since 2026-12-04)
     data_sizes: dict           # train / val / test images actually used
     steps_per_epoch: int
@@ -200,6 +202,7 @@ class RunInfo(TypedDict, total=False):
                                # stop early because a resume switched the probes off
     init: InitInfo              # only for a run started with init.from
     inspection: InspectionInfo  # once the after-training inspection ran
+    renamed_from: str           # the name an older naming rule gave its directory (experiments.rename)
 
 
 # ---- a run's identity: which config keys change the numbers ----------------------------------------------
