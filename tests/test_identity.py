@@ -3,6 +3,7 @@ resume check, the data are known by their content whatever path names them, and 
 whose recipes differ."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import tarfile
@@ -75,8 +76,8 @@ def test_two_runs_that_differ_in_the_lr_land_in_two_directories_both_reported_ne
     assert {json.loads((runs / n / "run.json").read_text())["config"]["protocol"]["lr"] for n in names} == {0.05, 0.1}
 
     assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
-    table = (tmp_path / "out" / "table6.csv").read_text().splitlines()
-    rows = {r.split(",")[table[0].split(",").index("net")]: dict(zip(table[0].split(","), r.split(","))) for r in table[1:]}
+    with open(tmp_path / "out" / "table6.csv", encoding="utf-8") as f:
+        rows = {r["net"]: r for r in csv.DictReader(f)}
     # the run that changes nothing of the protocol keeps the net's name
     assert set(rows) == {"plain-8", "plain-8 (lr=0.05)"} and {r["n"] for r in rows.values()} == {"1"}
     md = (tmp_path / "out" / "report.md").read_text()
