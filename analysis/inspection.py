@@ -62,7 +62,7 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
         if isinstance(init, dict) and isinstance(init.get("start"), dict) and net_of.get(run_dir.name):
             starts.append({"run": run_dir.name, "net": net_of[run_dir.name], "source_run": init.get("run"),
                            **{f"start_{k}": v for k, v in init["start"].items()}})
-    tables = {t.file: name_nets(pd.concat(found[t.file], ignore_index=True), runs.families) if found[t.file]
+    tables = {t.file: name_nets(pd.concat(found[t.file], ignore_index=True), runs.families, runs.variants) if found[t.file]
               else pd.DataFrame(columns=["run", *t.columns, *PER_NET[:4]]) for t in INSPECTION_TABLES}
     starts = pd.DataFrame(starts) if starts else pd.DataFrame(columns=["run", "net", "source_run"])
     return InspectionSet(tables, starts, missing, problems)
