@@ -18,14 +18,25 @@ NAME ?= paper-cifar10jpeg
 # pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
 TEST_WORKERS ?= auto
 
+# A variable given on the command line (or in the environment) is text: make expands no `$(...)` in it, and it reaches
+# the shell only as single-quoted words (`sh`, `shwords`), so a backtick or `$(...)` in OVERRIDES, DEPTHS or RESULTS is
+# passed on as written and never run.
+USER_VARS := PROTOCOL DEPTHS SEEDS OVERRIDES RESULTS REFERENCE TEST_WORKERS FORCE ARCH UNITS GPUS CELLS_PER_JOB LAUNCHER \
+	FROM RESUME NAME
+$(foreach v,$(USER_VARS),$(if $(filter command line environment,$(origin $(v))),$(eval override $(v) := $$(value $(v)))))
+# one shell word: '...' with each ' inside closed, escaped and reopened
+sh = '$(subst ','\'',$(1))'
+# each whitespace-separated word of $(1) as one shell word (OVERRIDES="a=1 b=2" is two overrides, as before)
+shwords = $(foreach w,$(1),$(call sh,$(w)))
+
 .PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference published
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
-	@echo "  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS))"
-	@echo "             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)' REFERENCE=$(REFERENCE)"
-	@echo "             make reference: FROM=... RESUME=... NAME="$(call quote,NAME)
-	@echo "             LAUNCHER=$(LAUNCHER) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md)"
+	@echo $(call sh,  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS)))
+	@echo $(call sh,             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)' REFERENCE=$(REFERENCE))
+	@echo $(call sh,             make reference: FROM=$(FROM) RESUME=$(RESUME) NAME=$(NAME))
+	@echo $(call sh,             LAUNCHER=$(LAUNCHER) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md))
 
 install: $(VENV)/.installed  ## create .venv/ and install the project (no extras)
 
@@ -46,13 +57,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@ $(VENV)/.installed-cluster
 
 test: $(VENV)/.installed-test  ## the test suite (CPU, a few minutes; slow and GPU tests excluded)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(call sh,$(TEST_WORKERS))
 
 lint: $(VENV)/.installed-test  ## ruff (config in pyproject.toml): what CI checks before the tests
 	$(VENV)/bin/ruff check .
 
 test-all: $(VENV)/.installed-test  ## every test, the slow ones too (GPU tests skip without CUDA)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m ''
+	$(PY) -m pytest -q -n $(call sh,$(TEST_WORKERS)) -m ''
 
 FORCE ?=
 ARCH ?= resnet_cifar
@@ -65,21 +76,22 @@ SIZES = $(if $(filter minimodel,$(ARCH)),arch=minimodel arch.units_per_stage=$(U
 GPUS ?=
 CELLS_PER_JOB ?=
 LAUNCHER ?= $(if $(GPUS),gpus,$(shell $(PY) -c "import torch; print('concurrent' if torch.cuda.is_available() else 'basic')" 2>/dev/null || echo basic))
-SWEEP = -m protocol=$(PROTOCOL) $(SIZES) residual=false,true seed=$(SEEDS) $(if $(FORCE),force=true) \
-	hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs hydra/launcher=$(LAUNCHER) $(if $(GPUS),hydra.launcher.gpus=$(GPUS)) \
+SWEEP_WORDS = protocol=$(PROTOCOL) $(SIZES) residual=false,true seed=$(SEEDS) $(if $(FORCE),force=true) \
+	hydra/launcher=$(LAUNCHER) $(if $(GPUS),hydra.launcher.gpus=$(GPUS)) \
 	$(if $(CELLS_PER_JOB),hydra.launcher.cells_per_job=$(CELLS_PER_JOB)) $(OVERRIDES)
+SWEEP = -m $(call sh,hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs) $(call shwords,$(SWEEP_WORDS))
 
 # exit 2: the sweep did not start (its one-line reason is printed): no figures to redraw, and no second error
 sweep: install $(if $(filter slurm gpus,$(LAUNCHER)),$(VENV)/.installed-cluster)  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
 	$(PY) -m experiments.run $(SWEEP); status=$$?; \
-	if [ $$status -ne 2 ]; then $(MAKE) --no-print-directory plots PROTOCOL=$(PROTOCOL) RESULTS=$(RESULTS); fi; \
+	if [ $$status -ne 2 ]; then $(MAKE) --no-print-directory plots PROTOCOL=$(call sh,$(PROTOCOL)) RESULTS=$(call sh,$(RESULTS)); fi; \
 	exit $$status
 
 bench: install  ## throughput of (a) conventional, (b) ours, (c) ours x8 concurrently -> results/bench/
-	$(PY) -m experiments.bench --out $(RESULTS)/bench $(OVERRIDES)
+	$(PY) -m experiments.bench --out $(call sh,$(RESULTS)/bench) $(call shwords,$(OVERRIDES))
 
 steptime: install  ## where the 8-network sweep's time goes: enqueue vs wall per step, each net alone, epoch ends -> results/bench/
-	$(PY) -m experiments.steptime --out $(RESULTS)/bench
+	$(PY) -m experiments.steptime --out $(call sh,$(RESULTS)/bench)
 
 gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to carry to a GPU machine with no registry
 	mkdir -p .whl .carry
@@ -88,22 +100,20 @@ gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to car
 	$(PYTHON) -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3
 	cp ../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz .carry/
 
-# A variable's text as one shell word, unexpanded: a backtick, `$$(...)` or `$$(shell ...)` in it stays text. Not
-# exported (make would expand it to put it in the environment)
-quote = '$(subst ','"'"',$(value $(1)))'
-unexport FROM RESUME NAME
 reference: install  ## publish a GPU sweep (FROM=sweep.tar.gz [RESUME=DIR of its resume parts]) as results/reference/NAME/, finished or not
-	@$(PY) -m analysis.publish --from $(call quote,FROM) --resume $(call quote,RESUME) --name $(call quote,NAME) \
-	    --results $(call quote,RESULTS)
+	@$(PY) -m analysis.publish --from $(call sh,$(FROM)) --resume $(call sh,$(RESUME)) --name $(call sh,$(NAME)) \
+	    --results $(call sh,$(RESULTS))
 
 plots: install  ## inspect completed runs that lack it, then redraw results/PROTOCOL/ (figures, tables, report; reference dotted)
-	$(PY) -m experiments.inspect --missing $(RESULTS)/$(PROTOCOL)/runs
-	$(PY) -m analysis.report --runs $(RESULTS)/$(PROTOCOL)/runs --out $(RESULTS)/$(PROTOCOL) --reference $(REFERENCE)
+	$(PY) -m experiments.inspect --missing $(call sh,$(RESULTS)/$(PROTOCOL)/runs)
+	$(PY) -m analysis.report --runs $(call sh,$(RESULTS)/$(PROTOCOL)/runs) --out $(call sh,$(RESULTS)/$(PROTOCOL)) \
+	    --reference $(call sh,$(REFERENCE))
 
 inspect-bench: install  ## what the after-training inspection adds to a quick run, here (OVERRIDES: other settings)
-	$(PY) -m experiments.inspect_bench $(OVERRIDES)
+	$(PY) -m experiments.inspect_bench $(call shwords,$(OVERRIDES))
 
 published: install  ## convert a-martyn/resnet's published curves (FROM=a clone of it) into results/reference/a-martyn-cifar10/, with its figures
-	@[ -n "$(FROM)" ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
-	$(PY) -m analysis.published --from "$(FROM)" --out $(RESULTS)/reference/a-martyn-cifar10
-	$(PY) -m analysis.report --runs $(RESULTS)/reference/a-martyn-cifar10/runs --out $(RESULTS)/reference/a-martyn-cifar10 --reference none
+	@[ -n $(call sh,$(FROM)) ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
+	$(PY) -m analysis.published --from $(call sh,$(FROM)) --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10)
+	$(PY) -m analysis.report --runs $(call sh,$(RESULTS)/reference/a-martyn-cifar10/runs) \
+	    --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10) --reference none

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from runformat import PAPER_FAMILY
+from runformat import PAPER_FAMILY, differing
 
 PAPER_TITLE = "CIFAR plain/ResNet (paper §4.2)"
 
@@ -76,3 +76,48 @@ def in_frame(frame: pd.DataFrame, name: str) -> Family:
         if len(rows):
             return Family(name, str(rows["family_label"].iloc[0]), str(rows["family_title"].iloc[0]))
     return declared(name)
+
+
+# ---- recipes: runs of one net are averaged only if they were trained the same way ----------------------------------
+
+def recipe_variants(runs) -> tuple[dict, list]:
+    """[(run, family, recipe)] in run order, each recipe runformat.recipe's (empty when run.json has no config) ->
+    ({run: label} for the runs kept apart, one line per label saying why). A family's runs share its main recipe
+    (the one most of its runs were trained with; on a tie, the one of the shortest run name: a harness's name spells
+    what a run changes of its protocol) or are a variant, labelled by the keys in
+    which their recipe differs from the main one (`lr=0.01`), so that their net is another net
+    (`ResNet-20 (lr=0.01)`): never averaged with the main recipe's, never next to the paper. Keys a writer did not
+    record are not compared, and a run with no recipe at all stays with the main one."""
+    by_family: dict = {}
+    for run, family, recipe in runs:
+        if recipe:
+            by_family.setdefault(family, []).append((run, recipe))
+    labels, notes = {}, []
+    for family, members in by_family.items():
+        groups: list = []  # [recipe, [runs]], in order of first appearance
+        for run, recipe in members:
+            same = next((g for g in groups if not differing(g[0], recipe, common_only=True)), None)
+            if same:
+                same[1].append(run)
+            else:
+                groups.append([recipe, [run]])
+        main = max(groups, key=lambda g: (len(g[1]), -min(map(len, g[1]))))
+        for recipe, names in groups:
+            if recipe is main[0]:
+                continue
+            keys = differing(main[0], recipe, common_only=True)
+            label = ", ".join(f"{k.split('.')[-1]}={_spelled(recipe[k])}" for k in keys)
+            theirs = ", ".join(f"{k.split('.')[-1]}={_spelled(main[0][k])}" for k in keys)
+            labels.update(dict.fromkeys(names, label))
+            notes.append(f"{', '.join(names)}: trained with another recipe than the other {family} runs (differs in "
+                         f"{', '.join(keys)}: {label}, not {theirs}); named apart as `<net> ({label})` and never "
+                         f"averaged with them")
+    return labels, notes
+
+
+def _spelled(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(_spelled, value))
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:8]  # a data fingerprint
+    return str(value).lower() if isinstance(value, bool) else str(value)

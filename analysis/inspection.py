@@ -67,7 +67,7 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
         if start is not None and {"test_err_deep", "test_err_shallow"} <= set(start) and net_of.get(name):
             starts.append({"run": name, "net": net_of[name], "source_run": meta.init.get("run"),
                            **{f"start_{k}": v for k, v in start.items()}})
-    tables = {t.file: name_nets(pd.concat(found[t.file], ignore_index=True), runs.families) if found[t.file]
+    tables = {t.file: name_nets(pd.concat(found[t.file], ignore_index=True), runs.families, runs.variants) if found[t.file]
               else pd.DataFrame(columns=["run", *t.columns, *PER_NET[:4]]) for t in INSPECTION_TABLES}
     starts = pd.DataFrame(starts, columns=["run", "net", "source_run", *(f"start_{c}" for c in CONSTRUCTED.numeric)])
     return InspectionSet(tables, starts, missing, problems)

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runformat import CONSTRUCTED, METRICS, PAPER_FAMILY, RUN_JSON, Status, Table, is_safe_name
+from runformat import CONSTRUCTED, METRICS, PAPER_FAMILY, RUN_JSON, Status, Table, is_safe_name, recipe
 
 from . import families, inputs
 from .inputs import Unreadable, shown, text, visible
 
 # what a name that becomes a file name may be, as the report says it (runformat.SAFE_NAME)
-SAFE_NAME_RULE = "letters, digits and _ . + -, at most 64, not starting with . or -"
+SAFE_NAME_RULE = "letters, digits and _ . -, at most 64, not starting with . or -"
 
 # per-run columns the frame gets from run.json, beside the metrics.csv columns
 RUN_COLUMNS = ["status", "finished", "family", "family_label", "family_title", "net", "num_params"]
@@ -38,6 +38,7 @@ class RunSet:
     runs: pd.DataFrame   # one row per run directory, readable or not
     problems: list[str] = field(default_factory=list)  # what was skipped or repaired, and why
     families: dict = field(default_factory=dict)       # arch name -> Family, for every family named
+    variants: dict = field(default_factory=dict)       # run -> how its recipe differs (families.recipe_variants)
 
 
 @dataclass
@@ -82,18 +83,20 @@ def scan_runs(runs_dir, warn: bool = True) -> RunSet:
         summaries.append(summary)
         if rows is not None:
             frames.append(rows)
+    variants, kept_apart = families.recipe_variants((s["run"], s["family"], s.pop("recipe", None)) for s in summaries)
+    problems += kept_apart
     if warn:
         for p in problems:
             warnings.warn(p, stacklevel=2)
     declared = [(s["family"], s.pop("family_info")) for s in summaries]
     found = families.resolve((name, info) for name, info in declared if name is not None)
-    frame = name_nets(pd.concat(frames, ignore_index=True), found) if frames else _empty_frame()
+    frame = name_nets(pd.concat(frames, ignore_index=True), found, variants) if frames else _empty_frame()
     runs = _runs_table(summaries)
     runs["family_label"] = [found[f].label if f in found else None for f in runs["family"]]
     runs["family_title"] = [found[f].title if f in found else None for f in runs["family"]]
     nets = frame.groupby("run")["net"].last() if len(frame) else pd.Series(dtype=object)
     runs["net"] = runs["run"].map(nets)
-    return RunSet(frame, runs, problems, found)
+    return RunSet(frame, runs, problems, found, variants)
 
 
 def run_dirs(runs_dir) -> list[Path]:
@@ -141,7 +144,8 @@ def read_run(run_dir: Path):
         problems.append("metrics.csv has no complete epoch rows")
     summary = {"run": run_name(run_dir), "status": meta.status, "finished": False, "stopped_short": False,
                "family": meta.family, "notes": meta.notes, "message": meta.message,
-               "family_info": meta.family_info, "iterations": meta.iterations}
+               "family_info": meta.family_info, "iterations": meta.iterations,
+               "recipe": _recipe(meta.info)}
     if rows is None or rows.empty:
         # the reasons in short, for a report that found nothing readable at all
         summary["unreadable"] = ", ".join(filter(None, [meta.problem, problems[-1]]))
@@ -281,6 +285,22 @@ def _init(value) -> dict:
         numbers = {k: inputs.number(start.get(k)) for k in CONSTRUCTED.numeric if k in start}
         init["start"] = {k: v for k, v in numbers.items() if v is not None}
     return init
+
+
+def _recipe(info: dict) -> dict:
+    """runformat.recipe of run.json's config, each value taken as the rules take text: a value becomes part of a net's
+    name (`ResNet-20 (lr=0.01)`, families.recipe_variants) when its run was trained otherwise than its family's."""
+    return {k: _short(v) for k, v in recipe(_dict(info, "config"), text(info.get("data_fingerprint"))).items()}
+
+
+def _short(value):
+    """A number, a bool, None or a short list of numbers as it is (milestones); anything else one line of text of at
+    most 40 characters."""
+    if value is None or isinstance(value, (int, float, bool)):
+        return value
+    if isinstance(value, list) and len(value) <= 8 and all(isinstance(v, (int, float)) for v in value):
+        return value
+    return text(value if isinstance(value, str) else str(value), 40)
 
 
 def _over_sessions(info: dict, key: str):
@@ -457,20 +477,25 @@ def _number(value) -> float:
     return float("inf") if found is None else found
 
 
-def name_nets(rows: pd.DataFrame, found: dict) -> pd.DataFrame:
+def name_nets(rows: pd.DataFrame, found: dict, variants: dict | None = None) -> pd.DataFrame:
     """Each row's family (its arch), the family's label and title, and its net's name (`plain-20`,
     `WRN-res-16`, `plain-56 (from plain-20)`), from `found` (arch name -> Family); an arch not in it is named by
-    itself."""
+    itself. `variants` (RunSet.variants): runs trained with another recipe than their family's other runs are
+    another net, `ResNet-20 (lr=0.01)`, with that label in `recipe` ("" for the main recipe)."""
     fams = [found.get(a) or families.declared(a) for a in rows["arch"]]
+    recipe = [(variants or {}).get(r, "") for r in rows["run"]] if "run" in rows else [""] * len(rows)
     return rows.assign(
         family=rows["arch"], family_label=[f.label for f in fams], family_title=[f.title for f in fams],
-        net=[f.net(d, r, s, i) for f, d, r, s, i in
-             zip(fams, rows["depth"], rows["residual"], rows["shortcut"], rows["init_depth"])])
+        net=[f.net(d, r, s, i) + (f" ({v})" if v else "") for f, d, r, s, i, v in
+             zip(fams, rows["depth"], rows["residual"], rows["shortcut"], rows["init_depth"], recipe)],
+        recipe=recipe)
 
 
 def from_scratch(frame: pd.DataFrame) -> pd.Series:
-    """Rows of runs trained from their own initialisation, not started from a shallower run (`init_depth`)."""
-    return frame["init_depth"].isna() if "init_depth" in frame else pd.Series(True, index=frame.index)
+    """Rows of the nets a family's figures and the paper compare: trained from their own initialisation (not started
+    from a shallower run, `init_depth`) with their family's main recipe (not a variant kept apart, `recipe`)."""
+    scratch = frame["init_depth"].isna() if "init_depth" in frame else pd.Series(True, index=frame.index)
+    return scratch & (frame["recipe"].fillna("") == "") if "recipe" in frame else scratch
 
 
 def final_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -81,7 +81,7 @@ def scan_probes(runs_dir, table: Table, runs: RunSet | None = None) -> ProbeSet:
         warnings.warn(p, stacklevel=2)
     if missing:
         warnings.warn(f"{table.file} missing in {len(missing)} run(s): {', '.join(missing)}", stacklevel=2)
-    frame = name_nets(pd.concat(frames, ignore_index=True), runs.families) if frames else _empty(table)
+    frame = name_nets(pd.concat(frames, ignore_index=True), runs.families, runs.variants) if frames else _empty(table)
     return ProbeSet(frame, problems, missing, table)
 
 

@@ -29,8 +29,8 @@ def load_peers(path=PEERS_CSV) -> pd.DataFrame:
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per net. Completed runs only, unless a net has none (then `from_unfinished`)."""
-    columns = ["family", "family_label", "family_title", "net", "residual", "depth", "shortcut", "init_depth", "n",
-               "n_unfinished",
+    columns = ["family", "family_label", "family_title", "net", "residual", "depth", "shortcut", "init_depth", "recipe",
+               "n", "n_unfinished",
                "from_unfinished", "seeds", "test_err_mean", "test_err_std", "train_err_mean",
                "train_err_std", "final_iteration", "params"]
     last = final_rows(frame)
@@ -46,6 +46,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
             "residual": bool(group["residual"].iloc[0]),
             "depth": int(group["depth"].iloc[0]), "shortcut": group["shortcut"].iloc[0],
             "init_depth": group["init_depth"].iloc[0] if "init_depth" in group else np.nan,
+            "recipe": group["recipe"].iloc[0] if "recipe" in group else "",
             "n": len(used), "n_unfinished": int((~group["finished"].astype(bool)).sum()),
             "from_unfinished": finished.empty, "seeds": " ".join(map(str, seeds)),
             # sample std (ddof=1): NaN for a single run, not a misleading 0
@@ -64,7 +65,13 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 def comparable_with_paper(row) -> bool:
     # the paper's Table 6 and Fig. 6 nets are the resnet_cifar family with option-A shortcuts, trained from scratch
     return (row["family"] == PAPER_FAMILY and not str(row["net"]).endswith("(B)")
-            and pd.isna(row.get("init_depth", np.nan)))
+            and pd.isna(row.get("init_depth", np.nan)) and not variant(row))
+
+
+def variant(row) -> str:
+    """How the net's recipe differs from its family's main one (load.name_nets), "" for the main recipe."""
+    value = row.get("recipe")
+    return value if isinstance(value, str) else ""
 
 
 def table6(frame: pd.DataFrame, peers: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -104,6 +111,8 @@ def _paper_note(row, ok: bool, in_table: bool, paper: pd.DataFrame) -> str:
         return "different family: not comparable with the paper"
     if not pd.isna(row.get("init_depth", np.nan)):
         return "started from a trained shallower net (init.from), not from scratch"
+    if variant(row):
+        return f"another recipe than the other runs ({variant(row)})"
     if not ok:
         return "option B: the paper's Table 6 nets use option A"
     if not row["residual"]:

@@ -321,10 +321,10 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
             result = run_overrides(ov, run_dir)
             if result.status != "completed":
                 raise RuntimeError(f"{run_dir}: {result}")
-            with open(run_dir / "metrics.csv") as f:
+            with open(run_dir / "metrics.csv", encoding="utf-8") as f:
                 row = list(csv.DictReader(f))[-1]
             finals[name].append((float(row["train_err"]), float(row["test_err"])))
-            speeds[name] = json.loads((run_dir / "run.json").read_text()).get("speed")
+            speeds[name] = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("speed")
     switched = ", ".join(k for k, v in (speeds["auto"] or {}).items() if v and k not in ("foreach", "cudnn_benchmark"))
     lines = [f"# Same results: speed.*=auto{' + ' + ' '.join(fast) if fast else ''} "
              f"({switched or 'nothing switched on'}) vs fp32 eager on {device.type}: {label}, protocol {protocol}, "
@@ -343,7 +343,7 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
     lines += ["", f"Difference of the mean test errors: {diff:.2f} points; largest seed-to-seed std: {spread:.2f}: "
               f"{verdict} 2 seed-stds."]
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0
 
@@ -367,11 +367,11 @@ def fmt_ratio(r: dict) -> str:
 
 def write(rows: list, summary: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "bench.csv", "w", newline="") as f:
+    with open(out / "bench.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    (out / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "bench.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     by = {r["pipeline"]: r for r in rows}
     names = {"a": "(a) conventional: DataLoader + PIL transforms, fp32, eager", "b": "(b) ours, one network at a time",
              "c": "(c) ours, 8 networks together"}
@@ -413,7 +413,7 @@ def write(rows: list, summary: dict, out: Path) -> None:
               "epoch ends (test passes with the probes, checkpoints) come on top, and `make steptime` times them. "
               "FLOPs are forward + backward as counted by "
               "torch.utils.flop_counter; the peak is the data-sheet dense bf16 figure."]
-    (out / "bench.md").write_text("\n".join(lines) + "\n")
+    (out / "bench.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     print(f"\nwrote {out / 'bench.csv'}, {out / 'bench.md'}, {out / 'bench.json'}")
 

@@ -123,7 +123,7 @@ class Cell:
         self.flush()
         # the config travels with the weights: a run's identity never depends on run.json surviving
         state = host_copy({"trainer": self.trainer.state_dict(), "rng": torch.get_rng_state(),
-                           "config": self.job.config})
+                           "config": self.job.config, **{k: self.info[k] for k in CHECKPOINTED if k in self.info}})
         iteration, rd, extra = self.trainer.iteration, self.rd, self.extra
 
         def write() -> int:
@@ -223,6 +223,9 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         if diff:
             raise RunError(f"{rd.path} holds a run of a different configuration (differs in: {', '.join(diff)}): "
                            f"rerun with its settings, or use another hydra.run.dir")
+    fingerprint = data_mod.data_fingerprint(cfg.data)
+    if saved:
+        _check_data(rd, cfg, saved, info.get("data_fingerprint") or (ckpt or {}).get("data_fingerprint"), fingerprint)
     if status is not None and status.final:
         cell.result = Result(status, info.get("message", ""), str(rd.path))
         log.info("%s: already %s (%s); nothing to do. Delete the directory to run it again.", rd.path,
@@ -239,8 +242,14 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         raise UserError(f"protocol.batch_size={p.batch_size} is more than the {len(ds.train)} training images: "
                         f"lower it, or use more images (data.train_size)")
 
+    classes = len(ds.classes)
+    if ckpt:  # a head sized for other data cannot be resumed on these (a run from before `num_classes` had 10)
+        had = ckpt.get("num_classes") or info.get("num_classes") or 10
+        if had != classes:
+            raise RunError(f"{rd.checkpoint} is a net with a {had}-class head, and the data ({_data_name(cfg)}) have "
+                           f"{classes} classes: rerun with the run's own data, or use another hydra.run.dir")
     torch.manual_seed(cfg.seed)  # the weights: the same seed gives the same initial network
-    model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+    model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, classes)
     if cfg.init.get("from"):  # issue 12: a shallower run's net deepened by identity blocks, unless resuming
         info["init"] = init_from.prepare(model, cfg, ds, fresh=ckpt is None, known=info.get("init"))
     kept = kept_choice(info, cfg, device) if ckpt else None  # a resumed run keeps its step variant
@@ -265,8 +274,12 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
                 log.warning("%s: %s", rd.path, note)
     cell.trainer, cell.ds = trainer, ds
     cell.extra = identity_columns(cfg, cell.depth, (info.get("init") or {}).get("depth"))
-    for name, rows in cell.tables().items():
-        rd.write_table(name, rows, cell.extra)  # on resume this drops any row written after the last checkpoint
+    try:
+        for name, rows in cell.tables().items():
+            rd.write_table(name, rows, cell.extra)  # on resume this drops any row written after the last checkpoint
+    except OSError as e:
+        raise RunError(f"cannot write in {rd.path} ({' '.join(str(e).split())[:200]}): make room (or fix the "
+                       f"directory), then rerun the same command") from e
 
     spe = len(ds.train) // p.batch_size
     f = cell.family
@@ -277,6 +290,7 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         "speed": trainer.speed.as_dict(),  # what `speed.*` meant on this device: how the numbers were computed
         "device_name": provenance.device_name(device), "versions": provenance.versions(),
         "git_commit": provenance.git_commit(), "data_description": ds.description,
+        "data_fingerprint": fingerprint, "num_classes": classes,
         "data_sizes": {"train": len(ds.train), "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test)},
         "steps_per_epoch": spe, "run_dir": str(rd.path), "command": " ".join(sys.argv), "ended_at": None,
         "message": "",
@@ -287,11 +301,33 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
     info.setdefault("sessions", []).append({"started_at": provenance.now(), "from_iteration": trainer.iteration,
                                             **{key: info[key] for key in SESSION_KEYS}})
     cell.info = info
-    rd.write_info(info)  # last: a run that says `running` has passed every check
+    try:
+        rd.write_info(info)  # last: a run that says `running` has passed every check
+    except OSError as e:
+        raise RunError(f"cannot write {rd.run_json} ({' '.join(str(e).split())[:200]}): make room (or fix the "
+                       f"directory), then rerun the same command") from e
     cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress)
 
 
 SESSION_KEYS = ("device_name", "speed", "git_commit")
+CHECKPOINTED = ("data_fingerprint", "num_classes")  # run.json keys the checkpoint carries too, for a lost run.json
+
+
+def _data_name(cfg: Config) -> str:
+    return f"data.root={cfg.data.root}" if cfg.data.root else f"data={cfg.data.source.value}"
+
+
+def _check_data(rd: RunDir, cfg: Config, saved: dict, had: Optional[str], fingerprint: str) -> None:
+    """The data a run was trained on must be the data it resumes (or reruns) on, whatever path names them: by content
+    where the run recorded its data's fingerprint, else (a run from before fingerprints) by `data.root` as typed."""
+    if had and had != fingerprint:
+        raise RunError(f"{rd.path} was trained on other data than {_data_name(cfg)} holds now (their content differs: "
+                       f"fingerprint {fingerprint[:12]}, the run's {had[:12]}): put the run's data back, or use "
+                       f"another hydra.run.dir")
+    root = (saved.get("data") or {}).get("root") if isinstance(saved.get("data"), dict) else None
+    if not had and root != cfg.data.root:
+        raise RunError(f"{rd.path} holds a run of a different configuration (differs in: data.root): rerun with its "
+                       f"settings, or use another hydra.run.dir")
 
 
 def kept_choice(info: dict, cfg: Config, device: torch.device) -> Optional[dict]:
@@ -312,7 +348,7 @@ def rebuild(cell: Cell, switches: dict, state: dict) -> Trainer:
     (building a net draws its initial weights, which `state` then replaces)."""
     cfg = cell.cfg
     with torch.random.fork_rng(devices=[]):
-        model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+        model = cell.family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, len(cell.ds.classes))
     trainer = make_trainer(model, cell.depth, cfg.protocol, cell.trainer.device, with_switches(cfg.speed, switches),
                            cfg.probes.grad_every if cfg.probes.enabled else 0)
     trainer.load_state_dict(state)
@@ -412,11 +448,19 @@ def finish(cell: Cell, status: Status, message: str) -> Result:
     done = cell.saved_at if status == Status.interrupted else cell.trainer.iteration
     cell.info.update(status=status.value, message=message, ended_at=provenance.now(), iterations_done=done,
                      epochs_done=sum(r["iteration"] <= done for r in cell.trainer.history))
-    cell.rd.write_info(cell.info)
+    unwritten = None
+    try:
+        cell.rd.write_info(cell.info)
+    except OSError as e:  # a disk still full: run.json keeps saying `running`, and the rerun resumes all the same
+        unwritten = (f"{cell.rd.run_json} could not be marked {status.value} either ({e.strerror or e}): it still says "
+                     f"running; make room, then rerun the same command")
+        status, message = Status.failed, unwritten
     cell.rd.release()
     (log.info if status == Status.completed else log.warning)("%s: %s. %s", cell.rd.path, status.value, message)
     cell.result = Result(status, message, str(cell.rd.path))
     SWEEP.closed(cell.rd.path.name, ended=status != Status.interrupted)
+    if unwritten:
+        raise RunError(unwritten)
     return cell.result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -56,6 +57,11 @@ class Normalize(str, Enum):
     keras = "keras"  # the Keras tutorial's: scalar mean, per-pixel std
 
 
+SEED_MAX = 2**32 - 1
+# A name that becomes a folder (results/<protocol.name>/runs/, conf/arch/<name>.yaml): one plain path component.
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
 def ranged(default, lo=None, hi=None, *, lo_open: bool = False, hi_open: bool = False, **kw):
     """A numeric field with the range a protocol can mean (checked by `checked_ranges`)."""
     return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)}, **kw)
@@ -76,7 +82,7 @@ class DataConfig:
     val_size: int = ranged(0, 0)  # 5000: the paper's 45k/5k split; val_* columns are reported, the test set selects nothing
     train_size: int = ranged(0, 0)  # 0 = all; else a fixed class-balanced random subset, the same for every run
     test_size: int = ranged(0, 0)
-    subset_seed: int = ranged(0, 0)  # fixes the subsets and the validation split, independent of the run's seed
+    subset_seed: int = ranged(0, 0, SEED_MAX)  # fixes the subsets and the validation split, independent of the run's seed
 
 
 @dataclass
@@ -150,7 +156,8 @@ class Config:
     depth: int = ranged(20, 1)  # weighted layers; each family says which depths it can build
     residual: bool = True
     shortcut: Shortcut = Shortcut.A
-    seed: int = ranged(0, 0)
+    # the batch order's generators are seeded with seed * 1,000,003 + ..., an int64: 2**32 - 1 leaves room for it
+    seed: int = ranged(0, 0, SEED_MAX)
     device: Device = Device.auto
     arch: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -200,6 +207,9 @@ def checked_ranges(cfg: Config) -> Optional[str]:
     bad = [m for m in cfg.protocol.milestones if m < 1]
     if bad:
         return f"protocol.milestones={list(cfg.protocol.milestones)}: each milestone must be an iteration >= 1"
+    if not NAME.match(cfg.protocol.name):
+        return (f"protocol.name={cfg.protocol.name!r} names the folder results/<protocol.name>/: use letters, digits "
+                f"and _.- only (at most 64, not starting with . or -)")
     return None
 
 

@@ -174,7 +174,7 @@ def load_imagefolder(root: Path, data_dir: Path):
     if not root.exists():
         raise DataError(f"data.root={root} does not exist: point it at a folder with train/<class>/ and "
                         f"test/<class>/ images, or at a .tar.gz of such a folder")
-    cache = data_dir / "imagefolder" / f"{root.name.split('.')[0]}-{fingerprint(root)}.pt"
+    cache = data_dir / "imagefolder" / f"{root.name.split('.')[0]}-{fingerprint(root)[:16]}.pt"
     desc = f"image folder {root} (decoded images; for CIFAR-10 copies re-encoded as JPEG, not the original files)"
     if cache.exists():
         try:
@@ -218,19 +218,52 @@ def remove_stale_temporaries(folder: Path) -> list:
     return removed
 
 
-def fingerprint(root: Path) -> str:
-    """Content key of the source: the archive's bytes, or each file's path, size and modification time."""
-    h = hashlib.sha256()
-    if root.is_file():
-        with open(root, "rb") as f:
+# sha256 of the files already hashed in this process, by what their stat says: the run name, the precheck and the
+# run itself each ask for the data's fingerprint, and a folder of 60,000 images costs seconds to read
+_HASHED: dict = {}
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHED:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-    else:
-        for p in sorted(root.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+        _HASHED[key] = h.hexdigest()
+    return _HASHED[key]
+
+
+def fingerprint(root: Path) -> str:
+    """The data by its content, whatever path names it: the sha256 of an archive's bytes, or of a folder's
+    (relative path, size, sha256) lines, one per regular file, sorted (a FIFO or device in it is never read).
+    The same archive under three paths has one fingerprint; an archive replaced at the same path has another."""
+    if root.is_file():
+        return _file_sha256(root)
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():  # follows links to files (a folder of links is its targets' content); skips FIFOs, devices
+            h.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\0{_file_sha256(p)}\n".encode())
+    return h.hexdigest()
+
+
+CIFAR10_FINGERPRINT = "torchvision-cifar10"  # its files pass torchvision's per-file checksums, or are not used
+
+
+def data_fingerprint(cfg: DataConfig) -> str:
+    """What run.json records as `data_fingerprint`: the image folder's `fingerprint`, or torchvision's CIFAR-10."""
+    if cfg.source == Source.cifar10:
+        return CIFAR10_FINGERPRINT
+    root = Path(cfg.root or "")
+    if not cfg.root or not root.exists():
+        raise DataError(f"data.root={cfg.root} does not exist: point it at a folder with train/<class>/ and "
+                        f"test/<class>/ images, or at a .tar.gz of such a folder")
+    try:
+        return fingerprint(root)
+    except OSError as e:
+        raise DataError(f"cannot read data.root={cfg.root} ({e.strerror or e}): fix its permissions, or copy it "
+                        f"again") from e
 
 
 def split_path(parts) -> Optional[tuple]:
@@ -266,7 +299,7 @@ def read_tar(path: Path):
 def read_folder(root: Path):
     for p in sorted(root.rglob("*")):
         where = split_path(p.relative_to(root).parts)
-        if where and p.suffix.lower() in IMAGE_EXTENSIONS:
+        if where and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():  # never a FIFO: reading one waits forever
             yield where, str(p), p.read_bytes()
 
 
@@ -286,6 +319,9 @@ def decode(files, root: Path):
         raise DataError(f"{root} has no images under train/<class>/ and test/<class>/ "
                         f"(found {len(images['train'])} training and {len(images['test'])} test images)")
     classes = sorted({c for c, _, _ in images["train"]})
+    if len(classes) < 2:  # the net's head is sized by the classes found (run.json's num_classes)
+        raise DataError(f"{root} has {len(classes)} class folder under train/ ({', '.join(classes)}): a classifier "
+                        f"needs at least 2 (train/<class>/ per class)")
     unknown = {c for c, _, _ in images["test"]} - set(classes)
     if unknown:
         raise DataError(f"test/ has classes that train/ lacks: {sorted(unknown)}")

@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple, Optional
 
 import torch.nn as nn
 
-from experiments.config import ArchConfig
+from experiments.config import NAME, ArchConfig
 
 # The families that come with the harness (each module registers its own on import).
 BUILTIN = ("experiments.models", "experiments.minimodel")
@@ -30,8 +30,9 @@ class Family:
     # (arch config, top-level depth) -> weighted layers; ValueError naming the fix if impossible. Builds nothing,
     # so a sweep's every cell can be checked before any trains.
     depth: Callable[[ArchConfig, int], int]
-    # (arch config, top-level depth, residual, shortcut) -> the model, freshly initialised
-    build: Callable[[ArchConfig, int, bool, str], nn.Module]
+    # (arch config, top-level depth, residual, shortcut, classes) -> the model, freshly initialised, its head sized
+    # for the data's classes (run.json's `num_classes`: 10 for CIFAR-10, any count >= 2 for an image folder)
+    build: Callable[[ArchConfig, int, bool, str, int], nn.Module]
     # (arch config, top-level depth) -> the start of a run directory's name: "depth=56", "minimodel-units=3"
     name_head: Callable[[ArchConfig, int], str]
     size_keys: tuple = ()  # arch keys the name head spells out (left out of the rest of the name)
@@ -43,6 +44,8 @@ _FAMILIES: dict = {}
 
 
 def register(family: Family) -> Family:
+    if not NAME.match(family.name):  # conf/arch/<name>.yaml, the `arch` column, the analysis' file names
+        raise ValueError(f"a family's name must be one plain path component (letters, digits, _.-): {family.name!r}")
     _FAMILIES[family.name] = family
     return family
 
@@ -61,11 +64,11 @@ def get(name: str) -> Family:
     return families[name]
 
 
-def build(arch: ArchConfig, depth: int, residual: bool, shortcut: str = "A"):
+def build(arch: ArchConfig, depth: int, residual: bool, shortcut: str = "A", classes: int = 10):
     """(model, weighted-layer depth) of the family `arch.name`, freshly initialised (seed torch first)."""
     family = get(arch.name)
     layers = family.depth(arch, depth)
-    return family.build(arch, depth, residual, shortcut), layers
+    return family.build(arch, depth, residual, shortcut, classes), layers
 
 
 class ProbePoint(NamedTuple):

@@ -20,9 +20,10 @@ import torch
 
 from experiments import families
 from experiments.config import INIT_KEYS
+from experiments.errors import UserError
 from experiments.inspect import calibration, compare, typed_config
 from experiments.loader import TrainStream, make_normalizer
-from experiments.rundir import RunDir
+from experiments.rundir import RunDir, read_regular
 from runformat import CHECKPOINT, RUN_JSON, Status
 
 log = logging.getLogger("experiments")
@@ -40,15 +41,18 @@ def check(cfg, family, depth: int) -> Optional[str]:
     path = Path(source)
     where = f"init.from={source}"
     try:
-        info = json.loads((path / RUN_JSON).read_text())
+        info = json.loads(read_regular(path / RUN_JSON).decode("utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
     except FileNotFoundError:
         return f"{where}: no run there (no {RUN_JSON}): give the directory of a completed run"
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         return f"{where}: its {RUN_JSON} is unreadable ({type(e).__name__}): give the directory of a completed run"
-    saved = info.get("config") or {}
+    saved = info.get("config") if isinstance(info.get("config"), dict) else {}
     if info.get("status") != Status.completed.value:
         return f"{where} is {info.get('status', 'of unknown status')}: start from a completed run"
-    theirs = ((saved.get("arch") or {}).get("name"), saved.get("residual"), saved.get("shortcut"))
+    arch = saved.get("arch") if isinstance(saved.get("arch"), dict) else {}
+    theirs = (arch.get("name"), saved.get("residual"), saved.get("shortcut"))
     ours = (cfg.arch.name, cfg.residual, cfg.shortcut.value)
     if theirs != ours:
         return (f"{where} is arch={theirs[0]} residual={str(theirs[1]).lower()} shortcut={theirs[2]}; this run is "
@@ -56,7 +60,7 @@ def check(cfg, family, depth: int) -> Optional[str]:
                 f"kind of net")
     if not family.sized_by_depth:
         return f"{where}: arch={cfg.arch.name} is not sized by depth, so it cannot be deepened by identity blocks"
-    if not isinstance(info.get("depth"), int) or info["depth"] >= depth:
+    if not isinstance(info.get("depth"), int) or isinstance(info["depth"], bool) or info["depth"] >= depth:
         return f"{where} has depth {info.get('depth')}: start a deeper run than that (this one: depth {depth})"
     if not (path / CHECKPOINT).exists():
         return f"{where} has no {CHECKPOINT}: its weights are needed"
@@ -74,7 +78,11 @@ def prepare(model, cfg, ds, fresh: bool, known: Optional[dict]) -> dict:
     info, ckpt = rd.read_info(), rd.load_checkpoint()
     src = typed_config(ckpt.get("config") or info["config"])
     family, device = families.get(src.arch.name), ds.train.x.device
-    shallow = family.build(src.arch, src.depth, src.residual, src.shortcut.value)
+    classes = ckpt.get("num_classes") or info.get("num_classes") or 10  # a run from before `num_classes` had 10
+    if classes != len(ds.classes):
+        raise UserError(f"init.from={cfg.init['from']} is a net with a {classes}-class head, and this run's data have "
+                        f"{len(ds.classes)} classes: start from a run on the same data")
+    shallow = family.build(src.arch, src.depth, src.residual, src.shortcut.value, classes)
     shallow.load_state_dict(ckpt["trainer"]["model"])
     shallow.to(device)
     p = cfg.protocol

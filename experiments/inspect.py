@@ -329,7 +329,8 @@ def inspect_dir(path: Path, data, device, missing: bool) -> str:
         family = families.get(cfg.arch.name)
         started = time.perf_counter()
         ds = data.get(cfg.data, device)
-        model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+        classes = ckpt.get("num_classes") or info.get("num_classes") or 10  # a run from before `num_classes` had 10
+        model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, classes)
         model.load_state_dict(ckpt["trainer"]["model"])
         model.to(device)
         if resolve_speed(cfg.speed, device).channels_last:  # as the run trained and evaluated it

@@ -26,6 +26,7 @@ from experiments.data import Dataset, Split
 from experiments.device import resolve_device
 from experiments.inspect import inspect_net, run_dirs
 from experiments.loader import TrainStream, make_normalizer
+from experiments.rundir import read_regular
 from experiments.train import evaluate, make_trainer
 from runformat import METRICS, RUN_JSON
 
@@ -48,7 +49,7 @@ def measure(net: str, overrides: list, steps: int, device, data=None) -> dict:
     ds = data.get(cfg.data, device) if data else random_data(cfg.data.train_size or 6400, cfg.data.test_size or 2000,
                                                              device)
     torch.manual_seed(cfg.seed)
-    model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value)
+    model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, len(ds.classes))
     trainer = make_trainer(model, family.depth(cfg.arch, cfg.depth), p, device, cfg.speed,
                            cfg.probes.grad_every if cfg.probes.enabled else 0)
     normalize = make_normalizer(p.normalize, ds.train.x)
@@ -77,11 +78,13 @@ def recorded(paths: list) -> list:
     """What finished runs recorded: their inspection's seconds against their training's."""
     rows = []
     for run in [d for p in paths for d in run_dirs(Path(p))]:
-        try:
-            info = json.loads((run / RUN_JSON).read_text())
-            with open(run / METRICS.file) as f:
-                train_s = sum(float(r["epoch_time_s"]) for r in csv.DictReader(f))
-        except (OSError, ValueError, KeyError):
+        try:  # regular files only: a FIFO would wait forever
+            info = json.loads(read_regular(run / RUN_JSON).decode("utf-8"))
+            metrics = read_regular(run / METRICS.file).decode("utf-8").splitlines()
+            train_s = sum(float(r["epoch_time_s"]) for r in csv.DictReader(metrics))
+        except (OSError, ValueError, KeyError, RecursionError):
+            continue
+        if not isinstance(info, dict):
             continue
         seconds = (info.get("inspection") or {}).get("seconds")
         if seconds is not None:

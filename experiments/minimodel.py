@@ -195,7 +195,7 @@ register(Family(
     name="minimodel", label="MiniModel", title="MiniModel (Keras-tutorial family, not the paper's nets)",
     config=MiniModelArch,
     depth=lambda arch, depth: minimodel_depth(arch.units_per_stage),
-    build=lambda arch, depth, residual, shortcut: MiniModel(arch.units_per_stage, residual),
+    build=lambda arch, depth, residual, shortcut, classes: MiniModel(arch.units_per_stage, residual, classes),
     name_head=lambda arch, depth: f"minimodel-units={arch.units_per_stage}",
     size_keys=("units_per_stage",), sized_by_depth=False,
     cpu_cost_per_layer=4.0,  # its convs are ~4x wider per layer than the paper's nets

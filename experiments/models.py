@@ -230,6 +230,6 @@ def num_params(model: nn.Module) -> int:
 register(Family(
     name="resnet_cifar", label="ResNet", title="CIFAR plain/ResNet (paper §4.2)", config=ArchConfig,
     depth=lambda arch, depth: 6 * blocks_per_stage(depth) + 2,
-    build=lambda arch, depth, residual, shortcut: CifarResNet(depth, residual, shortcut),
+    build=lambda arch, depth, residual, shortcut, classes: CifarResNet(depth, residual, shortcut, classes),
     name_head=lambda arch, depth: f"depth={depth}",
 ))

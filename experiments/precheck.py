@@ -210,9 +210,11 @@ def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Option
         all_cells = cells(args + (sweep_defaults(args, conf_dir) if multirun else []))
     except Exception as e:  # an override Hydra cannot parse at all
         return " ".join(str(e).split())
+    named = []  # (overrides, composed DictConfig) of each cell, for its run directory's name
     for overrides in all_cells:
         try:
-            cfg = OmegaConf.to_object(compose(overrides, conf_dir))
+            dc = compose(overrides, conf_dir)
+            cfg = OmegaConf.to_object(dc)
         except Exception as e:
             return one_line(e, overrides)
         try:
@@ -220,6 +222,7 @@ def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Option
         except UserError as e:
             return str(e)
         composed.append(cfg)
+        named.append((overrides, dc))
     unsized = sorted({c.arch.name for c in composed if not families.get(c.arch.name).sized_by_depth})
     if multirun and unsized and len({c.depth for c in composed}) > 1:
         return (f"depth does not apply to arch={unsized[0]}, whose size is set by its own keys "
@@ -230,4 +233,29 @@ def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Option
     # data set once
     datasets = {json.dumps(to_dict(c.data), sort_keys=True): c.data for c in composed}
     return (problem or run_dir_problem(args, multirun)
-            or next(filter(None, (missing_data(d) for d in datasets.values())), None))
+            or next(filter(None, (missing_data(d) for d in datasets.values())), None)
+            or shared_run_dirs(named, composed, conf_dir))
+
+
+def shared_run_dirs(named: list, composed: list, conf_dir: Path = CONF_DIR) -> Optional[str]:
+    """Every cell's run directory name (what Hydra will resolve), checked: one plain path component, and no two
+    cells of different configurations in one directory (they would refuse or, worse, resume each other)."""
+    from experiments.errors import UserError
+    from experiments.run import name_of
+    from experiments.rundir import config_diff
+
+    seen: dict = {}
+    for (overrides, dc), cfg in zip(named, composed):
+        try:
+            name = name_of(dc, overrides, conf_dir)
+        except (ValueError, UserError) as e:
+            return str(e)
+        if name in seen:
+            other_overrides, other = seen[name]
+            diff = config_diff(to_dict(other), to_dict(cfg))
+            if diff:
+                return (f"two cells would share the run directory {name} though they differ in {', '.join(diff)} "
+                        f"({' '.join(other_overrides)} / {' '.join(overrides)}): report this as a bug, and give each "
+                        f"its own hydra.run.dir meanwhile")
+        seen[name] = (overrides, cfg)
+    return None

@@ -24,11 +24,12 @@ def commit_of(where: Path) -> Optional[str]:
     Changes under `results/` are runs (a sweep regenerating the committed ones deletes and rewrites them), not
     the code that made them."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+        text = {"cwd": where, "capture_output": True, "encoding": "utf-8", "timeout": 5}
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], **text)
         if sha.returncode != 0:
             return None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                                ":(top,exclude)results"], cwd=where, capture_output=True, text=True, timeout=5)
+                                ":(top,exclude)results"], **text)
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -60,7 +61,7 @@ def device_name(device: torch.device) -> str:
 @functools.lru_cache(maxsize=None)
 def cpu_model() -> str:
     try:  # Linux names the CPU here; platform.processor() is often empty there
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:

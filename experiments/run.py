@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,20 +18,65 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import families
 from experiments.cell import Job, Result
-from experiments.config import Config, compose, register
+from experiments.config import CONF_DIR, Config, compose, register
 from experiments.errors import UserError
-from experiments.rundir import run_name
+from experiments.rundir import override_key, run_name
 from experiments.runner import run_jobs
 from runformat import Status
 
 log = logging.getLogger("experiments")
 
 
+def name_of(cfg: DictConfig, overrides: list, conf_dir: Optional[Path] = None) -> str:
+    """The run directory name of the composed `cfg` (rundir.run_name): each overridden key whose resolved value is
+    not what its groups give it anyway (`protocol=quick protocol.lr=0.1` is `protocol=quick`), the data by their
+    fingerprint. The precheck names every cell with it before Hydra starts (`conf_dir`: its conf/)."""
+    from experiments.config import DataConfig, Source
+    from experiments.data import data_fingerprint
+
+    def value(key, node=cfg):
+        v = OmegaConf.select(node, key, default=None)
+        return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+    groups = [o for o in overrides if "." not in override_key(o) and isinstance(value(override_key(o)), dict)]
+    defaults = _default_choices(conf_dir)
+    # a group's choice is a change unless it is the default one; a key, unless its groups give it that value anyway
+    changed = [o for o in groups if o.partition("=")[2] != defaults.get(override_key(o))]
+    keys = [o for o in overrides if o not in groups]
+    if keys:
+        base = _baseline(groups, conf_dir)
+        changed += [o for o in keys if value(override_key(o)) != value(override_key(o), base)]
+    family = families.get(cfg.arch.name)
+    source = value("data.source")  # an Enum, or its value where a launcher's config lost the schema's types
+    data = DataConfig(source=Source(getattr(source, "value", source)), root=value("data.root"))
+    return run_name(family.name_head(cfg.arch, cfg.depth), cfg.residual, cfg.seed, changed, family.size_keys,
+                    value, data_fingerprint(data))
+
+
+_BASES: dict = {}  # (conf dir, groups) -> the config those group choices give: composed once per process (0.13 s)
+
+
+def _baseline(groups: list, conf_dir: Optional[Path]) -> DictConfig:
+    """The config of the group choices alone, from `conf_dir` (None: conf/, the app's). Inside the Hydra app
+    (the run name's resolver) it is composed by the app's own Hydra, unless the precheck composed it already."""
+    from hydra.core.global_hydra import GlobalHydra
+    key = (str(conf_dir or CONF_DIR), tuple(sorted(groups)))
+    if key not in _BASES:
+        if conf_dir is None and GlobalHydra.instance().is_initialized():
+            from hydra import compose as hydra_compose
+            _BASES[key] = hydra_compose("config", overrides=list(groups))
+        else:
+            _BASES[key] = compose(list(groups), Path(conf_dir or CONF_DIR))
+    return _BASES[key]
+
+
+def _default_choices(conf_dir: Optional[Path]) -> dict:
+    """{group: its default choice} from config.yaml's defaults list (`data: cifar10`)."""
+    entries = OmegaConf.load(Path(conf_dir or CONF_DIR) / "config.yaml").get("defaults", [])
+    return {k: str(v) for e in entries if OmegaConf.is_dict(e) for k, v in e.items() if "/" not in k and " " not in k}
+
+
 def _run_name(*, _root_) -> str:
-    overrides = OmegaConf.select(_root_, "hydra.overrides.task", default=None) or []
-    family = families.get(_root_.arch.name)
-    return run_name(family.name_head(_root_.arch, _root_.depth), _root_.residual, _root_.seed, list(overrides),
-                    family.size_keys)
+    return name_of(_root_, list(OmegaConf.select(_root_, "hydra.overrides.task", default=None) or []))
 
 
 register()
@@ -58,6 +104,9 @@ def main(cfg: DictConfig) -> Result:
             raise SystemExit(2) from None
     try:  # a sweep cell: one bad cell must not stop the sweep; the summary lists it
         return run_jobs([job], keep_going=True)[0]
+    except UserError as e:  # a full disk mid-run: one line, as for a single run
+        log.error("error: %s", e)
+        return Result(Status.failed, str(e), str(job.run_dir))
     except Exception as e:
         log.exception("%s failed", job.run_dir)
         return Result(Status.failed, f"{type(e).__name__}: {e}", str(job.run_dir))

@@ -14,91 +14,143 @@ import json
 import math
 import os
 import re
+import stat
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from experiments.data import CIFAR10_FINGERPRINT
 from experiments.errors import UserError
-from runformat import CHECKPOINT, LOCK, RUN_JSON, TABLES
+from runformat import CHECKPOINT, LOCK, NOT_IDENTITY, RUN_JSON, TABLES, differing, excluded, identity
 
-# Keys that say how a run is computed or where things live, not what it computes: they are left out of the
-# directory name and may change between a run and its resumption.
-NOT_IDENTITY = ("device", "data.dir", "data.download", "progress", "speed", "probes", "force", "inspect")
-# Keys the name always spells out (or that select where results go); a family adds its size keys.
+# Keys the name always spells first (the family's head, residual, seed) or that select where results go
+# (`protocol`: results/<protocol>/runs/); a family adds its size keys (`arch.units_per_stage`).
 IN_NAME = ("depth", "residual", "seed", "protocol", "arch", "arch.name")
-SAFE = re.compile(r"^[A-Za-z0-9_.,+-]{1,24}$")
+SAFE = re.compile(r"^[A-Za-z0-9_.,+-]{1,24}$")  # a value spelled as it is; any other becomes a short hash
+COMPONENT = re.compile(r"^[A-Za-z0-9_.,+=-]{1,200}$")  # what a run directory's name may be: one plain path component
 TEMPORARY = re.compile(r"^\..*\.tmp(\d+)$")  # what atomic writes leave behind when a process is killed
+SHORT_PREFIXES = ("data.", "protocol.")  # `-lr=0.01`, not `-protocol.lr=0.01` (each key spelled once either way)
 
 
 class RunError(UserError):
     """A problem with the run directory: the message says what and how to get out of it."""
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
-def _excluded(key: str, keys) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in keys)
-
-
-def run_name(head: str, residual: bool, seed: int, overrides, size_keys=()) -> str:
-    """`depth=56-residual=false-seed=0`, plus each other number-changing override (values that are not short
-    and plain, such as paths, become a short hash). `head` is the family's (`depth=56`, `minimodel-units=3`)."""
+def run_name(head: str, residual: bool, seed: int, overrides, size_keys=(), value=None,
+             data: Optional[str] = None) -> str:
+    """`depth=56-residual=false-seed=0`, then `-key=value` for each other key the overrides set that changes the
+    numbers (runformat.identity), each once, sorted by key (a group's choice before its keys):
+    `...-data=imagefolder-root=45b041e8-augment=none-lr=0.01`. `value(key)` gives the resolved value (so `1e-2` and
+    `0.01` are one name; without it, the override's text); one that is not short and plain becomes a short hash of
+    it. The data are named by their content: `data` is their fingerprint (data.data_fingerprint), spelled as
+    `root=` + its first 8 hex digits for an image folder, whatever path names it. `head` is the family's
+    (`depth=56`, `minimodel-units=3`). ValueError if the result is not one plain path component."""
     name = f"{head}-residual={str(residual).lower()}-seed={seed}"
-    spelled = IN_NAME + tuple(f"arch.{k}" for k in size_keys) + NOT_IDENTITY + ("hydra",)
-    kept = [o.lstrip("+~") for o in overrides if not _excluded(_key(o), spelled)]
-    for o in sorted(kept, key=lambda o: _key(o).split(".")):  # a group's choice before its keys
-        key, _, value = o.partition("=")
-        if key == "init.from":
-            name += f"-init={init_label(value)}"
+    size = tuple(f"arch.{k}" for k in size_keys)
+    given = {}
+    for o in overrides:
+        key = override_key(o)
+        if key in IN_NAME + size or excluded(key, NOT_IDENTITY + ("hydra",)):
             continue
-        short = value if SAFE.match(value) else hashlib.sha1(value.encode()).hexdigest()[:8]
-        name += f"-{key.split('.')[-1] if key.startswith('data.') else key}={short}"
+        text = o.partition("=")[2]
+        resolved = value(key) if value else text
+        given[key] = text if isinstance(resolved, dict) else resolved  # a group's choice (`data=imagefolder`) as typed
+    if data and data != CIFAR10_FINGERPRINT:
+        given["data.root"] = data[:8]
+    shorts = [k[len(p):] for k in given for p in SHORT_PREFIXES if k.startswith(p)]
+    for key in sorted(given, key=lambda k: k.split(".")):  # a group's choice before its keys
+        v = given[key]
+        if key == "init.from":
+            name += f"-init={init_label(v if value else _unquoted(v))}"
+            continue
+        short = next((key[len(p):] for p in SHORT_PREFIXES if key.startswith(p)), key)
+        if shorts.count(short) > 1 or short in given:  # two keys would read the same: spell both in full
+            short = key
+        text = _spelled(v)
+        name += f"-{short.replace('/', '.')}={text if SAFE.match(text) else hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    if not COMPONENT.match(name) or name in (".", ".."):
+        raise ValueError(f"the run directory name {name!r} is not one plain path component (letters, digits and "
+                         f"_.,+=- only): check the family's name_head")
     return name
 
 
-def init_label(value: str) -> str:
+def _spelled(v) -> str:
+    """A resolved value as the name spells it: `true`, `0.01`, `500,750`, `none`."""
+    if isinstance(v, Enum):
+        v = v.value
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(_spelled, v))
+    return "null" if v is None else str(v)
+
+
+def _unquoted(value: str) -> str:
+    """An override's value as Hydra reads it: `'a=b'` and `a\\=b` are `a=b`."""
+    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+    return value[1:-1] if quoted else re.sub(r"\\(.)", r"\1", value)
+
+
+def init_label(path: str) -> str:
     """`from-depth20-1a2b3c4d` for `init.from=PATH`: the depth of the run there (from its run.json) and a short hash of
     the path, since runs of one depth differ (seed, data); `from-1a2b3c4d` when that run cannot be read."""
-    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
-    path = value[1:-1] if quoted else re.sub(r"\\(.)", r"\1", value)  # as Hydra reads `'...'` and `depth\=20`
-    digest = hashlib.sha1(path.encode()).hexdigest()[:8]
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
     try:
-        depth = json.loads((Path(path) / RUN_JSON).read_text()).get("depth")
-    except (OSError, ValueError, AttributeError):
+        depth = json.loads(read_regular(Path(path) / RUN_JSON)).get("depth")
+    except (OSError, ValueError, RecursionError, AttributeError):
         depth = None
-    return f"from-depth{depth}-{digest}" if isinstance(depth, int) else f"from-{digest}"
-
-
-def identity(config: dict) -> dict:
-    """The flattened config minus the keys that do not change the numbers."""
-    flat = {}
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict):
-                walk(v, key + ".")
-            elif not _excluded(key, NOT_IDENTITY):
-                flat[key] = v
-    walk(config, "")
-    return flat
+    return f"from-depth{depth}-{digest}" if isinstance(depth, int) and not isinstance(depth, bool) else f"from-{digest}"
 
 
 def config_diff(saved: dict, current: dict) -> list:
-    a, b = identity(saved), identity(current)
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    """The keys of the two resolved configs that change the numbers and differ (runformat.identity)."""
+    return differing(identity(saved), identity(current))
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file; OSError otherwise. A FIFO would make a plain open wait forever for a
+    writer, and a link could point anywhere: neither is followed (O_NOFOLLOW, O_NONBLOCK, then fstat)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link, not a regular file", str(path)) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file (a {_kind(mode)})", str(path))
+        return f.read()
+
+
+def _kind(mode: int) -> str:
+    return ("FIFO" if stat.S_ISFIFO(mode) else "directory" if stat.S_ISDIR(mode) else "device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """`text` (UTF-8) into `path` whole or not at all. On failure (a full disk) the temporary file is removed before
+    the OSError goes on: it would only take the room a rerun needs."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _short(e: OSError) -> str:
+    return e.strerror or " ".join(str(e).split())[:200]
 
 
 class RunDir:
@@ -124,10 +176,15 @@ class RunDir:
             raise RunError(f"cannot create the run directory {self.path} ({e.strerror}): choose another "
                            f"hydra.run.dir (or fix the parent's permissions)") from e
         try:
-            f = open(self.path / LOCK, "a+")
+            # a FIFO or a link named .lock is refused, never waited on or followed
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "its .lock is not a regular file")
+            f = os.fdopen(fd, "a+", encoding="utf-8")
         except OSError as e:
-            raise RunError(f"cannot write in the run directory {self.path} ({e.strerror}): choose another "
-                           f"hydra.run.dir") from e
+            raise RunError(f"cannot write in the run directory {self.path} ({_short(e)}): choose another "
+                           f"hydra.run.dir (or move {LOCK} aside)") from e
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -177,13 +234,19 @@ class RunDir:
 
     # -- run.json
     def read_info(self) -> Optional[dict]:
-        if not self.run_json.exists():
-            return None
         try:
-            info = json.loads(self.run_json.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RunError(f"{self.run_json} is not valid JSON ({e}): fix or delete it (the checkpoint and "
-                           f"metrics.csv beside it are kept)") from e
+            text = read_regular(self.run_json)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise RunError(f"cannot read {self.run_json} ({_short(e)}): move it aside (the checkpoint beside it says "
+                           f"which configuration the run is)") from e
+        try:
+            info = json.loads(text.decode("utf-8"))
+        except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested too deep to parse
+            why = "nested too deep" if isinstance(e, RecursionError) else " ".join(str(e).split())[:120]
+            raise RunError(f"{self.run_json} is not valid JSON ({why}): fix or delete it (the checkpoint and "
+                           f"metrics.csv beside it are kept)") from None
         if not isinstance(info, dict):
             raise RunError(f"{self.run_json} is not a JSON object: fix or delete it (the checkpoint and "
                            f"metrics.csv beside it are kept)")
@@ -200,9 +263,12 @@ class RunDir:
 
     def append_table(self, name: str, rows: list, extra: dict) -> None:
         path, cols = self.path / name, TABLES[name].columns
-        new = not path.exists()
-        with open(path, "a") as f:
-            if new:
+        # O_NONBLOCK: a FIFO put there since is refused at once (no reader), never waited on; no link is followed
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", str(path))
+            if os.fstat(fd).st_size == 0:
                 f.write(_csv_line(cols))
             f.write("".join(_csv_line(_cells({**r, **extra}, cols)) for r in rows))
             f.flush()
@@ -212,8 +278,17 @@ class RunDir:
     def save_checkpoint(self, state: dict) -> None:
         tmp = self.checkpoint.with_name(f".checkpoint.tmp{os.getpid()}")
         try:
-            torch.save(state, tmp)
-            with open(tmp, "rb") as f:
+            # the file is opened here, not by torch.save: a failed write (a full disk) must close it, or removing it
+            # frees nothing while the traceback keeps torch's writer alive
+            with open(tmp, "wb") as f:
+                writes = _Writes(f)
+                try:
+                    torch.save(state, writes)
+                except RuntimeError:
+                    if writes.error:  # torch says "unexpected pos ..."; the cause is this (a full disk)
+                        raise writes.error from None
+                    raise
+                f.flush()
                 os.fsync(f.fileno())
         except BaseException:
             tmp.unlink(missing_ok=True)  # half a checkpoint on a full disk only takes the room a rerun needs
@@ -221,15 +296,38 @@ class RunDir:
         os.replace(tmp, self.checkpoint)
 
     def load_checkpoint(self) -> Optional[dict]:
-        if not self.checkpoint.exists():
+        try:
+            data = read_regular(self.checkpoint)
+        except FileNotFoundError:
             return None
+        except OSError as e:
+            raise RunError(f"cannot read {self.checkpoint} ({_short(e)}): move it aside to restart this run from "
+                           f"scratch (metrics.csv will be rewritten), or restore a good copy") from e
         try:
             # weights_only: tensors and plain containers only, no arbitrary unpickling
-            return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:
             raise RunError(f"checkpoint {self.checkpoint} is truncated or corrupt ({type(e).__name__}): move it "
                            f"aside to restart this run from scratch (metrics.csv will be rewritten), or restore "
                            f"a good copy") from e
+
+
+class _Writes:
+    """What torch.save writes to: the file, keeping the OSError of a failed write, which torch reports as an unrelated
+    RuntimeError ("unexpected pos 166656 vs 166552")."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def host_copy(state):

@@ -14,6 +14,7 @@ from experiments.cell import DataCache, Result, abandon, close_cell, finish, ope
 from experiments.errors import UserError
 from experiments.loader import TrainStream, make_normalizer
 from experiments.progress import SWEEP
+from experiments.rundir import RunError
 from experiments.sweep import cell_cost
 from experiments.train import fit
 from runformat import Status
@@ -128,13 +129,23 @@ def train_cells(cells: list, stop: StopFlag) -> None:
                 break
             train_group(group, stop)
     except KeyboardInterrupt:  # a second signal: stop at once, mid-step; the last checkpoints stand
-        for c in cells:
-            if c.result is None:
-                close_cell(c, stop.signum or signal.SIGINT, saved=False)
+        close_each(cells, lambda c: close_cell(c, stop.signum or signal.SIGINT, saved=False))
         return
-    for c in cells:  # groups never started because of a signal
+    close_each(cells, lambda c: close_cell(c, stop.signum))  # groups never started because of a signal
+
+
+def close_each(cells: list, close) -> None:
+    """`close` every cell that is still open, even when closing one fails (its run.json could not be written: a
+    full disk); then the first such failure."""
+    failures = []
+    for c in cells:
         if c.result is None:
-            close_cell(c, stop.signum)
+            try:
+                close(c)
+            except RunError as e:
+                failures.append(e)
+    if failures:
+        raise failures[0]
 
 
 def train_group(group: list, stop: StopFlag) -> None:
@@ -154,12 +165,15 @@ def train_group(group: list, stop: StopFlag) -> None:
     except KeyboardInterrupt:
         raise  # a second signal: train_cells closes every cell
     except BaseException as e:
-        for c in group:
-            if c.result is None:
-                finish(c, Status.failed, f"{type(e).__name__}: {e}")
+        why = f"{type(e).__name__}: {e}"
+        try:
+            close_each(group, lambda c: finish(c, Status.failed, why))
+        except RunError as unwritten:  # the run.json that says so could not be written either: the one line says it
+            if isinstance(e, UserError):
+                raise RunError(f"{e}; {unwritten}") from e
+            raise
         raise
-    for c in group:
-        close_cell(c, stop.signum)
+    close_each(group, lambda c: close_cell(c, stop.signum))
 
 
 

@@ -148,7 +148,7 @@ def profile_steps(trainers, stream, first: int, n: int, streams: bool, device, o
     kernels = [(e.time_range.start, e.time_range.end) for e in prof.events()
                if e.device_type == torch.autograd.DeviceType.CUDA]
     table = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=30)
-    (out / "steptime-profile.txt").write_text(table + "\n")
+    (out / "steptime-profile.txt").write_text(table + "\n", encoding="utf-8")
     trace = out / "steptime-trace.json"
     prof.export_chrome_trace(str(trace))
     with open(trace, "rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
@@ -397,9 +397,9 @@ def main(argv=None) -> int:
     r = measure([(d, res) for d in depths for res in (False, True)], device, args.steps or (100 if cuda else 2),
                 args.test_images or (10_000 if cuda else 256), profile_n=args.profile, out=out, speed=speed,
                 stacked=args.stacked, choose=args.choose)
-    (out / "steptime.json").write_text(json.dumps(r, indent=2) + "\n")
+    (out / "steptime.json").write_text(json.dumps(r, indent=2) + "\n", encoding="utf-8")
     md = markdown(r)
-    (out / "steptime.md").write_text(md)
+    (out / "steptime.md").write_text(md, encoding="utf-8")
     print(md + f"\nwrote {out / 'steptime.md'}, {out / 'steptime.json'}")
     return 0
 

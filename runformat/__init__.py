@@ -27,6 +27,9 @@ a run is finished only if its status is `completed` *and* its rows reach its pro
 (`config.protocol.iterations`) where run.json gives them.
 A cell that is not what its column holds (inf, an epoch of 1.5: `Table.whole`, `Table.percent`) is empty to the
 reader, and run.json is strict JSON in UTF-8.
+
+**A run's identity** (`identity`, `recipe`, at the end): the config keys that change the numbers. The harness names
+and resumes a run by them; the analysis averages runs of one net only if their recipes agree.
 """
 from __future__ import annotations
 
@@ -38,9 +41,10 @@ from typing import Optional, TypedDict
 PAPER_FAMILY = "resnet_cifar"  # He et al. 2016 §4.2: the only family compared with Table 6
 
 # A family's name (`arch`, config.arch.name, family.name) and label become parts of file names (`minimodel_fig6.png`)
-# and of net names in tables and CSVs, so each must be one safe path component: letters, digits and `_ . + -`, not
-# starting with `.` or `-` (no hidden file, no option, no `..`), at most 64 characters.
-SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
+# and of net names in tables and CSVs, so each must be one safe path component: letters, digits and `_ . -`, not
+# starting with `.` or `-` (no hidden file, no option, no `..`), at most 64 characters; the rule the harness applies
+# to the names it makes folders of (experiments/config.py's NAME).
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 def is_safe_name(value) -> bool:
@@ -237,6 +241,9 @@ class RunInfo(TypedDict, total=False):
     versions: dict             # python, torch, torchvision, hydra
     git_commit: Optional[str]  # `+dirty` when the tree had uncommitted changes
     data_description: str      # which images: says when a copy is not the original CIFAR-10 files
+    data_fingerprint: str      # the data by its content (an archive's sha256, or a folder's files'; `cifar10`: torchvision's
+                               # checksummed files): part of the run's identity, checked on resume (since 2026-12-04)
+    num_classes: int           # the classes of its data, which size the net's head (since 2026-12-04)
     data_sizes: dict           # train / val / test images actually used
     steps_per_epoch: int
     run_dir: str
@@ -253,3 +260,55 @@ class RunInfo(TypedDict, total=False):
     inspection: InspectionInfo  # once the after-training inspection ran
     train_err_measure: str      # a TrainErrMeasure value: what `train_err` measures (runs written before it omit it)
     published: PublishedInfo    # only for another project's curve converted into this format
+    renamed_from: str           # the name an older naming rule gave its directory (experiments.rename)
+
+
+# ---- a run's identity: which config keys change the numbers ----------------------------------------------
+# One rule for both sides: the harness refuses to resume or rerun a run directory with another identity, and the
+# analysis never averages runs of one net whose recipes differ.
+
+# Keys that say how a run is computed or where things live, not what it computes: they may change between a run and
+# its resumption, and are left out of the directory name. `data.root` is where the data lives: the data itself is
+# known by its content (run.json's `data_fingerprint`), so the same archive under another path is the same data.
+NOT_IDENTITY = ("device", "data.dir", "data.download", "data.root", "progress", "speed", "probes", "force", "inspect")
+# Keys that say which net a run trains (the net's name in the analysis) and which seed: runs that differ only in
+# these share a recipe. Everything else in the identity is the recipe.
+NET_KEYS = ("arch", "depth", "residual", "shortcut", "init", "seed")
+
+
+def excluded(key: str, keys) -> bool:
+    """`key` is one of `keys` or under one of them (`speed.bf16` under `speed`)."""
+    return any(key == k or key.startswith(k + ".") for k in keys)
+
+
+def identity(config: dict) -> dict:
+    """The flattened resolved config (`protocol.lr`: 0.1) minus the keys that do not change the numbers."""
+    flat = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, key + ".")
+            elif not excluded(key, NOT_IDENTITY):
+                flat[key] = v
+    walk(config if isinstance(config, dict) else {}, "")
+    return flat
+
+
+def recipe(config: dict, data_fingerprint: Optional[str] = None) -> dict:
+    """What runs of one net must share to be averaged: the identity minus the net and the seed, with the data
+    (`data`) by its content where run.json records it (`data_fingerprint`), else by `data.root` as written."""
+    flat = {k: v for k, v in identity(config).items() if not excluded(k, NET_KEYS)}
+    data = config.get("data") if isinstance(config, dict) else None
+    root = data.get("root") if isinstance(data, dict) else None
+    if data_fingerprint or root:
+        flat["data"] = data_fingerprint or root
+    return flat
+
+
+def differing(a: dict, b: dict, common_only: bool = False) -> list:
+    """The keys whose values differ, sorted. `common_only`: only keys both have (a writer that omits a key says
+    nothing about it)."""
+    keys = a.keys() & b.keys() if common_only else a.keys() | b.keys()
+    return sorted(k for k in keys if a.get(k) != b.get(k))

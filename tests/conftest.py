@@ -8,7 +8,7 @@ import pytest
 
 from analysis import outputs
 from analysis import reference as analysis_reference
-from tests.helpers.harness import LONG, cli, make_image_folder, numbers, tiny_overrides
+from tests.helpers.harness import LONG, TEN, cli, make_image_folder, numbers, tiny_overrides
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,17 @@ def quick_figures(monkeypatch):
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("imgs") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def image_folder10(tmp_path_factory) -> Path:
+    """Ten classes, as CIFAR-10 has: the nets' heads and parameter counts are the paper's."""
+    return make_image_folder(tmp_path_factory.mktemp("imgs10") / "ten", per_class_train=2, per_class_test=1, classes=TEN)
+
+
+@pytest.fixture
+def tiny10(image_folder10, tmp_path) -> list:
+    return tiny_overrides(image_folder10, tmp_path / "data")
 
 
 @pytest.fixture

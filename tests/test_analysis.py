@@ -493,6 +493,40 @@ def test_option_b_resnets_stay_out_of_the_paper_columns_and_figures(frame, grid)
     assert lines_by_style(figures.fig6(frame).axes[1]) == {"--": 4, "-": 4}
 
 
+def test_a_run_of_another_recipe_is_another_net_in_the_table_and_left_out_of_the_figures(frame, grid):
+    """Runs of one net trained with another protocol.lr were averaged with it as `ResNet-20 (n=3)` without a word."""
+    odd = write_run(grid, 20, True, 5, (0.5, 30.0), name="resnet_cifar-depth=20-residual=true-seed=5-lr=0.01")
+    for run in grid.iterdir():  # a harness records every protocol key
+        info = json.loads((run / "run.json").read_text())
+        info["config"]["protocol"]["lr"] = 0.01 if run == odd else 0.1
+        (run / "run.json").write_text(json.dumps(info))
+    found = scan_runs(grid, warn=False)
+    assert set(found.frame.loc[found.frame["run"] == odd.name, "net"]) == {"ResNet-20 (lr=0.01)"}
+    table = table6(found.frame).set_index("net")
+    assert table.loc["ResNet-20", "n"] == len(FINALS[(20, True)]) and table.loc["ResNet-20 (lr=0.01)", "n"] == 1
+    assert table.loc["ResNet-20", "test_err_mean"] == pytest.approx(np.mean([t for _, t in FINALS[(20, True)]]))
+    assert np.isnan(table.loc["ResNet-20 (lr=0.01)", "paper_test_err"])
+    assert "another recipe" in table.loc["ResNet-20 (lr=0.01)", "paper_note"]
+    assert [p for p in found.problems if "differs in protocol.lr: lr=0.01, not lr=0.1" in p] == [
+        p for p in found.problems if odd.name in p]
+    assert lines_by_style(figures.fig6(found.frame).axes[1]) == lines_by_style(figures.fig6(frame).axes[1])
+
+
+def test_the_analysis_names_a_net_of_another_recipe_apart_by_the_keys_that_differ(tmp_path):
+    from analysis.families import recipe_variants
+    base = {"protocol.lr": 0.1, "protocol.augment": "crop_flip", "data": "ab" * 32}
+    runs = [("a", "resnet_cifar", base), ("b", "resnet_cifar", base),
+            ("c", "resnet_cifar", {**base, "protocol.lr": 0.01, "protocol.augment": "none"}),
+            ("d", "resnet_cifar", {**base, "data": "cd" * 32}),
+            ("e", "resnet_cifar", {"protocol.lr": 0.1}),  # an older writer's: what it has, it shares
+            ("f", "resnet_cifar", {}),  # no config at all: stays with the others
+            ("g", "minimodel", {**base, "protocol.lr": 0.001})]  # another family's own recipe
+    labels, notes = recipe_variants(runs)
+    assert labels == {"c": "augment=none, lr=0.01", "d": "data=cdcdcdcd"}
+    assert len(notes) == 2 and notes[0].startswith("c: trained with another recipe than the other resnet_cifar runs")
+    assert "differs in protocol.augment, protocol.lr" in notes[0]
+
+
 def test_model_columns_missing_from_metrics_come_from_the_config(tmp_path):
     runs = tmp_path / "results" / "quick" / "runs"
     run = write_run(runs, 56, False, 3, (3.0, 13.0))

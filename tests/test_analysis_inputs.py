@@ -304,7 +304,8 @@ def test_family_names_that_are_not_one_safe_name_write_nothing_outside_out(runs,
     target = tmp_path / "elsewhere"
     target.mkdir()
     escape = os.path.relpath(target, tmp_path / "out") + "/PWNED"
-    bad = {"traversal": escape, "hidden": ".hidden", "option": "-rf", "slash": "a/b", "long": "x" * 65, "space": "a b"}
+    bad = {"traversal": escape, "hidden": ".hidden", "option": "-rf", "slash": "a/b", "long": "x" * 65, "space": "a b",
+           "plus": "a+b"}
     for name, arch in bad.items():
         run = write_run(runs, 20, True, 0, (0.8, 8.6), name=name, arch=arch, family={"name": arch})
         if name == "slash":  # named by family.name alone, no config.arch
@@ -483,3 +484,15 @@ def test_counts_stay_whole_numbers_where_none_is_missing(runs, tmp_path, quick_f
     out = tmp_path / "out"
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
     assert pd.read_csv(out / "table6.csv", dtype=str)["final_iteration"].tolist() == [str(EPOCHS * ITERS_PER_EPOCH)] * 2
+
+
+def test_a_recipe_value_in_a_net_name_is_one_short_line(runs):
+    """A run trained with another recipe is another net, named by the keys that differ (`ResNet-20 (lr=0.01)`): a value
+    from run.json that is long or holds a newline must not become a name of that length, or of two lines."""
+    write_run(runs, 20, True, 1, (0.8, 8.6), name="main-recipe")
+    run = odd_run(runs)
+    for other in runs.iterdir():  # a key every run records, so that it is compared
+        edit_run_json(other, lambda info: info["config"]["protocol"].update(lr=0.1))
+    edit_run_json(run, lambda info: info["config"]["protocol"].update(lr="x" * 10_000 + "\nnext"))
+    names = set(rows(scan(runs))["net"])
+    assert len(names) == 1 and all(len(n) < 120 and "\n" not in n and n.startswith("ResNet-20 (lr=xxx") for n in names)

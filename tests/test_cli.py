@@ -23,7 +23,8 @@ def test_one_run_writes_metrics_and_run_json(tiny, tmp_path):
     assert {x["depth"] for x in table} == {"20"} and {x["residual"] for x in table} == {"False"}
     assert all(0 <= float(x["train_err"]) <= 100 and 0 <= float(x["test_err"]) <= 100 for x in table)
     info = json.loads((out / "run.json").read_text())
-    assert info["status"] == "completed" and info["num_params"] == PARAMS[20]
+    assert info["status"] == "completed" and info["num_classes"] == 4
+    assert info["num_params"] == PARAMS[20] - 6 * (64 + 1)  # a 4-class head: 6 fewer outputs, 64 weights and a bias each
     assert info["config"]["depth"] == 20 and info["config"]["protocol"]["name"] == "smoke"
     assert {"python", "torch", "torchvision"} <= set(info["versions"])
     assert info["started_at"] and info["ended_at"] and "git_commit" in info and info["device"] == "cpu"
@@ -44,8 +45,8 @@ def test_default_run_directory_is_stable_and_named_by_configuration(tiny, tmp_pa
 
 
 @pytest.mark.parametrize("depth", sorted(PARAMS))
-def test_run_json_reports_the_papers_parameter_counts(depth, tiny, tmp_path):
-    run_inprocess(tiny + [f"depth={depth}", "residual=false", "protocol.iterations=1"], tmp_path)
+def test_run_json_reports_the_papers_parameter_counts(depth, tiny10, tmp_path):
+    run_inprocess(tiny10 + [f"depth={depth}", "residual=false", "protocol.iterations=1"], tmp_path)
     assert json.loads((tmp_path / "run.json").read_text())["num_params"] == PARAMS[depth]
 
 

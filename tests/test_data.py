@@ -6,7 +6,8 @@ import torch
 
 from experiments.config import DataConfig, Source
 from experiments.data import DataError, balanced_subset, load
-from tests.helpers.harness import CLASSES, make_image_folder
+from experiments.errors import UserError
+from tests.helpers.harness import CLASSES, make_image_folder, run_inprocess, sigterm_as_epoch_ends, tiny_overrides
 
 
 def cfg(root, data_dir, **kw) -> DataConfig:
@@ -114,3 +115,50 @@ def test_validation_split_is_disjoint_seeded_and_subsets_apply(image_folder, tmp
     assert val_rows <= {bytes(r.numpy()) for r in everything}
     with pytest.raises(DataError, match="train_size"):
         load(cfg(image_folder, tmp_path / "d", train_size=10_000))
+
+
+# ---- the classes come from the data: the head is sized by them --------------------------------------------------------
+
+def folder_of(classes: int, root):
+    return make_image_folder(root, per_class_train=4, per_class_test=1, classes=[f"c{i:02d}" for i in range(classes)])
+
+
+@pytest.mark.parametrize("arch", [["depth=8"], ["arch=minimodel", "arch.units_per_stage=1"]], ids=["paper", "minimodel"])
+@pytest.mark.parametrize("classes", [2, 12])
+def test_any_count_of_classes_trains_with_a_head_of_that_size(arch, classes, tmp_path):
+    """An image folder of 11 or 12 classes once failed mid-run (IndexError: Target 10 is out of bounds), and one of
+    fewer than 10 trained a 10-way head."""
+    import json
+    out = tmp_path / "run"
+    overrides = tiny_overrides(folder_of(classes, tmp_path / "f"), tmp_path / "data") + arch + ["protocol.batch_size=8"]
+    assert run_inprocess(overrides, out) == "completed"
+    assert json.loads((out / "run.json").read_text())["num_classes"] == classes
+    weights = torch.load(out / "checkpoint.pt")["trainer"]["model"]
+    head = [v for v in weights.values() if v.ndim == 2][-1]  # the last linear layer, whatever the family calls it
+    assert head.shape[0] == classes
+
+
+def test_one_class_is_refused_in_one_line(tmp_path):
+    with pytest.raises(DataError, match="has 1 class folder under train/ .c00.: a classifier needs at least 2"):
+        load(cfg(folder_of(1, tmp_path / "f"), tmp_path / "data"))
+
+
+def test_a_checkpoint_whose_head_does_not_fit_the_data_is_one_line(tmp_path, monkeypatch):
+    """A run from before data fingerprints (its data checked by path only) whose folder now holds 12 classes."""
+    import json
+    import shutil
+    folder, out = folder_of(4, tmp_path / "f"), tmp_path / "run"
+    overrides = tiny_overrides(folder, tmp_path / "data") + ["depth=8"]
+    sigterm_as_epoch_ends(monkeypatch, 1)
+    with pytest.raises(SystemExit):
+        run_inprocess(overrides, out)
+    monkeypatch.undo()
+    info = json.loads((out / "run.json").read_text())
+    info.pop("data_fingerprint", None)  # as such a run has it: not at all
+    (out / "run.json").write_text(json.dumps(info))
+    ckpt = torch.load(out / "checkpoint.pt")
+    torch.save({k: v for k, v in ckpt.items() if k != "data_fingerprint"}, out / "checkpoint.pt")
+    shutil.rmtree(folder)
+    folder_of(12, folder)
+    with pytest.raises(UserError, match=r"is a net with a 4-class head, and the data \(data.root=.*\) have 12 classes"):
+        run_inprocess(overrides, out)

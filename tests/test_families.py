@@ -23,14 +23,14 @@ from tests.helpers.harness import ROOT
 class TinyNet(nn.Module, ProbedModel):
     """conv-BN stem, `blocks` conv-BN-ReLU blocks (each with an identity shortcut if residual), pool, fc."""
 
-    def __init__(self, width: int, blocks: int, residual: bool):
+    def __init__(self, width: int, blocks: int, residual: bool, classes: int):
         super().__init__()
         self.residual = residual
         self.stem, self.bn = nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
         self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1, bias=False) for _ in range(blocks))
         self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(blocks))
         self.units = nn.ModuleList(_Unit(c, b, residual) for c, b in zip(self.convs, self.bns))
-        self.fc = nn.Linear(width, 10)
+        self.fc = nn.Linear(width, classes)
 
     def forward(self, x):
         x = F.relu(self.bn(self.stem(x)))
@@ -68,7 +68,7 @@ class TinyArch(ArchConfig):
 
 TINY = Family(name="tinynet", label="TinyNet", title="TinyNet (a family defined in a test)", config=TinyArch,
               depth=lambda arch, depth: arch.blocks + 2,  # stem + blocks + fc
-              build=lambda arch, depth, residual, shortcut: TinyNet(arch.width, arch.blocks, residual),
+              build=lambda arch, depth, residual, shortcut, classes: TinyNet(arch.width, arch.blocks, residual, classes),
               name_head=lambda arch, depth: f"tinynet-blocks={arch.blocks}", size_keys=("blocks",),
               sized_by_depth=False)
 YAML = "defaults:\n  - /family_schema/tinynet@_here_\n  - _self_\nname: tinynet\nwidth: 8\nblocks: 2\n"

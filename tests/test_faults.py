@@ -402,3 +402,167 @@ def test_a_resume_on_another_device_names_both_and_a_same_place_resume_says_noth
     assert _computed_elsewhere(was, 47580, "NVIDIA H100 80GB HBM3", dict(gpu)) is None
     assert _computed_elsewhere(was, 0, "AMD EPYC 9654", cpu) is None  # a fresh start computes nothing twice
     assert _computed_elsewhere({"speed": gpu}, 10, "AMD EPYC 9654", cpu) is None  # run.json before these keys
+
+
+# ---- a real full disk ------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A file system that really fills up: a 4 MiB tmpfs (mounting needs root, as CI and the dev machines have)."""
+    import subprocess
+    where = tmp_path / "disk"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'needs root'}): the full-disk tests need one")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fill(path: Path, leave: int = 0) -> Path:
+    """A file that takes all the free room of `path`'s file system but `leave` bytes (to the page)."""
+    filler = path / "filler"
+    with open(filler, "wb") as f:
+        chunk = b"\0" * 65536
+        try:
+            while free_bytes(path) > leave + len(chunk):
+                f.write(chunk)
+                f.flush()
+            while free_bytes(path) > leave:
+                f.write(b"\0" * 4096)
+                f.flush()
+        except OSError:  # full before `leave` was reached: as full as it gets
+            pass
+    return filler
+
+
+THREE_EPOCHS = ["depth=8", "protocol.iterations=12", "protocol.milestones=[6,9]"]
+
+
+def test_a_full_disk_ends_the_run_in_one_line_with_exit_2_and_the_rerun_resumes_exactly(tiny, tmp_path, small_disk):
+    """Room for one checkpoint and a half: the second epoch's checkpoint fills the disk. Once: about 60 lines of
+    traceback, exit 1, run.json `running`, an empty .run.json.tmp, and a temporary checkpoint kept open by the
+    failed torch.save (so that removing it freed nothing)."""
+    assert run_inprocess(tiny + THREE_EPOCHS, tmp_path / "whole") == "completed"
+    size = (tmp_path / "whole" / "checkpoint.pt").stat().st_size
+    out = small_disk / "run"
+    filler = fill(small_disk, leave=int(1.5 * size))
+    r = cli(tiny + THREE_EPOCHS + [f"hydra.run.dir={out}"])
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = one_error_line(r.stderr)
+    assert "cannot write the epoch's files" in line and "No space left on device" in line, line
+    assert "make room" in line and "iteration 4" in line, line
+    assert "Traceback" not in r.stdout + r.stderr
+    state = info(out)
+    assert state["status"] == "failed" and "make room" in state["message"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]  # no temporary file left
+    assert torch.load(out / "checkpoint.pt")["trainer"]["iteration"] == 4
+
+    filler.unlink()  # room again: the same command resumes from the checkpoint of epoch 1
+    r = cli(tiny + THREE_EPOCHS + [f"hydra.run.dir={out}"])
+    assert r.returncode == 0, r.stderr
+    assert numbers(out) == numbers(tmp_path / "whole") and info(out)["status"] == "completed"
+
+
+def test_a_disk_that_stays_full_says_run_json_could_not_say_so_either(tiny, tmp_path, small_disk, monkeypatch):
+    """The disk fills up entirely after the first epoch's files: the epoch's files fail, and so does run.json's
+    `failed`; the one line says both, no temporary file is left, and the rerun resumes exactly once there is room."""
+    from experiments.cell import Cell
+    assert run_inprocess(tiny + THREE_EPOCHS, tmp_path / "whole") == "completed"
+    out, filled = small_disk / "run", []
+    on_epoch = Cell.on_epoch
+
+    def fill_after_epoch_1(cell, row):
+        if row["epoch"] == 2:
+            cell.flush()  # the first epoch's files are on disk
+            filled.append(fill(small_disk))
+        on_epoch(cell, row)
+    monkeypatch.setattr(Cell, "on_epoch", fill_after_epoch_1)
+    with pytest.raises(UserError) as e:
+        run_inprocess(tiny + THREE_EPOCHS, out)
+    message = str(e.value)
+    assert "cannot write the epoch's files" in message and "No space left on device" in message and "\n" not in message
+    assert "run.json could not be marked failed either" in message and "still says running" in message
+    assert info(out)["status"] == "running"
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    monkeypatch.undo()
+    filled[0].unlink()
+    assert run_inprocess(tiny + THREE_EPOCHS, out) == "completed"
+    assert numbers(out) == numbers(tmp_path / "whole")
+
+
+# ---- only regular files are read from a run directory -------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["run.json", "checkpoint.pt", ".lock"])
+def test_a_fifo_in_a_run_directory_is_one_line_and_exit_2_never_a_hang(name, tiny, tmp_path):
+    """A FIFO named run.json, checkpoint.pt or .lock once made the run wait forever for a writer."""
+    out = tmp_path / "run"
+    out.mkdir()
+    if name != "run.json":  # a checkpoint is read only when run.json says the run is not finished
+        (out / "run.json").write_text(json.dumps({"status": "interrupted"}))
+    os.mkfifo(out / name)
+    r = cli(tiny + ["depth=8", f"hydra.run.dir={out}"], timeout=60)
+    assert r.returncode == 2 and "not a regular file" in one_error_line(r.stderr), r.stderr
+    assert (out / name).is_fifo() and not (out / "metrics.csv").exists()  # nothing replaced or written
+
+
+def test_a_linked_run_json_is_not_followed(tiny, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"status": "completed"}))
+    (out / "run.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(UserError, match="a symbolic link, not a regular file"):
+        run_inprocess(tiny + ["depth=8"], out)
+
+
+def test_a_fifo_named_metrics_csv_is_replaced_by_the_runs_own_file(tiny, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    os.mkfifo(out / "metrics.csv")
+    assert run_inprocess(tiny + ["depth=8"], out) == "completed"
+    assert (out / "metrics.csv").is_file() and len(metrics_rows(out)) == 2
+
+
+def test_a_run_json_nested_too_deep_to_parse_is_one_line(tiny, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("[" * 200_000 + "]" * 200_000)
+    r = cli(tiny + ["depth=8", f"hydra.run.dir={out}"])
+    assert r.returncode == 2 and "is not valid JSON (nested too deep)" in one_error_line(r.stderr)
+
+
+# ---- config ranges, and text as UTF-8 whatever the locale ---------------------------------------------------------
+
+@pytest.mark.parametrize("args, expected", [
+    (["seed=1125899906842624"], "seed=1125899906842624 is outside what it can mean: it must be in [0, 4.29497e+09]"),
+    (["depth=20.7"], "depth=20.7: Value '20.7' of type 'float' could not be converted to Integer"),
+    (["protocol.name=../../../tmp/PWNED"], "protocol.name='../../../tmp/PWNED' names the folder results/<protocol.name>/"),
+])
+def test_a_value_that_would_fail_mid_run_or_escape_results_is_refused_up_front(args, expected, tiny, tmp_path):
+    """seed=2**50 passed the check and failed in the first batch (int64 overflow); a protocol name is a folder."""
+    r = cli(tiny + args, cwd=tmp_path)
+    assert r.returncode == 2 and expected in one_error_line(r.stderr), r.stderr
+    assert not (tmp_path / "results").exists() and not Path("/tmp/PWNED").exists()
+
+
+def test_text_is_written_and_read_as_utf_8_under_an_ascii_locale(tiny, tmp_path):
+    """Under LC_ALL=C without Python's UTF-8 coercion the default encoding is ASCII: every file names UTF-8."""
+    import subprocess
+    env = {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
+    script = tmp_path / "write.py"  # a script is read as UTF-8 whatever the locale; a -c argument is not
+    script.write_text(
+        "import locale, sys\nfrom pathlib import Path\nfrom experiments.rundir import RunDir, atomic_write\n"
+        "assert locale.getpreferredencoding(False).lower() in ('ascii', 'ansi_x3.4-1968'), locale.getpreferredencoding()\n"
+        "p = Path(sys.argv[1])\natomic_write(p / 'a.md', '± §4.2 ×\\n')\nrd = RunDir(p / 'r')\nrd.lock()\n"
+        "rd.write_info({'title': 'paper §4.2'})\nprint(rd.read_info()['title'] == 'paper §4.2')\n", encoding="utf-8")
+    r = subprocess.run([sys.executable, str(script), str(tmp_path)], env={**os.environ, **env, "PYTHONPATH": str(
+        Path(__file__).resolve().parents[1])}, capture_output=True, encoding="utf-8")
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
+    assert (tmp_path / "a.md").read_bytes() == "± §4.2 ×\n".encode()
+    r = cli(tiny + ["depth=8", f"hydra.run.dir={tmp_path / 'run'}"], env=env)
+    assert r.returncode == 0 and info(tmp_path / "run")["status"] == "completed", r.stderr

@@ -14,11 +14,11 @@ def keras(tiny):
     return keep + ["protocol=keras_quick", "arch=minimodel"]
 
 
-def test_default_minimodel_reports_its_parameter_count_and_depth(tiny, tmp_path):
-    run_inprocess(keras(tiny) + ["protocol.iterations=2"], tmp_path / "res")
+def test_default_minimodel_reports_its_parameter_count_and_depth(tiny10, tmp_path):
+    run_inprocess(keras(tiny10) + ["protocol.iterations=2"], tmp_path / "res")
     info = json.loads((tmp_path / "res" / "run.json").read_text())
     assert info["num_params"] == DEFAULT_RESIDUAL_PARAMS and info["depth"] == 26
-    run_inprocess(keras(tiny) + ["protocol.iterations=2", "residual=false"], tmp_path / "plain")
+    run_inprocess(keras(tiny10) + ["protocol.iterations=2", "residual=false"], tmp_path / "plain")
     assert json.loads((tmp_path / "plain" / "run.json").read_text())["num_params"] == DEFAULT_PLAIN_PARAMS
 
 

@@ -116,6 +116,26 @@ def test_make_sweep_runs_the_grid_and_then_the_analysis(image_folder, tmp_path):
         assert (tmp_path / "smoke" / f).exists(), f
 
 
+def test_make_hands_its_variables_to_the_shell_as_text_and_never_runs_them(tmp_path):
+    """A backtick or `$(...)` in OVERRIDES, DEPTHS or RESULTS once ran in the recipe's shell (and `$(shell ...)` in make
+    itself). Here python is `echo`, so the command lines are printed: each value must arrive as written."""
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed").touch()  # newer than pyproject.toml: nothing to install
+    planted = {k: tmp_path / k for k in "ABCDE"}
+    values = {"OVERRIDES": f"a=`touch {planted['A']}` b=$(touch {planted['B']}) c=$(shell touch {planted['C']}) d='q",
+              "DEPTHS": f"20`touch {planted['D']}`", "RESULTS": f"r$(touch {planted['E']})"}
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    r = subprocess.run(["make", "-s", "sweep", "PY=echo", f"VENV={venv}", "LAUNCHER=basic",
+                        *[f"{k}={v}" for k, v in values.items()]], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not [k for k, p in planted.items() if p.exists()], r.stdout
+    sweep = r.stdout.splitlines()[0]
+    assert values["OVERRIDES"] in sweep and f"depth={values['DEPTHS']}" in sweep
+    assert f"hydra.sweep.dir={values['RESULTS']}/paper/runs" in sweep
+
+
 def test_make_sweep_that_does_not_start_prints_one_error_and_no_second(tmp_path):
     """The paper sweep on a CPU is refused by the CPU guard: its one line, exit 2, and no "no runs found" from
     the plots that used to follow."""

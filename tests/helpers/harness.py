@@ -14,19 +14,21 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-CLASSES = ["apple", "bus", "cat", "dog"]
+CLASSES = ["apple", "bus", "cat", "dog"]  # four classes: the nets' heads have 4 outputs (num_classes)
+TEN = [f"class{c}" for c in range(10)]  # CIFAR-10's count, for the paper's exact parameter counts
 # Exact parameter counts of the paper's option-A nets (plain twins have the same), from Table 6's architecture.
 PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 
 
-def make_image_folder(root: Path, per_class_train: int = 16, per_class_test: int = 6, seed: int = 0) -> Path:
+def make_image_folder(root: Path, per_class_train: int = 16, per_class_test: int = 6, seed: int = 0,
+                      classes: list = CLASSES) -> Path:
     """train/<class>/*.png and test/<class>/*.png, 32x32 RGB; each class has its own mean colour so a
     network can learn something in a few steps."""
     from PIL import Image
 
     g = torch.Generator().manual_seed(seed)
     for split, n in (("train", per_class_train), ("test", per_class_test)):
-        for c, name in enumerate(CLASSES):
+        for c, name in enumerate(classes):
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
@@ -93,9 +95,10 @@ def _env() -> dict:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
-def cli(args: list, cwd: Path = ROOT, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=timeout, **kw)
+def cli(args: list, cwd: Path = ROOT, timeout: float = 120, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """`env`: variables set on top of this process's (and of the checkout's PYTHONPATH)."""
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=cwd, env={**_env(), **(env or {})},
+                          capture_output=True, text=True, encoding="utf-8", timeout=timeout, **kw)
 
 
 def popen(args: list, cwd: Path = ROOT) -> subprocess.Popen:

@@ -42,11 +42,12 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
               name: str | None = None, params: int | None = None, iterations: int | None = None,
               family: bool | dict = True, init_depth: int | None = None, start: dict | None = None,
               protocol: str = "quick", data: dict | None = None) -> Path:
-    """`iterations`: the protocol's, in run.json (default: where `epochs` epochs end, so a completed run
-    is complete). `family`: run.json's family object (True: the harness's for `arch`; False: none, as
-    older harnesses wrote). `init_depth`, `start`: a run started with init.from from a net of that depth, and
-    the constructed net's numbers before its first step (run.json's `init.start`). `protocol`: its name in both
-    files; `data`: keys that replace run.json's config.data (the image folder below)."""
+    """`iterations`: the protocol's, in run.json (default: where `epochs` epochs end for a completed run, so that it
+    is complete; the grid's EPOCHS for an unfinished one, which shares the others' protocol). `family`: run.json's
+    family object (True: the harness's for `arch`; False: none, as older harnesses wrote). `init_depth`, `start`: a
+    run started with init.from from a net of that depth, and the constructed net's numbers before its first step
+    (run.json's `init.start`). `protocol`: its name in both files; `data`: keys that replace run.json's config.data
+    (the image folder below)."""
     name = name or f"{arch}-depth={depth}-residual={str(residual).lower()}-seed={seed}" + (
         f"-init=from-depth{init_depth}" if init_depth else "")
     run_dir = runs_dir / name
@@ -62,7 +63,8 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
     info = {"status": status, "num_params": params or PARAMS.get(depth, 1000 * depth),
             "config": {"depth": depth, "residual": residual, "shortcut": "A", "seed": seed,
                        "arch": {"name": arch},
-                       "protocol": {"name": protocol, "iterations": iterations or epochs * ITERS_PER_EPOCH},
+                       "protocol": {"name": protocol, "iterations": iterations or (
+                           epochs if status == "completed" else max(epochs, EPOCHS)) * ITERS_PER_EPOCH},
                        "data": {"source": "imagefolder", "root": "../shared/datasets",
                                 "train_size": None, "test_size": None, **(data or {})}},
             "data_sizes": {"train": 50000, "val": 0, "test": 10000},
