@@ -2,9 +2,9 @@
 folder that vanishes never leaves half a file that could then be opened or committed. One home for writing, as
 inputs.py is for reading:
 
-- `write_text`, `write_csv`, `save_figure`: one file, written to a temporary file beside it (`.NAME.tmp.PID.HEX`),
-  flushed to the disk, then renamed over the old one (os.replace, atomic on POSIX), so the path holds the old file
-  or the whole new one. Text is UTF-8 whatever the locale.
+- `write_bytes`, `write_text`, `write_csv`, `save_figure`: one file, written to a temporary file beside it
+  (`.NAME.tmp.PID.HEX`), flushed to the disk, then renamed over the old one (os.replace, atomic on POSIX), so the path
+  holds the old file or the whole new one. Text is UTF-8 whatever the locale.
 - `staged(out_dir)`: a report's files together. Each is written into a hidden staging folder inside `out_dir`
   (`.report-staging.PID.HEX`), and only once every one is written are they renamed into place, in the order they
   were written (report.md and index.html, written last, arrive last). Any failure, SIGTERM or Ctrl-C on the way
@@ -50,6 +50,10 @@ class OutputError(OSError):
         if self.errno == errno.ENOENT:
             return "the folder was removed while the files were written: run the command again"
         return "check the folder and run the command again"
+
+
+def write_bytes(path, data: bytes) -> Path:
+    return _atomic(path, lambda f: f.write(data))
 
 
 def write_text(path, text: str) -> Path:

@@ -44,6 +44,8 @@ from pathlib import Path
 
 from runformat import METRICS, RUN_JSON, TABLES, Status
 
+from . import outputs
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a reference set's name: one plain path component
 # a run directory's or a file's name: what experiments/rundir.py writes (`depth=56-residual=false-seed=0-lr=0.01`)
 COMPONENT = re.compile(r"^[A-Za-z0-9_.,+=@%-]{1,255}$")
@@ -423,16 +425,7 @@ def _store_state(folder: Path, state: State, archive: Path) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    outputs.write_bytes(path, data)
 
 
 # ---- continuing: a stored state back into a runs folder ---------------------------------------------------------

@@ -22,13 +22,11 @@ already there is left as it was. Reads and writes files only (no torch, no `expe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import io
 import json
 import math
-import os
 import re
 import sys
 import textwrap
@@ -38,6 +36,7 @@ from pathlib import Path
 
 from runformat import METRICS, PAPER_FAMILY, RUN_JSON, Status, TrainErrMeasure
 
+from . import outputs
 from .reference import ROOT
 from .tables import load_peers
 
@@ -283,14 +282,10 @@ def readme(files: list[SourceFile], commit: str) -> str:
 
 def write(path: Path, data: bytes) -> None:
     """Whole or not at all: a reader (or a second conversion) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        outputs.write_bytes(path, data)
     except OSError as err:
-        with contextlib.suppress(OSError):  # there may be no directory to hold it
-            tmp.unlink()
         raise PublishedError(f"cannot write {path} ({err.strerror or err.__class__.__name__}): give --out a "
                              "directory this user can write, with room for about 1 MB") from None
 
