@@ -36,7 +36,7 @@ help:  ## list the targets
 	@echo $(call sh,  variables: PROTOCOL=$(PROTOCOL) DEPTHS=$(DEPTHS) SEEDS=$(SEEDS) ARCH=$(ARCH) (minimodel: UNITS=$(UNITS)))
 	@echo $(call sh,             RESULTS=$(RESULTS) FORCE=$(FORCE) OVERRIDES='$(OVERRIDES)' REFERENCE=$(REFERENCE))
 	@echo $(call sh,             make reference: FROM=$(FROM) RESUME=$(RESUME) NAME=$(NAME))
-	@echo $(call sh,             LAUNCHER=$(LAUNCHER) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md))
+	@echo $(call sh,             LAUNCHER=$(or $(LAUNCHER),auto) GPUS=$(GPUS) CELLS_PER_JOB=$(CELLS_PER_JOB) (docs/cluster.md))
 
 install: $(VENV)/.installed  ## create .venv/ and install the project (no extras)
 
@@ -75,14 +75,17 @@ SIZES = $(if $(filter minimodel,$(ARCH)),arch=minimodel arch.units_per_stage=$(U
 # Otherwise, with a GPU the cells train together in one process (experiments/concurrent.py); else one after another.
 GPUS ?=
 CELLS_PER_JOB ?=
-LAUNCHER ?= $(if $(GPUS),gpus,$(shell $(PY) -c "import torch; print('concurrent' if torch.cuda.is_available() else 'basic')" 2>/dev/null || echo basic))
+LAUNCHER ?=
+# The launcher a sweep gets when LAUNCHER is not given. Asking torch for a GPU takes seconds (its import), so only the
+# sweep's recipe expands this (a recursive variable, used nowhere at parse time): `make help` never imports torch.
+SWEEP_LAUNCHER = $(or $(LAUNCHER),$(if $(GPUS),gpus,$(shell $(PY) -c "import torch; print('concurrent' if torch.cuda.is_available() else 'basic')" 2>/dev/null || echo basic)))
 SWEEP_WORDS = protocol=$(PROTOCOL) $(SIZES) residual=false,true seed=$(SEEDS) $(if $(FORCE),force=true) \
-	hydra/launcher=$(LAUNCHER) $(if $(GPUS),hydra.launcher.gpus=$(GPUS)) \
+	hydra/launcher=$(SWEEP_LAUNCHER) $(if $(GPUS),hydra.launcher.gpus=$(GPUS)) \
 	$(if $(CELLS_PER_JOB),hydra.launcher.cells_per_job=$(CELLS_PER_JOB)) $(OVERRIDES)
 SWEEP = -m $(call sh,hydra.sweep.dir=$(RESULTS)/$(PROTOCOL)/runs) $(call shwords,$(SWEEP_WORDS))
 
 # exit 2: the sweep did not start (its one-line reason is printed): no figures to redraw, and no second error
-sweep: install $(if $(filter slurm gpus,$(LAUNCHER)),$(VENV)/.installed-cluster)  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
+sweep: install $(if $(filter slurm gpus,$(LAUNCHER))$(GPUS),$(VENV)/.installed-cluster)  ## plain vs residual x DEPTHS x SEEDS under PROTOCOL, then the figures (reruns resume)
 	$(PY) -m experiments.run $(SWEEP); status=$$?; \
 	if [ $$status -ne 2 ]; then $(MAKE) --no-print-directory plots PROTOCOL=$(call sh,$(PROTOCOL)) RESULTS=$(call sh,$(RESULTS)); fi; \
 	exit $$status

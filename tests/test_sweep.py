@@ -136,6 +136,27 @@ def test_make_hands_its_variables_to_the_shell_as_text_and_never_runs_them(tmp_p
     assert f"hydra.sweep.dir={values['RESULTS']}/paper/runs" in sweep
 
 
+def test_make_help_never_runs_python_and_a_sweep_still_asks_torch_for_its_launcher(tmp_path):
+    """Issue 34: `make help` took 7 s because the launcher's default (`import torch`) was expanded at parse time. Here
+    python is a script that leaves a mark when it runs: help must not run it, a sweep's dry run (the recipe expanded)
+    must, once, for the launcher."""
+    mark = tmp_path / "ran"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {mark}\necho basic\n")
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    r = subprocess.run(["make", "help", f"PY={fake}"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0 and "make sweep" in r.stdout and "LAUNCHER=auto" in r.stdout, r.stderr
+    assert not mark.exists()
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed").touch()  # newer than pyproject.toml: nothing to install
+    r = subprocess.run(["make", "-n", "sweep", f"PY={fake}", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 0 and "hydra/launcher=basic" in r.stdout, r.stdout + r.stderr
+    assert "import torch" in mark.read_text()
+
+
 def test_make_sweep_that_does_not_start_prints_one_error_and_no_second(tmp_path):
     """The paper sweep on a CPU is refused by the CPU guard: its one line, exit 2, and no "no runs found" from
     the plots that used to follow."""
