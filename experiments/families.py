@@ -38,6 +38,10 @@ class Family:
     size_keys: tuple = ()  # arch keys the name head spells out (left out of the rest of the name)
     sized_by_depth: bool = True  # False: the top-level `depth` is ignored, so a sweep over it would repeat cells
     cpu_cost_per_layer: float = 1.0  # CPU time per weighted layer relative to the paper's nets (the CPU guard)
+    # The CPU-sized version of its runs, which the CPU guard names as the way out: the protocol, and the rest of
+    # `make sweep`'s grid (README's CPU command for the paper's nets)
+    cpu_protocol: str = "quick"
+    cpu_grid: str = "DEPTHS=20,56"
 
 
 _FAMILIES: dict = {}

@@ -199,4 +199,5 @@ register(Family(
     name_head=lambda arch, depth: f"minimodel-units={arch.units_per_stage}",
     size_keys=("units_per_stage",), sized_by_depth=False,
     cpu_cost_per_layer=4.0,  # its convs are ~4x wider per layer than the paper's nets
+    cpu_protocol="keras_quick", cpu_grid="ARCH=minimodel",  # units 1-4: 1.5-6.5 min a net on 2 cores (README)
 ))

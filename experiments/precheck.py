@@ -89,8 +89,9 @@ def sweep_defaults(args: list, conf_dir: Path = CONF_DIR) -> list:
     return [f"{k}={v}" for k, v in params.items() if k not in given]
 
 
-def too_long_for_cpu(configs: list) -> Optional[str]:
-    """A sweep that would keep a CPU busy for more than two hours must be asked for explicitly."""
+def too_long_for_cpu(configs: list, args: list = (), multirun: bool = True) -> Optional[str]:
+    """A sweep, or a single run, that would keep a CPU busy for more than two hours must be asked for explicitly
+    (`force=true`); the refusal names the CPU-sized command that works here (`cpu_sized`)."""
     import torch
 
     from experiments.progress import fmt_duration
@@ -102,8 +103,43 @@ def too_long_for_cpu(configs: list) -> Optional[str]:
     est = sum(map(cell_cost, on_cpu))
     if est <= CPU_LIMIT_S:
         return None
-    return (f"this sweep would take about {fmt_duration(est)} on this CPU ({len(on_cpu)} runs, no GPU found): "
-            f"run `make sweep PROTOCOL=quick` for the CPU-sized version, or add FORCE=1 (force=true) to start it anyway")
+    what = f"this sweep would take about {fmt_duration(est)} on this CPU ({len(on_cpu)} runs, no GPU found)" if multirun \
+        else f"this run would take about {fmt_duration(est)} on this CPU (no GPU found)"
+    return (f"{what}: run `{cpu_sized(on_cpu, list(args), multirun)}` for the CPU-sized version, or add "
+            f"{'FORCE=1 (force=true)' if multirun else 'force=true'} to start it anyway")
+
+
+# Where this project's machines keep a copy of CIFAR-10 (README, Data), from a checkout's root: what the CPU guard's
+# way out uses when CIFAR-10 is not in data.dir (no download is tried before a refusal, and this machine has no
+# network to download it).
+LOCAL_COPIES = ("../shared/datasets/cifar10-jpeg/cifar10-jpeg.tar.gz",)
+# The keys the CPU-sized command sets itself: the protocol and its length, and for a sweep the grid make spells
+GUARD_KEYS = ("protocol", "protocol.iterations", "protocol.milestones", "force")
+GRID_KEYS = ("depth", "residual", "seed", "arch", "arch.name", "arch.units_per_stage")
+DATA_KEYS = ("data", "data.root", "data.download")
+
+
+def cpu_sized(configs: list, args: list, multirun: bool) -> str:
+    """The command that runs the CPU-sized version of `args` here: the family's CPU protocol (and, for a sweep, its
+    grid: README's CPU command), every other override kept, and, when CIFAR-10 is not in data.dir, an image-folder
+    copy of it instead (the one this machine has, else a PATH to fill in)."""
+    import shlex
+
+    from experiments import families
+    from experiments.data import cifar10_present
+
+    family = families.get(configs[0].arch.name)
+    drop = GUARD_KEYS + (GRID_KEYS if multirun else ())
+    words = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
+    if all(c.data.source.value == "cifar10" for c in configs) and not cifar10_present(Path(configs[0].data.dir)):
+        copy = next((p for p in LOCAL_COPIES if Path(p).is_file()), "PATH")
+        words = [w for w in words if w.lstrip("+~").split("=")[0] not in DATA_KEYS]
+        words += ["data=imagefolder", f"data.root={copy}"]
+    kept = [w for w in words if w.lstrip("+~").split("=")[0] not in drop]
+    if multirun:
+        extra = f" OVERRIDES={shlex.quote(' '.join(kept))}" if kept else ""
+        return f"make sweep PROTOCOL={family.cpu_protocol} {family.cpu_grid}{extra}"
+    return " ".join(["python -m experiments.run", *map(shlex.quote, kept), f"protocol={family.cpu_protocol}"])
 
 
 def missing_data(data) -> Optional[str]:
@@ -228,7 +264,7 @@ def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Option
         return (f"depth does not apply to arch={unsized[0]}, whose size is set by its own keys "
                 f"(conf/arch/{unsized[0]}.yaml): give one depth (e.g. depth=20) so the default depth grid does not "
                 f"repeat each cell")
-    problem = too_long_for_cpu(composed) if multirun and chosen not in REMOTE_LAUNCHERS else None
+    problem = too_long_for_cpu(composed, args, multirun) if chosen not in REMOTE_LAUNCHERS else None
     # the directory and the data last: a command that is wrong in itself should say so first; each distinct
     # data set once
     datasets = {json.dumps(to_dict(c.data), sort_keys=True): c.data for c in composed}

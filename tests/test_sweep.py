@@ -106,6 +106,64 @@ def test_a_paper_sweep_on_a_cpu_states_its_estimate_instead_of_starting(tmp_path
     assert not (tmp_path / "results").exists()
 
 
+def _duration(message: str) -> str:
+    return re.search(r"would take about (\S+) on this CPU", message).group(1)
+
+
+def test_a_single_paper_run_on_a_cpu_is_refused_with_the_sweeps_estimate_and_force_starts_it(tmp_path):
+    """Issue 34: `python -m experiments.run depth=56 residual=false` started a multi-day CPU job in silence."""
+    data = [f"data.dir={tmp_path / 'data'}", "data.download=false"]
+    r = cli(["depth=56", "residual=false", "device=cpu", *data], cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: this run would take about") and "add force=true" in r.stderr
+    assert "python -m experiments.run depth=56 residual=false device=cpu" in r.stderr and "protocol=quick" in r.stderr
+    assert not (tmp_path / "results").exists()
+    from experiments import precheck
+    one_cell = precheck.check(["-m", "depth=56", "residual=false", "device=cpu", *data])
+    assert _duration(r.stderr) == _duration(one_cell)  # one estimate for both
+    forced = cli(["depth=56", "residual=false", "device=cpu", "force=true", *data], cwd=tmp_path)
+    assert forced.returncode == 2 and "CIFAR-10 not found" in forced.stderr  # past the guard, to the data check
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_the_cpu_guards_way_out_is_the_cpu_sized_command_and_names_the_local_copy_without_cifar10(
+        present, tmp_path, monkeypatch):
+    from experiments import data, precheck
+    monkeypatch.setattr(data, "cifar10_present", lambda d: present)
+    copy = tmp_path / "cifar10-jpeg.tar.gz"
+    copy.write_bytes(b"")
+    monkeypatch.setattr(precheck, "LOCAL_COPIES", ("/nowhere/cifar10.tar.gz", str(copy)))
+    sweep = precheck.check(["-m", "hydra.sweep.dir=results/paper/runs", "protocol=paper", "depth=20,32,44,56",
+                            "residual=false,true", "seed=0", "hydra/launcher=basic", "device=cpu"])
+    single = precheck.check(["depth=56", "residual=false", "protocol=paper", "device=cpu"])
+    flag = f"data=imagefolder data.root={copy}"
+    if present:
+        assert "run `make sweep PROTOCOL=quick DEPTHS=20,56 OVERRIDES=device=cpu` for the CPU-sized" in sweep
+        assert "run `python -m experiments.run depth=56 residual=false device=cpu protocol=quick` for the" in single
+    else:
+        assert f"run `make sweep PROTOCOL=quick DEPTHS=20,56 OVERRIDES='device=cpu {flag}'` for the CPU-sized" in sweep
+        assert f"run `python -m experiments.run depth=56 residual=false device=cpu {flag} protocol=quick` for" in single
+    assert "or add FORCE=1 (force=true) to start it anyway" in sweep and "or add force=true to start it" in single
+    # the way out passes the guard: the CPU-sized grid is under its limit
+    way_out = precheck.check(["-m", "protocol=quick", "depth=20,56", "residual=false,true", "device=cpu",
+                              f"data.dir={tmp_path}", "data.download=false"])
+    assert "would take about" not in (way_out or "")  # refused, if at all, only for its data
+    monkeypatch.setattr(precheck, "LOCAL_COPIES", ())  # no copy on this machine: a PATH to fill in
+    if not present:
+        assert "data.root=PATH" in precheck.check(["depth=56", "device=cpu"])
+
+
+def test_the_way_out_keeps_the_users_data_and_gives_minimodel_its_own_protocol(tmp_path, image_folder):
+    from experiments import precheck
+    folder = ["data=imagefolder", f"data.root={image_folder}", f"data.dir={tmp_path}"]
+    sweep = precheck.check(["-m", "arch=minimodel", "arch.units_per_stage=1,2,3,4", "depth=20", "residual=false,true",
+                            "protocol=keras_tutorial", "device=cpu", *folder])
+    assert f"`make sweep PROTOCOL=keras_quick ARCH=minimodel OVERRIDES='device=cpu {' '.join(folder)}'`" in sweep
+    way_out = ["-m", "arch=minimodel", "arch.units_per_stage=1,2,3,4", "depth=20", "residual=false,true",
+               "protocol=keras_quick", "device=cpu", *folder]
+    assert precheck.check(way_out) is None  # the CPU-sized grid passes the guard
+
+
 def test_make_sweep_runs_the_grid_and_then_the_analysis(image_folder, tmp_path):
     overrides = " ".join(o for o in tiny_overrides(image_folder, tmp_path / "data") if not o.startswith("protocol="))
     r = subprocess.run(["make", "sweep", "PROTOCOL=smoke", "DEPTHS=8,14", f"RESULTS={tmp_path}",
