@@ -306,7 +306,7 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
     except OSError as e:
         raise RunError(f"cannot write {rd.run_json} ({' '.join(str(e).split())[:200]}): make room (or fix the "
                        f"directory), then rerun the same command") from e
-    cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress)
+    cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress, p.batch_size)
 
 
 SESSION_KEYS = ("device_name", "speed", "git_commit")
@@ -442,6 +442,8 @@ def close_cell(cell: Cell, stopped_by: Optional[int], saved: bool = True) -> Res
 
 
 def finish(cell: Cell, status: Status, message: str) -> Result:
+    if cell.progress:
+        cell.progress.clear()
     if cell.writer:
         cell.flush(quiet=True)
         cell.writer.shutdown()

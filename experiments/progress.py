@@ -1,8 +1,9 @@
-"""What a run prints: one line per epoch with its ETA, quiet enough for a log file; and, in a sweep, where the
-sweep stands as a whole."""
+"""What a run prints: inside an epoch a bar (images/s, ETA) on a terminal or a line every half minute in a log, one line
+per epoch with its ETA; and, in a sweep, where the sweep stands as a whole instead of each run's bar."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 log = logging.getLogger("experiments")
@@ -15,22 +16,65 @@ def fmt_duration(s: float) -> str:
 
 
 class RunProgress:
-    """One line per epoch: errors, lr, seconds, and the ETA of this run from its rate since it (re)started."""
+    """One run's progress: `step` after every training step (a bar on a terminal, else a log line now and then), and
+    one line per epoch: errors, lr, seconds. Rates and ETAs are from this process's steps since the run (re)started,
+    epoch ends included. Under a sweep (`SWEEP.active`) only the epoch lines: the sweep's own line says the rest."""
 
-    def __init__(self, name: str, iteration: int, total: int, steps_per_epoch: int, enabled: bool = True):
-        self.name, self.total, self.spe, self.enabled = name, total, steps_per_epoch, enabled
+    BAR_EVERY_S = 0.25  # a terminal's bar is redrawn at most this often
+    LOG_EVERY_S = 30.0  # not a terminal (a log file, a pipe): a line at most this often, and none in the first 30 s
+
+    def __init__(self, name: str, iteration: int, total: int, steps_per_epoch: int, enabled: bool = True,
+                 batch_size: int = 0, stream=None):
+        self.name, self.total, self.spe, self.enabled, self.batch = name, total, steps_per_epoch, enabled, batch_size
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.start_time, self.start_iter = time.perf_counter(), iteration
+        self.shown, self.bar_on = self.start_time, False
+
+    def _eta(self, iteration: int, now: float) -> str:
+        done = iteration - self.start_iter
+        return fmt_duration((now - self.start_time) / done * (self.total - iteration)) if done > 0 else "-"
+
+    def step(self, iteration: int) -> None:
+        SWEEP.advanced(self.name, iteration)
+        if not self.enabled or SWEEP.active:
+            return
+        now = time.perf_counter()
+        if now - self.shown < (self.BAR_EVERY_S if self.tty else self.LOG_EVERY_S):
+            return
+        self.shown = now
+        epoch, k = divmod(iteration, self.spe)
+        if k == 0:  # the epoch just ended: its line says it
+            return
+        done = k / self.spe
+        rate = self.batch * (iteration - self.start_iter) / (now - self.start_time)
+        where = f"epoch {epoch + 1}/{-(-self.total // self.spe)}"
+        tail = f"{k}/{self.spe}  {rate:,.0f} img/s  ETA {self._eta(iteration, now)}"
+        if self.tty:
+            bar = "#" * int(20 * done) + "." * (20 - int(20 * done))
+            self.stream.write(f"\r{self.name}  {where} [{bar}] {tail}\033[K")
+            self.stream.flush()
+            self.bar_on = True
+        else:
+            log.info("%s  %s  it %d/%d  %s", self.name, where, iteration, self.total, tail)
+
+    def clear(self) -> None:
+        """The bar's line emptied, so that the next log line starts at the margin."""
+        if self.bar_on:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.bar_on = False
 
     def epoch(self, row: dict) -> None:
         SWEEP.advanced(self.name, row["iteration"])
         if not self.enabled:
             return
-        rate = (time.perf_counter() - self.start_time) / max(row["iteration"] - self.start_iter, 1)
+        self.clear()
         log.info("%s  epoch %d/%d  it %d/%d  lr %.3g  loss %.3f  train %.2f%%  test %.2f%%%s  %.1fs  ETA %s",
                  self.name, row["epoch"], -(-self.total // self.spe), row["iteration"], self.total, row["lr"],
                  row["train_loss"], row["train_err"], row["test_err"],
                  f"  val {row['val_err']:.2f}%" if row["val_err"] is not None else "",
-                 row["epoch_time_s"], fmt_duration(rate * (self.total - row["iteration"])))
+                 row["epoch_time_s"], self._eta(row["iteration"], time.perf_counter()))
 
 
 class SweepProgress:

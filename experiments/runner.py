@@ -159,7 +159,8 @@ def train_group(group: list, stop: StopFlag) -> None:
         if trainer.status != Status.diverged:
             cell_of[trainer].on_epoch(row)
     try:
-        fit([c.trainer for c in group], stream, ds.test, ds.val, on_epoch, stop)
+        fit([c.trainer for c in group], stream, ds.test, ds.val, on_epoch, stop,
+            lambda: [c.progress.step(c.trainer.iteration) for c in group])
         for c in group:
             c.flush()  # the last epoch's files: a failed write fails the group as any error in training does
     except KeyboardInterrupt:

@@ -264,9 +264,11 @@ def end_epochs(trainers: list, epoch: int, test: Split, val: Optional[Split], no
 
 
 def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
-        on_epoch: Callable[[Trainer, dict], None], should_stop: Callable[[], bool] = lambda: False) -> bool:
+        on_epoch: Callable[[Trainer, dict], None], should_stop: Callable[[], bool] = lambda: False,
+        on_step: Callable[[], None] = lambda: None) -> bool:
     """Train every unfinished trainer to its protocol's end on the one stream. Trainers that are further along
-    (a resumed sweep) wait until the stream reaches them. Returns False if `should_stop` ended it early."""
+    (a resumed sweep) wait until the stream reaches them. Returns False if `should_stop` ended it early. `on_step`
+    after every step (progress inside an epoch; it must not wait for the device)."""
     spe = stream.steps_per_epoch
     active = [t for t in trainers if not t.finished]
     pos = min((t.iteration for t in active), default=0)
@@ -277,6 +279,7 @@ def fit(trainers: list, stream: TrainStream, test: Split, val: Optional[Split],
         stepped = [t for t in active if t.iteration == pos]
         step_all(stepped, x, y, streams)
         pos += 1
+        on_step()
         ending = [t for t in stepped if pos % spe == 0 or pos >= t.protocol.iterations]
         if ending:
             for t, row in zip(ending, end_epochs(ending, epoch + 1, test, val, stream.normalize, streams)):
