@@ -24,6 +24,7 @@ from experiments import inspect as inspection
 from experiments.config import Config, Switch, checked_ranges, to_dict
 from experiments.device import resolve_device
 from experiments.errors import UserError
+from experiments.loader import Normalizer
 from experiments.models import num_params
 from experiments.progress import SWEEP, RunProgress
 from experiments.rundir import RunDir, RunError, config_diff, host_copy
@@ -90,6 +91,7 @@ class Cell:
     result: Optional[Result] = None  # set once the cell has nothing (more) to do
     writes: Optional[Future] = None  # the last epoch's files, being written behind the training
     writer: Optional[ThreadPoolExecutor] = None
+    normalizer: Optional[Normalizer] = None  # the stream's input normalisation, which the checkpoint keeps
 
     @property
     def cfg(self) -> Config:
@@ -122,8 +124,10 @@ class Cell:
         whole, and a resume rewrites the CSVs from it (an appended row without its checkpoint is dropped)."""
         self.flush()
         # the config travels with the weights: a run's identity never depends on run.json surviving
+        # and the input normalisation (experiments.checkpoint.load_model): the weights mean nothing without it
         state = host_copy({"trainer": self.trainer.state_dict(), "rng": torch.get_rng_state(),
-                           "config": self.job.config, **{k: self.info[k] for k in CHECKPOINTED if k in self.info}})
+                           "config": self.job.config, **{k: self.info[k] for k in CHECKPOINTED if k in self.info},
+                           **({"input": self.normalizer.state_dict()} if self.normalizer else {})})
         iteration, rd, extra = self.trainer.iteration, self.rd, self.extra
 
         def write() -> int:
@@ -442,8 +446,6 @@ def close_cell(cell: Cell, stopped_by: Optional[int], saved: bool = True) -> Res
 
 
 def finish(cell: Cell, status: Status, message: str) -> Result:
-    if cell.progress:
-        cell.progress.clear()
     if cell.writer:
         cell.flush(quiet=True)
         cell.writer.shutdown()

@@ -27,6 +27,15 @@ class Normalizer:
         x = x_uint8.float().div_(255).sub_(self.shift)
         return x if self.scale is None else x.div_(self.scale)
 
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps, so that its weights stand alone (tensors and None: weights_only-loadable)."""
+        return {"shift": self.shift, "scale": self.scale}
+
+    @classmethod
+    def from_state(cls, state: dict, device="cpu") -> "Normalizer":
+        scale = state.get("scale")
+        return cls(state["shift"].to(device), None if scale is None else scale.to(device))
+
 
 def pixel_mean(train_x: torch.Tensor) -> Normalizer:
     # Sec. 4.2: "the per-pixel mean subtracted" -- the training set's mean image, no division by a std.

@@ -55,6 +55,7 @@ class RunProgress:
             self.stream.write(f"\r{self.name}  {where} [{bar}] {tail}\033[K")
             self.stream.flush()
             self.bar_on = True
+            _BAR[0] = self
         else:
             log.info("%s  %s  it %d/%d  %s", self.name, where, iteration, self.total, tail)
 
@@ -69,12 +70,27 @@ class RunProgress:
         SWEEP.advanced(self.name, row["iteration"])
         if not self.enabled:
             return
-        self.clear()
         log.info("%s  epoch %d/%d  it %d/%d  lr %.3g  loss %.3f  train %.2f%%  test %.2f%%%s  %.1fs  ETA %s",
                  self.name, row["epoch"], -(-self.total // self.spe), row["iteration"], self.total, row["lr"],
                  row["train_loss"], row["train_err"], row["test_err"],
                  f"  val {row['val_err']:.2f}%" if row["val_err"] is not None else "",
                  row["epoch_time_s"], self._eta(row["iteration"], time.perf_counter()))
+
+
+_BAR: list = [None]  # the RunProgress whose bar is on the terminal's last line
+
+
+class _ClearBar(logging.Filter):
+    """Every log line (an epoch's, a signal's warning, the run's end) starts at the margin, not after a bar."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _BAR[0] is not None:
+            _BAR[0].clear()
+            _BAR[0] = None
+        return True
+
+
+log.addFilter(_ClearBar())
 
 
 class SweepProgress:
