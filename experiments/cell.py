@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 
 from experiments import data as data_mod
-from experiments import families, init_from, provenance
+from experiments import families, init_from, provenance, tblog
 from experiments import inspect as inspection
 from experiments.config import Config, Switch, checked_ranges, to_dict
 from experiments.device import resolve_device
@@ -92,6 +92,7 @@ class Cell:
     writes: Optional[Future] = None  # the last epoch's files, being written behind the training
     writer: Optional[ThreadPoolExecutor] = None
     normalizer: Optional[Normalizer] = None  # the stream's input normalisation, which the checkpoint keeps
+    scalars: Optional[tblog.EpochScalars] = None  # log.tensorboard
 
     @property
     def cfg(self) -> Config:
@@ -108,6 +109,8 @@ class Cell:
         new = {name: [row] if name == METRICS.file else [r for r in rows if r["epoch"] == row["epoch"]]
                for name, rows in self.tables().items()}
         self.write_behind(new)
+        if self.scalars:
+            self.scalars.epoch(row)
         self.progress.epoch(row)
 
     def save(self) -> None:
@@ -182,6 +185,8 @@ def check(cfg: Config) -> tuple:
     problem = init_from.check(cfg, family, depth) or inspection.check(cfg, family)  # issue 12's keys
     if problem:
         raise UserError(problem)
+    if cfg.log.tensorboard:
+        tblog.writer_class()  # the package is there, or one line before anything runs
     return family, depth
 
 
@@ -311,6 +316,7 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
         raise RunError(f"cannot write {rd.run_json} ({' '.join(str(e).split())[:200]}): make room (or fix the "
                        f"directory), then rerun the same command") from e
     cell.progress = RunProgress(rd.path.name, trainer.iteration, p.iterations, spe, cfg.progress, p.batch_size)
+    cell.scalars = tblog.EpochScalars(rd.path, trainer.iteration) if cfg.log.tensorboard else None
 
 
 SESSION_KEYS = ("device_name", "speed", "git_commit")
@@ -446,6 +452,8 @@ def close_cell(cell: Cell, stopped_by: Optional[int], saved: bool = True) -> Res
 
 
 def finish(cell: Cell, status: Status, message: str) -> Result:
+    if cell.scalars:
+        cell.scalars.close()
     if cell.writer:
         cell.flush(quiet=True)
         cell.writer.shutdown()

@@ -145,6 +145,12 @@ class InspectConfig:
     train_batches: int = ranged(4, 1)  # training batches for the BN statistics, and again for the train-mode deviation
 
 
+@dataclass
+class LogConfig:
+    # Live views of a run beside its CSVs (never instead); not part of a run's identity
+    tensorboard: bool = False  # each epoch's scalars into RUN_DIR/tensorboard/ (the `tensorboard` extra: experiments.tblog)
+
+
 # `init.from=RUN_DIR` (a deeper run started from a shallower one's net, deepened by identity blocks) is the key a
 # user types; `from` is a Python keyword, so it cannot be a dataclass field. A typed dict node keeps the key as
 # typed and its value an Optional[str]; its keys are checked in one line by experiments.init_from.check.
@@ -167,6 +173,7 @@ class Config:
     inspect: InspectConfig = field(default_factory=InspectConfig)
     init: Dict[str, Optional[str]] = field(default_factory=lambda: dict.fromkeys(INIT_KEYS))
     progress: bool = True
+    log: LogConfig = field(default_factory=LogConfig)
     force: bool = False  # start a sweep even when it would run for days on a CPU
 
 

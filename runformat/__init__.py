@@ -270,7 +270,8 @@ class RunInfo(TypedDict, total=False):
 # Keys that say how a run is computed or where things live, not what it computes: they may change between a run and
 # its resumption, and are left out of the directory name. `data.root` is where the data lives: the data itself is
 # known by its content (run.json's `data_fingerprint`), so the same archive under another path is the same data.
-NOT_IDENTITY = ("device", "data.dir", "data.download", "data.root", "progress", "speed", "probes", "force", "inspect")
+NOT_IDENTITY = ("device", "data.dir", "data.download", "data.root", "progress", "speed", "probes", "force", "inspect",
+                "log")
 # Keys that say which net a run trains (the net's name in the analysis) and which seed: runs that differ only in
 # these share a recipe. Everything else in the identity is the recipe.
 NET_KEYS = ("arch", "depth", "residual", "shortcut", "init", "seed")
