@@ -18,7 +18,7 @@ NAME ?= paper-cifar10jpeg
 # pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
 TEST_WORKERS ?= auto
 
-.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference published
+.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference published pretrained
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -107,3 +107,9 @@ published: install  ## convert a-martyn/resnet's published curves (FROM=a clone 
 	@[ -n "$(FROM)" ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
 	$(PY) -m analysis.published --from "$(FROM)" --out $(RESULTS)/reference/a-martyn-cifar10
 	$(PY) -m analysis.report --runs $(RESULTS)/reference/a-martyn-cifar10/runs --out $(RESULTS)/reference/a-martyn-cifar10 --reference none
+
+# OVERRIDES: the data to evaluate them on (default: the original CIFAR-10, downloaded as a run would; here the JPEG copy)
+pretrained: install  ## import a-martyn/resnet's trained weights (FROM=a clone of it) into results/reference/a-martyn-cifar10/weights/: evaluated, inspected, with its report
+	@[ -n "$(FROM)" ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
+	$(PY) -m experiments.pretrained --from "$(FROM)" --out $(RESULTS)/reference/a-martyn-cifar10/weights $(OVERRIDES)
+	$(PY) -m analysis.report --runs $(RESULTS)/reference/a-martyn-cifar10/weights/runs --out $(RESULTS)/reference/a-martyn-cifar10/weights --reference none

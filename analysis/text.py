@@ -737,3 +737,77 @@ def say_gradients(f: GradientFinding | None) -> str:
 
 def gradients_paragraph(ratios: pd.DataFrame, input_ratios: pd.DataFrame | None = None) -> str:
     return say_gradients(find_gradients(ratios, input_ratios))
+
+
+# ---- imported weights (imported.scan's table) ------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImportedNet:
+    net: str
+    test: float                 # here, on the data the runs name
+    train: float
+    theirs_test: float | None   # the source's own at the same epoch, on the data it trained on
+    theirs_train: float | None
+
+    @property
+    def gap(self) -> float | None:
+        return None if self.theirs_test is None else self.test - self.theirs_test
+
+
+@dataclass(frozen=True)
+class ImportedFinding:
+    sources: tuple      # "a-martyn/resnet (BSD-3-Clause, commit a977915)"
+    trained_on: tuple
+    evaluated_on: tuple
+    epochs: tuple       # the epochs the files hold, as run.json says (None: not known)
+    evidence: str       # how the first net's epoch is known
+    nets: tuple         # ImportedNet, plain first, by depth
+
+    @property
+    def gaps(self) -> list:
+        return [n.gap for n in self.nets if n.gap is not None]
+
+
+def find_imported(rows: pd.DataFrame) -> ImportedFinding | None:
+    """`rows`: imported.scan (one row per run of imported weights)."""
+    if rows.empty:
+        return None
+
+    def distinct(values) -> tuple:
+        return tuple(dict.fromkeys(None if pd.isna(v) else v for v in values))
+
+    def number(v):
+        return None if v is None or pd.isna(v) else float(v)
+    sources = distinct(f"{r['repository']} ({r['license']}, commit {str(r['commit'])[:7]})" for _, r in rows.iterrows())
+    nets = tuple(ImportedNet(str(r["net"]), float(r["test_err"]), float(r["train_err"]), number(r["source_test_err"]),
+                             number(r["source_train_err"])) for _, r in rows.iterrows())
+    return ImportedFinding(sources, distinct(rows["trained_on"]), distinct(rows["data"]),
+                           distinct(int(e) if not pd.isna(e) else None for e in rows["epoch"]),
+                           str(rows["epoch_evidence"].iloc[0] or ""), nets)
+
+
+def say_imported(f: ImportedFinding | None) -> str:
+    if f is None:
+        return "No run here holds imported weights."
+    epochs = ", ".join("not known" if e is None else str(e) for e in f.epochs)
+    out = [f"**Not trained here: {len(f.nets)} nets trained by {', '.join(f.sources)} on "
+           f"{'; '.join(map(str, f.trained_on))}, their weights imported.** Which epoch they hold: {epochs} "
+           f"({f.evidence}).",
+           f"Every number in this report is this harness's evaluation of those weights on "
+           f"{', '.join(map(str, f.evaluated_on))}, the inputs normalised as they were in training, in eval mode (the "
+           "training error over the unaugmented training images).",
+           "Test error here against theirs on their data at the same epoch: "
+           + "; ".join(f"{n.net} {pct(n.test)}" + ("" if n.gap is None else f" vs {pct(n.theirs_test)} ({n.gap:+.2f})")
+                       for n in f.nets) + "."]
+    if f.gaps:
+        gaps = f.gaps
+        word = "higher" if min(gaps) > 0 else "lower" if max(gaps) < 0 else "different"
+        out.append(f"Here the errors are {word}: {sum(gaps) / len(gaps):+.2f} points on average ({min(gaps):+.2f} to "
+                   f"{max(gaps):+.2f})" + (", what evaluating on other images than they were trained on costs."
+                                           if word == "higher" else "."))
+    out.append("Nothing was trained here, so there are no training curves (Figures 1 and 6).")
+    return " ".join(out)
+
+
+def imported_paragraph(rows: pd.DataFrame) -> str:
+    return say_imported(find_imported(rows))

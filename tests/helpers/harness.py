@@ -19,14 +19,15 @@ CLASSES = ["apple", "bus", "cat", "dog"]
 PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 
 
-def make_image_folder(root: Path, per_class_train: int = 16, per_class_test: int = 6, seed: int = 0) -> Path:
+def make_image_folder(root: Path, per_class_train: int = 16, per_class_test: int = 6, seed: int = 0,
+                      classes=CLASSES) -> Path:
     """train/<class>/*.png and test/<class>/*.png, 32x32 RGB; each class has its own mean colour so a
     network can learn something in a few steps."""
     from PIL import Image
 
     g = torch.Generator().manual_seed(seed)
     for split, n in (("train", per_class_train), ("test", per_class_test)):
-        for c, name in enumerate(CLASSES):
+        for c, name in enumerate(classes):
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
