@@ -791,8 +791,8 @@ def say_imported(f: ImportedFinding | None) -> str:
         return "No run here holds imported weights."
     epochs = ", ".join("not known" if e is None else str(e) for e in f.epochs)
     out = [f"**Not trained here: {len(f.nets)} nets trained by {', '.join(f.sources)} on "
-           f"{'; '.join(map(str, f.trained_on))}, their weights imported.** Which epoch they hold: {epochs} "
-           f"({f.evidence}).",
+           f"{'; '.join(map(str, f.trained_on))}, their weights imported.** The files hold epoch {epochs}: "
+           f"{f.evidence}.",
            f"Every number in this report is this harness's evaluation of those weights on "
            f"{', '.join(map(str, f.evaluated_on))}, the inputs normalised as they were in training, in eval mode (the "
            "training error over the unaugmented training images).",

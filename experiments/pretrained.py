@@ -267,8 +267,9 @@ def write_run(path: Path, w: dict, cfg, ds, device, commit: str, overrides: list
         rd.save_checkpoint({"trainer": {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
                             "config": config, "imported": imported})
         rd.write_info(info)  # completed from here on: the inspection below is a completed run's, as after training
+        inspected = time.perf_counter()
         found = inspection.inspect_net(model, cfg, ds, family)
-        info["inspection"] = inspection.write(rd, found, extra, clock)
+        info["inspection"] = inspection.write(rd, found, extra, inspected)
         info["ended_at"] = provenance.now()
         rd.write_info(info)
     finally:
