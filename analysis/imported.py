@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from runformat import LAYER_STATS, PAPER_FAMILY
+from runformat import CONSTRUCTED, LAYER_STATS, PAPER_FAMILY
 
 from . import inspection, probes_figures, text
 from .figures import NothingToPlot, save, select
@@ -58,6 +58,11 @@ def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame, found: p
                [[r["net"], f"`{r['file']}`", _int(r["epoch"]), f"{r['test_err']:.2f}", _num(r["source_test_err"]),
                  _diff(r["test_err"], r["source_test_err"]), f"{r['train_err']:.2f}", _num(r["source_train_err"])]
                 for _, r in found.iterrows()])]
+    constructed = inspection.constructed_profile(select(inspection.scan_inspection(runs_dir, runs).frame(CONSTRUCTED),
+                                                        PAPER_FAMILY))
+    theirs = text.their_constructions_paragraph(found, constructed)
+    if theirs:
+        blocks.append(("p", theirs))
     written: list = []
     heading = "Figure 7: standard deviations of the layer responses, every depth"
     blocks.append(("h", 3, heading))

@@ -811,3 +811,59 @@ def say_imported(f: ImportedFinding | None) -> str:
 
 def imported_paragraph(rows: pd.DataFrame) -> str:
     return say_imported(find_imported(rows))
+
+
+@dataclass(frozen=True)
+class TheirConstructions:
+    """The deeper nets constructed from imported shallower ones, on the data the weights were trained on: a constructed
+    net computes its shallow net's function (eval mode), so its errors there are the shallow net's own, as the source
+    measured them; beside them the trained deeper net's."""
+    deep: str
+    trained_train: float
+    trained_test: float
+    shallow: tuple          # ((shallow net, its train err, its test err), ...) by depth
+    max_logit_diff: float   # the largest over these constructions, here: how exactly "the same function" holds
+
+    @property
+    def better(self) -> int:
+        """Constructions with a lower training error than the trained deeper net."""
+        return sum(train < self.trained_train for _, train, _ in self.shallow)
+
+
+def find_their_constructions(rows: pd.DataFrame, profile: pd.DataFrame) -> list[TheirConstructions]:
+    """`rows`: imported.scan; `profile`: inspection.constructed_profile of the same runs."""
+    if rows.empty or profile.empty:
+        return []
+    theirs = {str(r["net"]): (r["source_train_err"], r["source_test_err"]) for _, r in rows.iterrows()
+              if not pd.isna(r["source_train_err"]) and not pd.isna(r["source_test_err"])}
+    found = {}
+    for _, c in profile.sort_values(["residual", "depth"]).iterrows():
+        deep = families.in_frame(profile, c["family"]).net(c["deep_depth"], c["residual"], c.get("shortcut"))
+        if deep in theirs and str(c["net"]) in theirs:
+            found.setdefault(deep, []).append((str(c["net"]), *map(float, theirs[str(c["net"])]),
+                                               float(c["max_logit_diff"])))
+    return [TheirConstructions(deep, float(theirs[deep][0]), float(theirs[deep][1]),
+                               tuple(p[:3] for p in pairs), max(p[3] for p in pairs)) for deep, pairs in found.items()]
+
+
+def say_their_constructions(found: list[TheirConstructions]) -> str:
+    if not found:
+        return ""
+    diff = max(f.max_logit_diff for f in found)
+    out = [f"**On the data they were trained on**, by the source's own numbers at the same epoch: a constructed net "
+           f"computes its shallow net's function (largest logit difference here {diff:.1e}), so its errors there are "
+           "the shallow net's."]
+    for f in found:
+        built = ", ".join(net for net, _, _ in f.shallow)
+        out.append(f"{f.deep} built from {built}: training error {', '.join(f'{t:g}%' for _, t, _ in f.shallow)} "
+                   f"against the trained {f.deep}'s {f.trained_train:g}% (test error "
+                   f"{', '.join(f'{e:g}%' for _, _, e in f.shallow)} against {f.trained_test:g}%): "
+                   + (("lower" if len(f.shallow) == 1 else f"all {len(f.shallow)} lower") + ": a solution SGD did not "
+                      "find" if f.better == len(f.shallow)
+                      else ("not lower" if len(f.shallow) == 1 else "none lower") + ": SGD found a better one"
+                      if not f.better else f"{f.better} of {len(f.shallow)} lower") + ".")
+    return " ".join(out)
+
+
+def their_constructions_paragraph(rows: pd.DataFrame, profile: pd.DataFrame) -> str:
+    return say_their_constructions(find_their_constructions(rows, profile))

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis import published, report
+from analysis import published, report, text
 from experiments import inspect as inspection
 from experiments import pretrained
 from experiments.models import CifarResNet
@@ -249,3 +249,21 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(case, expected, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
     assert snapshot(out) == before
+
+
+def test_on_their_data_a_constructed_net_has_its_shallow_nets_published_errors():
+    """The constructed net computes its shallow net's function, so on the source's data its errors are the shallow
+    net's as the source published them, set beside the trained deeper net's: the numbers decide the words."""
+    import pandas as pd
+    rows = pd.DataFrame([{"net": n, "source_train_err": tr, "source_test_err": te} for n, tr, te in (
+        ("plain-20", 0.738, 9.69), ("plain-32", 0.794, 10.04), ("plain-56", 3.332, 13.07), ("ResNet-20", 0.4, 8.04),
+        ("ResNet-56", 0.038, 7.46))])
+    profile = pd.DataFrame([{"family": "resnet_cifar", "net": n, "depth": d, "residual": r, "shortcut": "A",
+                             "deep_depth": 56, "max_logit_diff": diff} for n, d, r, diff in (
+        ("plain-20", 20, False, 2e-5), ("plain-32", 32, False, 3e-5), ("ResNet-20", 20, True, 0.0))])
+    paragraph = text.their_constructions_paragraph(rows, profile)
+    assert "(largest logit difference here 3.0e-05)" in paragraph
+    assert ("plain-56 built from plain-20, plain-32: training error 0.738%, 0.794% against the trained plain-56's "
+            "3.332% (test error 9.69%, 10.04% against 13.07%): all 2 lower: a solution SGD did not find.") in paragraph
+    assert ("ResNet-56 built from ResNet-20: training error 0.4% against the trained ResNet-56's 0.038% (test error "
+            "8.04% against 7.46%): not lower: SGD found a better one.") in paragraph
