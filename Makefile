@@ -29,7 +29,7 @@ sh = '$(subst ','\'',$(1))'
 # each whitespace-separated word of $(1) as one shell word (OVERRIDES="a=1 b=2" is two overrides, as before)
 shwords = $(foreach w,$(1),$(call sh,$(w)))
 
-.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference published
+.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference published pretrained
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -120,3 +120,11 @@ published: install  ## convert a-martyn/resnet's published curves (FROM=a clone 
 	$(PY) -m analysis.published --from $(call sh,$(FROM)) --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10)
 	$(PY) -m analysis.report --runs $(call sh,$(RESULTS)/reference/a-martyn-cifar10/runs) \
 	    --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10) --reference none
+
+# OVERRIDES: the data to evaluate them on (default: the original CIFAR-10, downloaded as a run would; here the JPEG copy)
+pretrained: install  ## import a-martyn/resnet's trained weights (FROM=a clone of it) into results/reference/a-martyn-cifar10/weights/: evaluated, inspected, with its report
+	@[ -n $(call sh,$(FROM)) ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
+	$(PY) -m experiments.pretrained --from $(call sh,$(FROM)) --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10/weights) \
+	    $(call shwords,$(OVERRIDES))
+	$(PY) -m analysis.report --runs $(call sh,$(RESULTS)/reference/a-martyn-cifar10/weights/runs) \
+	    --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10/weights) --reference none

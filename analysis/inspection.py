@@ -252,15 +252,16 @@ def init_runs(frame: pd.DataFrame, starts: pd.DataFrame, family: str) -> Figure:
 
 # ---- report ---------------------------------------------------------------------------------------------------------
 
-def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame) -> tuple[list, list[Path]]:
-    """The report's sections on why depth hurts plain nets: -> (blocks, files written). `table`: tables.table6."""
+def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame, level: int = 2) -> tuple[list, list[Path]]:
+    """The report's sections on why depth hurts plain nets: -> (blocks, files written). `table`: tables.table6;
+    `level`: the heading level of the section (its parts one below)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the problems are listed in the report instead
         found = scan_inspection(runs_dir, runs)
     frame = runs.frame
     names = words.paper_first([*found.frame(CONSTRUCTED)["family"], *found.frame(BLOCK_RATIOS)["family"],
                                *found.frame(LESION)["family"], *frame.loc[frame["init_depth"].notna(), "family"]])
-    blocks = [("h", 2, "Why depth hurts plain nets"),
+    blocks = [("h", level, "Why depth hurts plain nets"),
               ("p", "From each completed run's final weights (`experiments/inspect.py`, run as the run completes, or "
                     "later by `python -m experiments.inspect RUN_DIR` and `make plots`): the deeper net constructed "
                     "from it, runs started from that net, how far each block is from the identity, and its test error "
@@ -273,7 +274,8 @@ def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame) -> tuple
         prefix = "" if family == PAPER_FAMILY else f"{title}: "
         stem = "" if family == PAPER_FAMILY else f"{family}_"
         profile = constructed_profile(select(found.frame(CONSTRUCTED), family))
-        blocks.append(("h", 3, f"{prefix}The constructed deeper net: shallow net, constructed, trained from scratch"))
+        blocks.append(("h", level + 1,
+                       f"{prefix}The constructed deeper net: shallow net, constructed, trained from scratch"))
         if len(profile):
             blocks += [("table", *_constructed_table(profile, table)),
                        ("p", words.constructed_paragraph(profile, table))]
@@ -293,7 +295,7 @@ def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame) -> tuple
                                                          ["test_err", "intact_test_err"]))),
         ]
         for heading, name, draw, describe in sections:
-            blocks.append(("h", 3, prefix + heading))
+            blocks.append(("h", level + 1, prefix + heading))
             try:
                 fig = draw(family)
             except NothingToPlot as why:

@@ -81,6 +81,7 @@ class ConstructionFinding:
     compared: int                # plain pairs with both numbers
     plain_deviation: tuple | None  # (min, max) relative training-mode deviation of the plain constructions
     residual_deviation: float | None  # the largest for the residual ones
+    residual_headline: Construction | None = None  # the residual pair to set beside it, chosen as the plain one
 
     @property
     def all_exact(self) -> bool:
@@ -114,14 +115,20 @@ def find_constructions(profile: pd.DataFrame, table: pd.DataFrame) -> Constructi
     pairs.sort(key=lambda c: (c.residual, c.shallow_depth, c.deep_depth))
     plain = [c for c in pairs if not c.residual]
     compared = [c for c in plain if c.missed is not None]
-    usual = [c for c in compared if (c.shallow_depth, c.deep_depth) == HEADLINE_DEPTHS]
-    widest = sorted(compared, key=lambda c: c.deep_depth - c.shallow_depth)
-    headline = (usual or widest[-1:] or plain[-1:] or [None])[0]
     res = [c.deviation for c in pairs if c.residual]
-    return ConstructionFinding(fam, tuple(pairs), headline, max(c.max_logit_diff for c in pairs),
+    return ConstructionFinding(fam, tuple(pairs), _headline(plain), max(c.max_logit_diff for c in pairs),
                                sum(bool(c.missed) for c in compared), len(compared),
                                (min(c.deviation for c in plain), max(c.deviation for c in plain)) if plain else None,
-                               max(res) if res else None)
+                               max(res) if res else None,
+                               _headline([c for c in pairs if c.residual and c.scratch_test is not None]))
+
+
+def _headline(pairs: list) -> Construction | None:
+    """20 -> 56 when present among the pairs with a scratch net to compare, else the widest of those, else the last."""
+    compared = [c for c in pairs if c.missed is not None]
+    usual = [c for c in compared if (c.shallow_depth, c.deep_depth) == HEADLINE_DEPTHS]
+    widest = sorted(compared, key=lambda c: c.deep_depth - c.shallow_depth)
+    return (usual or widest[-1:] or pairs[-1:] or [None])[0]
 
 
 def say_constructions(f: ConstructionFinding | None) -> str:
@@ -143,6 +150,13 @@ def say_constructions(f: ConstructionFinding | None) -> str:
                        f"{pct(h.scratch_train)} vs {pct(h.shallow_final_train)} (test error {pct(h.scratch_test)}).")
         else:
             out.append(f"No {h.deep} trained from scratch here to compare with.")
+    r = f.residual_headline
+    if r is not None:
+        word = {True: "lower", False: "no lower"}[r.scratch_test < r.constructed_test]
+        out.append(f"{r.shallow} → {r.deep}: the constructed {r.deep} has {r.shallow}'s test error, "
+                   f"{pct(r.constructed_test)}; trained from scratch, {r.deep} ends {word}: {pct(r.scratch_test)}"
+                   + (f" (training error {pct(r.scratch_train)} vs {pct(r.shallow_final_train)})"
+                      if r.shallow_final_train is not None else "") + ".")
     exact = sum(c.exact for c in f.pairs)
     out.append(f"{exact} of {len(f.pairs)} constructions have exactly their shallow net's test error (eval mode; "
                f"largest logit difference over all {f.largest_logit_diff:.1e}).")

@@ -262,6 +262,8 @@ def readme(files: list[SourceFile], commit: str) -> str:
         f"**Conversion** (`python -m analysis.published --from DIR --out {HOME}`, DIR a clone of {URL} at "
         f"`{commit[:7]}`): {CONVERTED}. Each run.json names its file, the file's sha256 and a fingerprint of its "
         "numbers (`published`: `runformat.PublishedInfo`).",
+        "**Their trained weights** (`pretrained/*.pt`) are a set of their own in `weights/`: imported, evaluated on "
+        "the data at hand and inspected by `make pretrained FROM=DIR` (`experiments/pretrained.py`; its README).",
     ]
     return "\n\n".join([
         f"# {NAME}: the published curves of {REPOSITORY}, converted",

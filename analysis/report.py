@@ -21,7 +21,7 @@ import pandas as pd
 
 from runformat import PAPER_FAMILY
 
-from . import figures, inspection, outputs, probes_figures, reference, text
+from . import figures, imported, inspection, outputs, probes_figures, reference, text
 from .inputs import shown
 from .load import RunSet, scan_runs
 from .provenance import header_line, machine_lines
@@ -152,17 +152,26 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
     blocks.append(("p", _status_line(runset, runs_dir)))
     if choice.note:
         blocks.append(("p", choice.note))
+    weights = imported.scan(runs_dir, runset)
+    # imported weights only (experiments.pretrained): one evaluation a run, no curves; their section leads, with Figure
+    # 7 and the inspection in it
+    fully_trained = imported.only_imported(weights, runset)
+    if fully_trained:
+        section, files = imported.report_blocks(runs_dir, out_dir, runset, table, weights)
+        blocks += section
+        written += files
 
     sections = []
-    if paper_present:
+    if paper_present and not fully_trained:
         sections += [
             ("Figure 1: plain-20 vs plain-56", "fig1_plain",
              lambda: figures.fig1_plain(frame, reference=ref), lambda: text.fig1_paragraph(table, frame)),
             ("Figure 6: training curves, plain vs ResNet", "fig6",
              lambda: figures.fig6(frame, reference=ref), lambda: text.fig6_paragraph(table)),
-            ("Final error against depth", "degradation",
-             lambda: figures.degradation(frame, reference=ref), lambda: text.degradation_paragraph(table)),
         ]
+    if paper_present:
+        sections.append(("Final error against depth", "degradation",
+                         lambda: figures.degradation(frame, reference=ref), lambda: text.degradation_paragraph(table)))
     for family in families:
         if family == PAPER_FAMILY:
             continue
@@ -188,12 +197,13 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
     if paper_present:
         blocks.append(("p", text.table_paragraph(table)))
     blocks += reference.report_blocks(table, frame, ref)
-    probe_blocks, probe_files = probes_figures.report_blocks(runs_dir, out_dir, runset)  # Fig. 7, gradients
-    blocks += probe_blocks
-    written += probe_files
-    inspection_blocks, inspection_files = inspection.report_blocks(runs_dir, out_dir, runset, table)  # issue 12
-    blocks += inspection_blocks
-    written += inspection_files
+    if not fully_trained:  # else in their section above
+        probe_blocks, probe_files = probes_figures.report_blocks(runs_dir, out_dir, runset)  # Fig. 7, gradients
+        blocks += probe_blocks
+        written += probe_files
+        inspection_blocks, inspection_files = inspection.report_blocks(runs_dir, out_dir, runset, table)  # issue 12
+        blocks += inspection_blocks
+        written += inspection_files
     blocks += _runs_blocks(runset, table, depths if paper_present else ())
     blocks += [("h", 2, "What produced these results"), ("p", header_line(frame)),
                ("ul", machine_lines(frame))]

@@ -167,7 +167,7 @@ def stream_key(c: Config, device: str) -> str:
     """Cells with equal keys see the same batches and can be trained together (the grouped launcher groups a
     sweep's cells into jobs by it before any device is resolved, passing `c.device`)."""
     return json.dumps([to_dict(c.data), c.protocol.batch_size, c.protocol.augment.value, c.protocol.normalize.value,
-                       c.seed, device], sort_keys=True)
+                       c.protocol.normalize_mean, c.protocol.normalize_std, c.seed, device], sort_keys=True)
 
 
 def check(cfg: Config) -> tuple:

@@ -55,6 +55,9 @@ class Augment(str, Enum):
 class Normalize(str, Enum):
     pixel_mean = "pixel_mean"  # the paper's: subtract the training set's mean image
     keras = "keras"  # the Keras tutorial's: scalar mean, per-pixel std
+    # a given mean and std (protocol.normalize_mean / normalize_std), not taken from the data: what weights trained
+    # elsewhere were fed (experiments.pretrained), and must be fed again wherever they are evaluated
+    fixed = "fixed"
 
 
 SEED_MAX = 2**32 - 1
@@ -103,6 +106,10 @@ class ProtocolConfig:
     warmup_check_every: int = ranged(50, 1)
     augment: Augment = Augment.crop_flip
     normalize: Normalize = Normalize.pixel_mean
+    # normalize=fixed: x / 255 minus `normalize_mean`, divided by `normalize_std`; one value for all channels, or one
+    # per channel. None (the default) for the other choices, which take their statistics from the training images
+    normalize_mean: Optional[List[float]] = None
+    normalize_std: Optional[List[float]] = None
     eval_batch_size: int = ranged(1000, 1)
 
 
@@ -217,6 +224,26 @@ def checked_ranges(cfg: Config) -> Optional[str]:
     if not NAME.match(cfg.protocol.name):
         return (f"protocol.name={cfg.protocol.name!r} names the folder results/<protocol.name>/: use letters, digits "
                 f"and _.- only (at most 64, not starting with . or -)")
+    return checked_normalize(cfg.protocol)
+
+
+def checked_normalize(p: ProtocolConfig) -> Optional[str]:
+    """protocol.normalize=fixed has its mean and std (1 or 3 values each, finite, the std above 0); the other choices
+    have neither, since they take theirs from the training images. None if that holds, else the one line."""
+    given = {k: getattr(p, k) for k in ("normalize_mean", "normalize_std")}
+    if p.normalize != Normalize.fixed:
+        extra = next((k for k, v in given.items() if v is not None), None)
+        return None if extra is None else (
+            f"protocol.{extra} applies to protocol.normalize=fixed only (this protocol normalises by "
+            f"{p.normalize.value}, from the training images): drop it, or add protocol.normalize=fixed")
+    for key, values in given.items():
+        if values is None:
+            return (f"protocol.normalize=fixed needs protocol.{key}: one value for all channels, or one per channel "
+                    f"(e.g. protocol.{key}=[0.5])")
+        each = "above 0" if key == "normalize_std" else "finite"
+        if len(values) not in (1, 3) or not all(math.isfinite(v) and (v > 0 or key == "normalize_mean") for v in values):
+            return (f"protocol.{key}={list(values)}: give one value for all channels or one per channel (3), "
+                    f"each {each}")
     return None
 
 

@@ -60,11 +60,21 @@ def check(cfg, family, depth: int) -> Optional[str]:
                 f"kind of net")
     if not family.sized_by_depth:
         return f"{where}: arch={cfg.arch.name} is not sized by depth, so it cannot be deepened by identity blocks"
+    p = saved.get("protocol") or {}
+    theirs = (p.get("normalize", "pixel_mean"), p.get("normalize_mean"), p.get("normalize_std"))
+    ours = (cfg.protocol.normalize.value, cfg.protocol.normalize_mean, cfg.protocol.normalize_std)
+    if theirs != ours:  # its weights would be evaluated and trained on inputs scaled otherwise than they learned
+        return (f"{where} normalises its inputs by {_inputs(*theirs)}, this run by {_inputs(*ours)}: give this run "
+                f"that run's protocol.normalize (and protocol.normalize_mean, normalize_std)")
     if not isinstance(info.get("depth"), int) or isinstance(info["depth"], bool) or info["depth"] >= depth:
         return f"{where} has depth {info.get('depth')}: start a deeper run than that (this one: depth {depth})"
     if not (path / CHECKPOINT).exists():
         return f"{where} has no {CHECKPOINT}: its weights are needed"
     return None
+
+
+def _inputs(kind, mean, std) -> str:
+    return f"{kind} (mean {mean}, std {std})" if kind == "fixed" else str(kind)
 
 
 def prepare(model, cfg, ds, fresh: bool, known: Optional[dict]) -> dict:
@@ -86,7 +96,7 @@ def prepare(model, cfg, ds, fresh: bool, known: Optional[dict]) -> dict:
     shallow.load_state_dict(ckpt["trainer"]["model"])
     shallow.to(device)
     p = cfg.protocol
-    normalize = make_normalizer(p.normalize, ds.train.x)
+    normalize = make_normalizer(p, ds.train.x)
     # the BN statistics of the identity blocks from this run's own first training batches
     stream = TrainStream(ds.train, normalize, p.batch_size, p.augment, cfg.seed)
     deep = shallow.deepened(cfg.depth, calibration(shallow, cfg.depth, stream, cfg.inspect.train_batches))

@@ -213,7 +213,7 @@ class Inspection:
 def inspect_net(model, cfg, ds, family) -> Inspection:
     """Every measure on `model` with `cfg`'s protocol (its typed Config) and data (`ds`, on the model's device)."""
     p, found = cfg.protocol, Inspection()
-    normalize = make_normalizer(p.normalize, ds.train.x)
+    normalize = make_normalizer(p, ds.train.x)
     device = next(model.parameters()).device
     speed = resolve_speed(cfg.speed, device)
     autocast = speed.autocast(device)

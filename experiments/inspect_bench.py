@@ -52,7 +52,7 @@ def measure(net: str, overrides: list, steps: int, device, data=None) -> dict:
     model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, len(ds.classes))
     trainer = make_trainer(model, family.depth(cfg.arch, cfg.depth), p, device, cfg.speed,
                            cfg.probes.grad_every if cfg.probes.enabled else 0)
-    normalize = make_normalizer(p.normalize, ds.train.x)
+    normalize = make_normalizer(p, ds.train.x)
     stream = TrainStream(ds.train, normalize, p.batch_size, p.augment, cfg.seed)
     for k in range(2):  # untimed: first-step set-up (and the captured graph on CUDA)
         trainer.step(*stream.batch(0, k))

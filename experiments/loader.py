@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from experiments.config import Normalize
 from experiments.data import Split
 
 PAD = 4  # Sec. 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly sampled"
@@ -50,12 +51,25 @@ def keras_stats(train_x: torch.Tensor) -> Normalizer:
     return Normalizer(mean.to(train_x.device), std.to(train_x.device) + 1e-6)
 
 
-def make_normalizer(kind: str, train_x: torch.Tensor) -> Normalizer:
-    if kind == "pixel_mean":
+def fixed(mean, std, device) -> Normalizer:
+    # Given numbers, not the data's: weights trained elsewhere must see their inputs scaled as they were trained
+    # (experiments.pretrained). One value for all channels, or one per channel: [C] -> [C, 1, 1] broadcasts.
+    def channels(values):
+        return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)
+    return Normalizer(channels(mean), channels(std))
+
+
+def make_normalizer(protocol, train_x: torch.Tensor) -> Normalizer:
+    """The input normalisation `protocol` (a ProtocolConfig) names, on train_x's device: the one home of
+    protocol.normalize, used wherever a net is trained or evaluated."""
+    kind = protocol.normalize
+    if kind == Normalize.pixel_mean:
         return pixel_mean(train_x)
-    if kind == "keras":
+    if kind == Normalize.keras:
         return keras_stats(train_x)
-    raise ValueError(f"protocol.normalize={kind!r}: expected pixel_mean or keras")
+    if kind == Normalize.fixed:
+        return fixed(protocol.normalize_mean, protocol.normalize_std, train_x.device)
+    raise ValueError(f"protocol.normalize={kind!r}: expected one of {', '.join(n.value for n in Normalize)}")
 
 
 def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:

@@ -151,7 +151,7 @@ def close_each(cells: list, close) -> None:
 def train_group(group: list, stop: StopFlag) -> None:
     first = group[0]
     p, ds = first.cfg.protocol, first.ds
-    stream = TrainStream(ds.train, make_normalizer(p.normalize, ds.train.x), p.batch_size, p.augment, first.cfg.seed)
+    stream = TrainStream(ds.train, make_normalizer(p, ds.train.x), p.batch_size, p.augment, first.cfg.seed)
     for c in group:
         c.normalizer = stream.normalize
     choose_step(group, stream)

@@ -11,7 +11,8 @@ A run directory holds
     block_ratios.csv  after training: how far each block is from the identity (`BLOCK_RATIOS`)
     lesion.csv        after training: the test error with each block deleted (`LESION`)
     constructed.csv   after training: the deeper net built from this one with identity blocks (`CONSTRUCTED`)
-    checkpoint.pt     the writer's own state (never read by the analysis)
+    checkpoint.pt     the writer's own state (never read by the analysis); for imported weights (`ImportedInfo`)
+                      the weights and config only
 
 Every CSV repeats the identity columns (`IDENTITY_COLUMNS`) on every row, so a file stands alone.
 
@@ -223,6 +224,29 @@ class PublishedInfo(TypedDict, total=False):
     converted: str      # what the conversion did to the numbers
 
 
+class ImportedInfo(TypedDict, total=False):
+    """run.json's `imported`: the run's weights were trained by another project and imported (`experiments.pretrained`),
+    not trained by this harness. Its metrics.csv has one row, this harness's evaluation of them on the run's own data
+    (config.data; train_err in eval mode over the unaugmented training images), and its probe and inspection files
+    come from the same weights on the same data."""
+    repository: str        # `a-martyn/resnet`
+    url: str
+    commit: str            # the commit `file` was read at
+    file: str              # its path in the repository: `pretrained/plainnet56.pt`
+    sha256: str            # of the file's bytes
+    license: str           # its SPDX identifier; the text is beside the set (LICENSE)
+    epoch: Optional[int]   # the epoch of their schedule whose weights the file holds (1-based, as metrics.csv counts)
+    epoch_evidence: str    # how that is known, in words
+    trained_on: str        # the data the weights were trained on: not necessarily config.data, what they are
+                           # evaluated on here
+    normalize: dict        # the input normalisation they were trained with: `kind` (config's protocol.normalize) and
+                           # `mean`, `std` (per channel); config.protocol has the same, and every evaluation uses it
+    tensors: int           # how many tensors were mapped (by position, each one's kind and shape checked)
+    source_errors_file: str   # the source's own curve for these weights (`results/plainnet56.csv`)
+    source_train_err: float   # its errors (%) at `epoch`, on `trained_on`, as the source measured them
+    source_test_err: float
+
+
 class RunInfo(TypedDict, total=False):
     """The keys of run.json. Every key is optional to a reader: older or other writers omit some."""
     status: str                # a Status value
@@ -261,6 +285,7 @@ class RunInfo(TypedDict, total=False):
     train_err_measure: str      # a TrainErrMeasure value: what `train_err` measures (runs written before it omit it)
     published: PublishedInfo    # only for another project's curve converted into this format
     renamed_from: str           # the name an older naming rule gave its directory (experiments.rename)
+    imported: ImportedInfo      # only for another project's trained weights, imported and evaluated here
 
 
 # ---- a run's identity: which config keys change the numbers ----------------------------------------------

@@ -124,6 +124,8 @@ def test_paragraphs_say_what_the_numbers_say(found, table):
     assert "In 2 of 2 pairs with a deeper plain net trained from scratch, that net trains worse" in text  # 32 and 56
     assert "by 4.00% to 5.00% (relative); plain-56's training-mode error there is 10.40% against plain-20's 10.00%" in text
     assert "For the ResNets the deviation is at most 0.0e+00" in text
+    assert ("ResNet-20 → ResNet-56: the constructed ResNet-56 has ResNet-20's test error, 8.60%; trained from scratch, "
+            "ResNet-56 ends lower: 7.00% (training error 0.30% vs 0.80%).") in text
 
     text = words.init_paragraph(found.starts, table)
     assert text.startswith("**plain-56 (from plain-20): SGD kept the solution it started from.** It starts at 9.50% "
@@ -152,12 +154,15 @@ def test_opposite_numbers_give_opposite_sentences(tmp_path):
     write_inspection(run, 20, False, change=lambda b: 0.1, intact=(9.5, 0.5), lesion=lambda b: 10.0,
                      constructed=[constructed_row(56, 9.5)])
     run = write_run(runs, 20, True, 0, (5.0, 9.0))
-    write_inspection(run, 20, True, change=lambda b: 0.9, branch=lambda b: 1.0, lesion=lambda b: 80.0)
+    write_inspection(run, 20, True, change=lambda b: 0.9, branch=lambda b: 1.0, lesion=lambda b: 80.0,
+                     constructed=[constructed_row(56, 9.0)])
+    write_run(runs, 56, True, 0, (6.0, 12.0))  # the scratch ResNet-56 ends worse than the constructed one
     write_run(runs, 56, False, 0, (2.0, 9.0))  # the scratch plain-56 trains better than plain-20
     write_run(runs, 56, False, 0, (30.0, 40.0), init_depth=20, start=START)  # and the init.from run falls apart
     table, found = table6(scan_runs(runs, warn=False).frame), insp.scan_inspection(runs)
     text = words.constructed_paragraph(insp.constructed_profile(found.frame(insp.CONSTRUCTED)), table)
     assert text.startswith("**plain-20 → plain-56: a solution at least as good exists, and SGD found one as good.**")
+    assert "trained from scratch, ResNet-56 ends no lower: 12.00% (training error 6.00% vs 5.00%)." in text
     assert words.init_paragraph(found.starts, table).startswith(
         "**plain-56 (from plain-20): SGD lost the solution it started from, down to where plain-56 from scratch ends.**")
     ratios = insp.per_block(found.frame(BLOCK_RATIOS), ["change_ratio", "branch_ratio"])

@@ -1,7 +1,6 @@
 """Checkpoints that stand alone: the input normalisation kept with the weights, and `load_model(run_dir)` giving back
 the trained net and its input transform, checked by reproducing a run's logged test error from the files alone."""
 import io
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,20 +8,7 @@ import torch.nn.functional as F
 
 from experiments.checkpoint import load_model
 from experiments.errors import UserError
-from tests.helpers.harness import metrics_rows, run_inprocess
-
-
-def images(folder: Path, split: str) -> tuple:
-    """A split of the image folder decoded with PIL, not with the harness's data code: uint8 [N, 3, 32, 32], labels
-    in the classes' sorted order."""
-    import numpy as np
-    from PIL import Image
-    xs, ys = [], []
-    for label, d in enumerate(sorted(p for p in (folder / split).iterdir() if p.is_dir())):
-        for f in sorted(d.iterdir()):
-            xs.append(torch.from_numpy(np.array(Image.open(f).convert("RGB"))))
-            ys.append(label)
-    return torch.stack(xs).permute(0, 3, 1, 2), torch.tensor(ys)
+from tests.helpers.harness import decoded_images, metrics_rows, run_inprocess
 
 
 @pytest.mark.parametrize("normalize", ["pixel_mean", "keras"])
@@ -31,13 +17,13 @@ def test_load_model_reproduces_the_runs_last_test_error_from_the_checkpoint_alon
     assert run_inprocess(tiny + ["depth=8", f"protocol.normalize={normalize}"], tmp_path) == "completed"
     model, transform = load_model(tmp_path)
     assert not model.training
-    x, y = images(image_folder, "test")
+    x, y = decoded_images(image_folder, "test")
     with torch.no_grad():
         out = model(transform(x))
     last = metrics_rows(tmp_path)[-1]
     assert 100.0 * (out.argmax(1) != y).float().mean().item() == pytest.approx(float(last["test_err"]), abs=1e-9)
     assert F.cross_entropy(out, y).item() == pytest.approx(float(last["test_loss"]), rel=1e-4)
-    train_x, _ = images(image_folder, "train")
+    train_x, _ = decoded_images(image_folder, "train")
     if normalize == "pixel_mean":  # Sec. 4.2: the training images' mean, no std
         assert torch.allclose(transform.shift, train_x.float().div(255).mean(0), atol=1e-6) and transform.scale is None
     # tensors and plain types only: what torch.load(weights_only=True) reads

@@ -58,7 +58,7 @@ def test_run_json_reports_the_papers_parameter_counts(depth, tiny10, tmp_path):
     (["protocol=fast"], "no protocol named 'fast'"),
     (["protocol.augment=crop"], "protocol.augment=crop: Invalid value 'crop', expected one of [crop_flip, keras, none]"),
     (["protocol.optimizer=sgdd"], "protocol.optimizer=sgdd: Invalid value 'sgdd', expected one of [sgd, adam]"),
-    (["protocol.normalize=std"], "protocol.normalize=std: Invalid value 'std', expected one of [pixel_mean, keras]"),
+    (["protocol.normalize=std"], "protocol.normalize=std: Invalid value 'std', expected one of [pixel_mean, keras, fixed]"),
     (["arch=resnet"], "no arch named 'resnet': choose one of minimodel, resnet_cifar"),
     (["data=imagefolder", "data.root=/no/such/dir"], "data.root=/no/such/dir does not exist"),
     (["data=cifar10", "data.dir=NODATA", "data.download=false"], "CIFAR-10 not found"),

@@ -273,6 +273,11 @@ def test_init_from_is_checked_in_one_line_before_anything_runs(source, tiny, tmp
                                       "shallower run)"
     assert problem("init.frm=x") == "unknown key 'init.frm' (did you mean 'init.from'?)"
     assert problem("inspect.deeper=[21]").startswith("inspect.deeper=[21]: depth=21 is not of the form 6n+2")
+    # its weights learned on inputs normalised one way: a run that feeds them inputs normalised another is refused
+    assert problem(f"init.from='{source}'", "protocol.normalize=fixed", "protocol.normalize_mean=[0.5]",
+                   "protocol.normalize_std=[0.25]").endswith(
+        "normalises its inputs by pixel_mean, this run by fixed (mean [0.5], std [0.25]): give this run that run's "
+        "protocol.normalize (and protocol.normalize_mean, normalize_std)")
 
 
 def test_init_from_starts_at_the_shallow_nets_error_is_labelled_and_resumes(source, tiny, tmp_path, monkeypatch):

@@ -1,7 +1,13 @@
+import pytest
 import torch
+from omegaconf import OmegaConf
 
+from experiments import precheck
+from experiments.cell import stream_key
+from experiments.config import Normalize, ProtocolConfig
 from experiments.data import Split
 from experiments.loader import TrainStream, crop_flip, make_normalizer, pixel_mean
+from tests.helpers.harness import compose
 
 
 def reference_crop_flip(x, dy, dx, flip):
@@ -27,7 +33,7 @@ def test_pixel_mean_is_the_training_mean_image():
     norm = pixel_mean(x)
     assert torch.allclose(norm.shift, x.float().mean(0) / 255)
     assert torch.allclose(norm(x).mean(0), torch.zeros(3, 32, 32), atol=1e-6)
-    keras = make_normalizer("keras", x)
+    keras = make_normalizer(ProtocolConfig(normalize=Normalize.keras), x)
     assert keras.shift.numel() == 1 and keras.scale.shape == (3, 32, 32)
 
 
@@ -56,3 +62,30 @@ def test_without_augmentation_a_batch_is_the_normalised_images():
     x, _ = s.batch(0, 0)
     perm = s.plan(0)["perm"][:16]
     assert torch.equal(x, s.normalize(s.split.x[perm]))
+
+
+@pytest.mark.parametrize("mean, std", [([0.5], [0.25]), ([0.4, 0.5, 0.6], [0.2, 0.25, 0.3])])
+def test_a_fixed_normalisation_scales_every_channel_by_the_given_numbers(mean, std):
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    norm = make_normalizer(ProtocolConfig(normalize=Normalize.fixed, normalize_mean=mean, normalize_std=std), x)
+    m, s = (torch.tensor(v * (3 // len(v))).view(3, 1, 1) for v in (mean, std))
+    assert torch.allclose(norm(x), (x.float() / 255 - m) / s, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["protocol.normalize=fixed"], "protocol.normalize=fixed needs protocol.normalize_mean"),
+    (["protocol.normalize=fixed", "protocol.normalize_mean=[0.5]"], "needs protocol.normalize_std"),
+    (["protocol.normalize=fixed", "protocol.normalize_mean=[0.5,0.5]", "protocol.normalize_std=[0.2]"],
+     "protocol.normalize_mean=[0.5, 0.5]: give one value for all channels or one per channel (3)"),
+    (["protocol.normalize=fixed", "protocol.normalize_mean=[0.5]", "protocol.normalize_std=[0]"], "each above 0"),
+    (["protocol.normalize_mean=[0.5]"], "protocol.normalize_mean applies to protocol.normalize=fixed only"),
+])
+def test_a_fixed_normalisation_without_its_numbers_is_refused_before_anything_runs(args, expected, tmp_path):
+    problem = precheck.check(["protocol=smoke", "data=imagefolder", f"data.root={tmp_path}", *args])
+    assert problem is not None and expected in problem
+
+
+def test_nets_fed_other_inputs_never_share_a_stream():
+    base = ["protocol.normalize=fixed", "protocol.normalize_std=[0.25]"]
+    a, b = (compose([*base, f"protocol.normalize_mean=[{m}]"]) for m in (0.5, 0.4))
+    assert stream_key(OmegaConf.to_object(a), "cpu") != stream_key(OmegaConf.to_object(b), "cpu")

@@ -38,6 +38,19 @@ def make_image_folder(root: Path, per_class_train: int = 16, per_class_test: int
     return root
 
 
+def decoded_images(folder: Path, split: str) -> tuple:
+    """A split of an image folder decoded with PIL, not with the harness's data code: (uint8 [N, 3, 32, 32], labels in
+    the classes' sorted order): what a user of a checkpoint has (experiments.checkpoint.load_model)."""
+    import numpy as np
+    from PIL import Image
+    xs, ys = [], []
+    for label, d in enumerate(sorted(p for p in (folder / split).iterdir() if p.is_dir())):
+        for f in sorted(d.iterdir()):
+            xs.append(torch.from_numpy(np.array(Image.open(f).convert("RGB"))))
+            ys.append(label)
+    return torch.stack(xs).permute(0, 3, 1, 2), torch.tensor(ys)
+
+
 def tiny_overrides(image_folder: Path, data_dir: Path, iterations: int = 8) -> list:
     """Any run in a few seconds on CPU: the smoke protocol on the tiny folder (64 images, 4 steps an epoch). The
     after-training inspection constructs no deeper net (a depth-56 one costs as much as the tiny run): the tests
