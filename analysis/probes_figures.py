@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from runformat import GRAD_NORMS, LAYER_STATS, PAPER_FAMILY, Table
 
-from . import families, text
+from . import families, probes_text
 from .figures import NothingToPlot, depth_colours, save, select
 from .load import RunSet, has_files, name_nets, read_csv, read_meta, run_dirs, run_name, scan_runs
 
@@ -305,9 +305,9 @@ def report_blocks(runs_dir, out_dir, runs: RunSet | None = None) -> tuple[list, 
     names.sort(key=lambda f: f != PAPER_FAMILY)  # the paper's nets first
     blocks, written = [], []
     sections = [("Figure 7: standard deviations of the layer responses", "fig7", stats, fig7,
-                 lambda f: text.fig7_paragraph(final_profile(select(stats.frame, f)))),
+                 lambda f: probes_text.fig7_paragraph(final_profile(select(stats.frame, f)))),
                 ("Gradient norms by layer, early vs late in training", "gradients", grads, gradients,
-                 lambda f: text.gradients_paragraph(
+                 lambda f: probes_text.gradients_paragraph(
                      gradient_ratios(select(grads.frame, f)),
                      gradient_ratios(select(grads.frame, f), kind="input")))]
     for heading, stem, probes, draw, describe in sections:

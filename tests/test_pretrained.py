@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis import published, report, text
+from analysis import imported_text, published, report
 from experiments import inspect as inspection
 from experiments import pretrained
 from experiments.models import CifarResNet
@@ -261,7 +261,7 @@ def test_on_their_data_a_constructed_net_has_its_shallow_nets_published_errors()
     profile = pd.DataFrame([{"family": "resnet_cifar", "net": n, "depth": d, "residual": r, "shortcut": "A",
                              "deep_depth": 56, "max_logit_diff": diff} for n, d, r, diff in (
         ("plain-20", 20, False, 2e-5), ("plain-32", 32, False, 3e-5), ("ResNet-20", 20, True, 0.0))])
-    paragraph = text.their_constructions_paragraph(rows, profile)
+    paragraph = imported_text.their_constructions_paragraph(rows, profile)
     assert "(largest logit difference here 3.0e-05)" in paragraph
     assert ("plain-56 built from plain-20, plain-32: training error 0.738%, 0.794% against the trained plain-56's "
             "3.332% (test error 9.69%, 10.04% against 13.07%): all 2 lower: a solution SGD did not find.") in paragraph
