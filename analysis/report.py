@@ -164,7 +164,7 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
     sections = []
     if paper_present and not fully_trained:
         sections += [
-            ("Figure 1: plain-20 vs plain-56", "fig1_plain",
+            (figures.fig1_heading(frame), "fig1_plain",
              lambda: figures.fig1_plain(frame, reference=ref), lambda: degradation_text.fig1_paragraph(table, frame)),
             ("Figure 6: training curves, plain vs ResNet", "fig6",
              lambda: figures.fig6(frame, reference=ref), lambda: degradation_text.fig6_paragraph(table)),

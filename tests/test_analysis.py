@@ -159,7 +159,7 @@ def test_fig6_lines_styles_labels_and_ylim(frame):
     assert lines_by_style(left) == {"--": 4, "-": 4}  # 2 lines (train, test) per plain depth
     assert lines_by_style(right) == {"--": 4, "-": 4}
     for ax in (left, right):
-        assert ax.get_xlabel() == "iter. (1e4)" and ax.get_ylabel() == "error (%)"
+        assert ax.get_xlabel() == "iterations (thousands)" and ax.get_ylabel() == "error (%)"
         assert ax.get_ylim() == (0.0, 20.0)
         solid = [l for l in ax.get_lines() if l.get_linestyle() == "-"]
         dashed = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
@@ -172,8 +172,8 @@ def test_fig6_lines_styles_labels_and_ylim(frame):
     colour = {l.get_label(): l.get_color() for l in left.get_legend().legend_handles}
     assert colour["plain-56"] == {l.get_label(): l.get_color()
                                   for l in right.get_legend().legend_handles}["ResNet-56"]
-    # x in units of 1e4 iterations
-    assert left.get_lines()[0].get_xdata()[-1] == pytest.approx(EPOCHS * ITERS_PER_EPOCH / 1e4)
+    # x in thousands of iterations (the runs are 2,346 iterations long)
+    assert left.get_lines()[0].get_xdata()[-1] == pytest.approx(EPOCHS * ITERS_PER_EPOCH / 1e3)
     assert "dashed" in fig.get_suptitle()
 
 
@@ -208,7 +208,7 @@ def test_fig1_plain(frame):
     assert len(fig.axes) == 2
     train_ax, test_ax = fig.axes
     assert train_ax.get_ylabel() == "training error (%)" and test_ax.get_ylabel() == "test error (%)"
-    assert train_ax.get_xlabel() == "iter. (1e4)"
+    assert train_ax.get_xlabel() == "iterations (thousands)"
     for ax in fig.axes:
         assert len(ax.get_lines()) == 2  # plain-20 and plain-56 only
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain-20", "plain-56"]
