@@ -15,31 +15,70 @@ from .paper_text import PaperEnds, paper_ends, paper_iterations, say_paper_ends
 from .text import EXPECTED_DEPTHS, Comparison, Trend, capital, comparison, ends, nets, pct, say_comparison, say_trend, trend
 
 PROVISIONAL = 0.9  # runs stopping before this fraction of the paper's iterations are provisional
+TOO_SHORT = 0.01   # runs stopping before this fraction of it are too short for any verdict (smoke: 30 of 64,000)
+NEAR_CHANCE = 10.0  # points: a shallow net whose training error is this close to chance has not learned yet
+CLASSES = 10        # CIFAR-10; chance is 90% error
 
 
-# ---- caveats --------------------------------------------------------------------------------------
+# ---- caveats: how far the runs got, and so how strong a verdict they carry ------------------------
+
+class Strength(str, Enum):
+    verdict = "verdict"            # the runs reach (nearly) the paper's length
+    provisional = "provisional"    # far shorter, but the nets learned: the direction, not the size
+    too_short = "too_short"        # too short to judge, or the nets are still near chance
+
 
 @dataclass(frozen=True)
 class Caveats:
     from_unfinished: bool         # some numbers are the last epoch of unfinished runs
     last_iteration: int | None    # where the runs stop, when that is well short of the paper
-    paper_iterations: int | None  # the paper's training length (peers.csv)
+    paper_iterations: int | None  # the paper's training length (peers.csv); None for another family's runs
+    strength: Strength = Strength.verdict
+    best_train: float | None = None  # the lowest final training error, when it is near chance
 
 
-def caveats(rows: pd.DataFrame) -> Caveats:
-    paper, last = paper_iterations(), rows["final_iteration"].max()
-    short = paper is not None and not pd.isna(last) and last < PROVISIONAL * paper
-    return Caveats(bool(rows["from_unfinished"].any()), int(last) if short else None, paper)
+def caveats(rows: pd.DataFrame, paper: bool = True) -> Caveats:
+    """`paper`: the rows are the paper's family, whose reference length is the paper's (another family's is not
+    known here, so only chance can make its runs too short)."""
+    reference, last = paper_iterations() if paper else None, rows["final_iteration"].max()
+    best = rows["train_err_mean"].min() if len(rows) else float("nan")
+    near_chance = not pd.isna(best) and best >= 100.0 * (1 - 1 / CLASSES) - NEAR_CHANCE
+    fraction = last / reference if reference and not pd.isna(last) else None
+    if not paper:  # another family: provisional when short of the paper's length, too short only by chance
+        fraction = last / paper_iterations() if paper_iterations() and not pd.isna(last) else None
+    strength = (Strength.too_short if near_chance or (paper and fraction is not None and fraction < TOO_SHORT)
+                else Strength.provisional if fraction is not None and fraction < PROVISIONAL else Strength.verdict)
+    return Caveats(bool(rows["from_unfinished"].any()),
+                   int(last) if fraction is not None and fraction < PROVISIONAL or near_chance else None,
+                   reference, strength, float(best) if near_chance else None)
+
+
+def say_length(c: Caveats) -> str:
+    """'1,000 iterations, 1.6% of the paper's 64,000'."""
+    if c.last_iteration is None:
+        return ""
+    if c.paper_iterations is None:  # another family: the paper's length is no reference for it
+        return f"{c.last_iteration:,} iterations"
+    return (f"{c.last_iteration:,} iterations, {100 * c.last_iteration / c.paper_iterations:.2g}% of the paper's "
+            f"{c.paper_iterations:,}")
 
 
 def say_caveats(c: Caveats) -> str:
-    notes = []
-    if c.from_unfinished:
-        notes.append("some of these numbers come from unfinished runs")
-    if c.last_iteration is not None:
-        notes.append(f"runs stop at {c.last_iteration:,} iterations where the paper trains for "
-                     f"{c.paper_iterations:,}, so this is provisional")
+    notes = ["some of these numbers come from unfinished runs"] if c.from_unfinished else []
     return (" Caveat: " + "; ".join(notes) + ".") if notes else ""
+
+
+def _strong(label: str, head: str, c: Caveats | None, clauses: str) -> str:
+    """A verdict (`label`: "Verdict", a family's title) and its comparisons, as strong as the runs' length allows."""
+    if c is None or c.strength is Strength.verdict:
+        return f"**{label}: {head}.** {clauses}." + (say_caveats(c) if c else "")
+    if c.strength is Strength.provisional:
+        return (f"**{label}, provisional after {say_length(c)}: {head}.** {clauses}: the direction, not the size the "
+                "paper's length would give." + say_caveats(c))
+    chance = (f"; the best final training error is {pct(c.best_train)}, near chance ({pct(100 * (1 - 1 / CLASSES))})"
+              if c.best_train is not None else "")
+    return (f"No verdict: these runs are too short to judge ({say_length(c)}{chance}). So far, {clauses}."
+            + say_caveats(c))
 
 
 # ---- the verdicts ---------------------------------------------------------------------------------
@@ -103,8 +142,7 @@ def say_verdict(v: Verdict) -> str:
     if v.kind is VerdictKind.cannot_judge:
         return ("**Verdict: cannot judge the degradation problem yet**: it needs plain nets at two "
                 f"depths (plain nets with results: {', '.join(v.plain_nets) or 'none'}).")
-    return (f"**Verdict: {_VERDICT_HEADS[v.kind]}.** " + "; ".join(map(say_comparison, v.comparisons))
-            + "." + say_caveats(v.caveats))
+    return _strong("Verdict", _VERDICT_HEADS[v.kind], v.caveats, "; ".join(map(say_comparison, v.comparisons)))
 
 
 def verdict(table: pd.DataFrame) -> str:
@@ -129,7 +167,7 @@ def find_family_verdict(table: pd.DataFrame, family: str) -> FamilyVerdict:
         return FamilyVerdict(fam, None)
     p = comparison(plain[1], plain[0], "train_err")
     r = comparison(res[1], res[0], "train_err") if res is not None else None
-    return FamilyVerdict(fam, p.sign > 0, p, r, caveats(pd.concat([plain_rows, res_rows])))
+    return FamilyVerdict(fam, p.sign > 0, p, r, caveats(pd.concat([plain_rows, res_rows]), fam.paper))
 
 
 def say_family_verdict(v: FamilyVerdict) -> str:
@@ -137,7 +175,7 @@ def say_family_verdict(v: FamilyVerdict) -> str:
         return f"**{v.family.title}: cannot judge**: it needs plain nets at two depths."
     head = "the deeper plain net trains worse (degradation)" if v.degrades else "no degradation of the plain nets"
     clauses = [say_comparison(c) for c in (v.plain, v.residual) if c is not None]
-    return f"**{v.family.title}: {head}.** " + "; ".join(clauses) + "." + say_caveats(v.caveats)
+    return _strong(v.family.title, head, v.caveats, "; ".join(clauses))
 
 
 def family_verdict(table: pd.DataFrame, family: str) -> str:
@@ -169,12 +207,12 @@ def _fraction_above(frame: pd.DataFrame, deep: str, shallow: str, column: str):
 
 
 def say_fig1(f: Fig1Finding) -> str:
-    text = "At the last epoch, " + "; ".join(map(say_comparison, (f.train, f.test))) + "."
+    text = ""  # the final errors of these two nets are the verdict's (each fact once): this says what the curves add
     if f.fraction_above is not None:
-        text += (f" Over training, {f.train.net}'s training error is above {f.train.other}'s at "
+        text += (f"Over training, {f.train.net}'s training error is above {f.train.other}'s at "
                  f"{f.fraction_above:.0%} of the logged epochs.")
-    return text + (" In the paper's Figure 1 the 56-layer plain net has higher training and test "
-                   "error than the 20-layer one throughout training.")
+    return (text + " In the paper's Figure 1 the 56-layer plain net has higher training and test "
+                   "error than the 20-layer one throughout training.").lstrip()
 
 
 def fig1_paragraph(table: pd.DataFrame, frame: pd.DataFrame) -> str:
@@ -207,7 +245,9 @@ def say_fig6(found: list[SeriesTrends], paper: PaperEnds | None = None) -> str:
 
 
 def fig6_paragraph(table: pd.DataFrame, family: str = PAPER_FAMILY) -> str:
-    return say_fig6(find_fig6(table, family), paper_ends() if family == PAPER_FAMILY else None)
+    # the paper's trends beside ours only when ours were trained as long (tables.paper_length)
+    long = family == PAPER_FAMILY and len(table) and table["paper_length"].any()
+    return say_fig6(find_fig6(table, family), paper_ends() if long else None)
 
 
 # ---- final error against depth --------------------------------------------------------------------
@@ -248,22 +288,28 @@ def find_degradation(table: pd.DataFrame, family: str = PAPER_FAMILY) -> tuple[l
     return spans, gap
 
 
-def say_degradation(spans: list[DepthSpan], gap: ResidualGap | None) -> str:
-    parts = [f"{s.series}: final training error goes from {pct(s.shallow_train)} at depth {s.shallow_depth} "
-             f"to {pct(s.deep_train)} at depth {s.deep_depth} ({s.deep_train - s.shallow_train:+.2f} points)"
-             for s in spans]
+def say_degradation(spans: list[DepthSpan], gap: ResidualGap | None, listed: bool = False) -> str:
+    """`listed`: the final errors were listed already (Figure 6's paragraph): say only what this figure adds, the
+    changes across depth and the gap between plain and residual nets, not the errors again."""
+    if listed:
+        parts = [f"{s.series}: final training error {s.deep_train - s.shallow_train:+.2f} points from depth "
+                 f"{s.shallow_depth} to {s.deep_depth}" for s in spans]
+    else:
+        parts = [f"{s.series}: final training error goes from {pct(s.shallow_train)} at depth {s.shallow_depth} "
+                 f"to {pct(s.deep_train)} at depth {s.deep_depth} ({s.deep_train - s.shallow_train:+.2f} points)"
+                 for s in spans]
     if gap is not None:
         below = gap.plain_test - gap.residual_test
         parts.append(f"at depth {gap.depth} the residual net's final test error is {abs(below):.2f} points "
-                     f"{'below' if below > 0 else 'above'} the plain net's "
-                     f"({pct(gap.residual_test)} vs {pct(gap.plain_test)})")
+                     f"{'below' if below > 0 else 'above'} the plain net's"
+                     + ("" if listed else f" ({pct(gap.residual_test)} vs {pct(gap.plain_test)})"))
     if not parts:
         return "Too few nets to compare across depth."
     return capital("; ".join(parts) + ".")
 
 
-def degradation_paragraph(table: pd.DataFrame, family: str = PAPER_FAMILY) -> str:
-    return say_degradation(*find_degradation(table, family))
+def degradation_paragraph(table: pd.DataFrame, family: str = PAPER_FAMILY, listed: bool = False) -> str:
+    return say_degradation(*find_degradation(table, family), listed)
 
 
 def missing_cells(table: pd.DataFrame, depths=EXPECTED_DEPTHS) -> list[str]:

@@ -26,7 +26,7 @@ from runformat import PAPER_FAMILY
 from . import families, outputs
 from .load import from_scratch
 from .reference import Reference
-from .tables import load_peers, summarise
+from .tables import load_peers, paper_length, summarise
 
 PAPER_YMAX = 20.0  # Fig. 1 and Fig. 6 show 0-20 % error
 # One palette, one meaning, in every figure: colour = depth; plain vs ResNet by line style (dashed / solid) or panel.
@@ -273,8 +273,8 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Refe
                 ax.plot(ref["depth"], ref[f"{column}_mean"], color=colour, marker=marker, markerfacecolor="none",
                         linestyle=":", linewidth=1.6 * REFERENCE_WIDTH, zorder=REFERENCE_ZORDER,
                         label=f"{fam.series(residual)}: {reference.label}")
-        if column == "test_err" and family == PAPER_FAMILY:
-            _paper_points(ax, table)
+        if column == "test_err" and family == PAPER_FAMILY:  # only beside runs as long as the paper's
+            _paper_points(ax, table[paper_length(table)])
         ax.set_xticks(sorted(table["depth"].unique()))
         ax.set_xlabel("depth (weighted layers)")
         ax.set_ylabel(what)

@@ -17,7 +17,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from runformat import BLOCK_RATIOS, CONSTRUCTED, IDENTITY_NUMERIC, INSPECTION_TABLES, LESION, PAPER_FAMILY, Status, Table
+from runformat import (
+    BLOCK_RATIOS,
+    CHECKPOINT,
+    CONSTRUCTED,
+    IDENTITY_NUMERIC,
+    INSPECTION_TABLES,
+    LESION,
+    PAPER_FAMILY,
+    Status,
+    Table,
+)
 
 from . import families
 from . import inspection_text as words
@@ -32,6 +42,7 @@ class InspectionSet:
     tables: dict                                       # file -> every run's rows, with run, family and net
     starts: pd.DataFrame                               # one row per run started with init.from: start_* numbers
     missing: list[str] = field(default_factory=list)   # completed runs without inspection files, and why
+    no_weights: list[str] = field(default_factory=list)  # completed runs never inspected whose weights are not here
     problems: list[str] = field(default_factory=list)  # what was skipped or repaired while reading, and why
 
     def frame(self, table: Table) -> pd.DataFrame:
@@ -43,7 +54,7 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
     runs_dir = Path(runs_dir)
     runs = scan_runs(runs_dir, warn=False) if runs is None else runs
     found: dict = {t.file: [] for t in INSPECTION_TABLES}
-    starts, missing, problems = [], [], []
+    starts, missing, problems, no_weights = [], [], [], []
     net_of = dict(zip(runs.runs["run"], runs.runs["net"]))
     for run_dir in run_dirs(runs_dir) if runs_dir.is_dir() else []:
         name = run_name(run_dir)
@@ -58,8 +69,11 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
                 problems += [f"{name}: {p}" for p in run_problems]
                 if rows is not None and len(rows):
                     found[t.file].append(rows.assign(run=name))
-        why = _why_not(meta, [t.file for t in INSPECTION_TABLES if (run_dir / t.file).exists()])
-        if why:
+        present = [t.file for t in INSPECTION_TABLES if (run_dir / t.file).exists()]
+        why = _why_not(meta, present)
+        if why and meta.inspection is None and not present and not (run_dir / CHECKPOINT).exists():
+            no_weights.append(name)  # by design (a copied or committed run keeps no weights): one line, not one each
+        elif why:
             missing.append(f"`{name}`: {why}")
         start = meta.init.get("start")
         # the report's sentence needs the constructed and the shallow net's test errors; the rest may be missing
@@ -69,7 +83,7 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
     tables = {t.file: name_nets(pd.concat(found[t.file], ignore_index=True), runs.families, runs.variants) if found[t.file]
               else pd.DataFrame(columns=["run", *t.columns, *PER_NET[:4]]) for t in INSPECTION_TABLES}
     starts = pd.DataFrame(starts, columns=["run", "net", "source_run", *(f"start_{c}" for c in CONSTRUCTED.numeric)])
-    return InspectionSet(tables, starts, missing, problems)
+    return InspectionSet(tables, starts, missing, no_weights=no_weights, problems=problems)
 
 
 def _why_not(meta, present: list) -> str:
@@ -307,6 +321,10 @@ def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame, level: i
                 continue
             written += save(fig, out_dir, stem + name)
             blocks += [("img", f"{stem}{name}.png", prefix + heading), ("p", describe(family))]
+    if found.no_weights:
+        blocks.append(("p", f"{len(found.no_weights)} completed run(s) have no inspection files and no weights here "
+                       f"({CHECKPOINT} is not kept when a run is copied or committed), so they cannot be inspected "
+                       "here: " + ", ".join(f"`{n}`" for n in found.no_weights) + "."))
     if found.missing:
         blocks += [("p", "Completed runs without (some) inspection files, and why:"), ("ul", found.missing)]
     if found.problems:

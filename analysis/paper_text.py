@@ -6,16 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .tables import comparable_with_paper, load_peers
+from .tables import comparable_with_paper, load_peers, paper_iterations
 from .text import EXPECTED_DEPTHS, Direction, Trend, pct, trend
-
-
-def paper_iterations(peers: pd.DataFrame | None = None) -> int | None:
-    peers = load_peers() if peers is None else peers
-    its = pd.to_numeric(peers.loc[peers["kind"] == "paper_table", "iterations"], errors="coerce").dropna()
-    return int(its.max()) if len(its) else None
-
-
 
 
 @dataclass(frozen=True)
@@ -65,6 +57,7 @@ class TableFinding:
     params_checked: int = 0     # nets with both our and the paper's parameter count
     params_differ: tuple = ()   # ((net, ours, paper's), ...)
     has_plain: bool = False     # plain nets, which have no paper number
+    short_of: tuple | None = None  # (the runs' last iteration, the paper's): too short for the paper's numbers
 
 
 def find_table(table: pd.DataFrame, peers: pd.DataFrame | None = None) -> TableFinding:
@@ -72,6 +65,8 @@ def find_table(table: pd.DataFrame, peers: pd.DataFrame | None = None) -> TableF
     if ours.empty:
         return TableFinding(False)
     peers = load_peers() if peers is None else peers
+    if not ours["paper_length"].any():
+        return TableFinding(True, short_of=(int(ours["final_iteration"].max()), paper_iterations(peers)))
     res = ours[ours["residual"] & ours["paper_test_err"].notna()]
     against = tuple((r["net"], float(r["test_err_mean"]), float(r["paper_test_err"])) for _, r in res.iterrows())
     reproductions = None
@@ -90,6 +85,9 @@ def find_table(table: pd.DataFrame, peers: pd.DataFrame | None = None) -> TableF
 def say_table(f: TableFinding) -> str:
     if not f.any_paper_nets:
         return "No net of the paper's family: nothing to compare with Table 6."
+    if f.short_of is not None:
+        return (f"No gap to the paper's Table 6: its numbers are for {f.short_of[1]:,} iterations, these runs stop at "
+                f"{f.short_of[0]:,}; the verdict above says what they show so far.")
     parts = []
     if f.against_paper:
         parts.append("Against the paper's Table 6: " + ", ".join(

@@ -171,7 +171,7 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
         ]
     if paper_present:
         sections.append(("Final error against depth", "degradation", lambda: figures.degradation(frame, reference=ref),
-                         lambda: degradation_text.degradation_paragraph(table)))
+                         lambda: degradation_text.degradation_paragraph(table, listed=not fully_trained)))
     for family in families:
         if family == PAPER_FAMILY:
             continue
@@ -182,7 +182,7 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
              lambda f=family: degradation_text.fig6_paragraph(table, f)),
             (f"{name}: final error against depth", f"{family}_degradation",
              lambda f=family: figures.degradation(frame, f, reference=ref),
-             lambda f=family: degradation_text.degradation_paragraph(table, f)),
+             lambda f=family: degradation_text.degradation_paragraph(table, f, listed=True)),
         ]
     for heading, stem, draw, describe in sections:
         blocks.append(("h", 2, heading))

@@ -3,24 +3,26 @@ the nets drawn, and the same bytes when the data did not change."""
 from __future__ import annotations
 
 import matplotlib.colors as mcolors
+import pandas as pd
 
 from analysis import figures, inspection, probes_figures, report
 from analysis.load import load_runs, scan_runs
 from runformat import BLOCK_RATIOS, LAYER_STATS
-from tests.helpers.runs import ITERS_PER_EPOCH, write_grid, write_inspection, write_probes, write_run
+from tests.helpers.runs import EPOCHS, ITERS_PER_EPOCH, write_grid, write_inspection, write_probes, write_run
 
 
 def test_short_runs_are_read_in_iterations_long_ones_in_thousands(tmp_path):
     runs = tmp_path / "runs"
-    write_run(runs, 20, False, 0, (80.0, 85.0), epochs=3, iterations=3 * ITERS_PER_EPOCH)  # 1,173 iterations
-    write_run(runs, 32, False, 0, (82.0, 86.0), epochs=3, iterations=3 * ITERS_PER_EPOCH)
-    frame = load_runs(runs)
-    fig = figures.fig1_plain(frame)
-    ax = fig.axes[0]
+    for depth in (20, 32):  # the smoke protocol's length: 3 epochs of 10 iterations
+        run = write_run(runs, depth, False, 0, (80.0, 85.0), epochs=3, iterations=30)
+        metrics = pd.read_csv(run / "metrics.csv")
+        metrics.assign(iteration=metrics["epoch"] * 10).to_csv(run / "metrics.csv", index=False)
+    ax = figures.fig1_plain(load_runs(runs)).axes[0]
     assert ax.get_xlabel() == "iterations"
-    assert max(max(line.get_xdata()) for line in ax.get_lines()) == 3 * ITERS_PER_EPOCH  # as counted
-    assert figures.iteration_axis(64000) == (1e3, "iterations (thousands)")
-    assert figures.iteration_axis(30) == (1.0, "iterations")
+    assert max(max(line.get_xdata()) for line in ax.get_lines()) == 30  # as counted, not 0.003 of 1e4
+    long = figures.fig1_plain(load_runs(write_grid(tmp_path / "grid"))).axes[0]
+    assert long.get_xlabel() == "iterations (thousands)"
+    assert max(max(line.get_xdata()) for line in long.get_lines()) == EPOCHS * ITERS_PER_EPOCH / 1e3
 
 
 def _colours(ax) -> dict:
