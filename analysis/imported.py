@@ -45,6 +45,15 @@ def scan(runs_dir, runs: RunSet) -> pd.DataFrame:
     return frame.sort_values(["residual", "depth", "run"], ignore_index=True)
 
 
+def elsewhere(found: pd.DataFrame) -> bool:
+    """The imported weights are evaluated here on other data than they were trained on (their source says which)."""
+    return len(found) > 0 and any(str(t) != str(d) and not pd.isna(t) for t, d in zip(found["trained_on"], found["data"]))
+
+
+def verdict(found: pd.DataFrame) -> str:
+    return imported_text.say_imported_verdict(imported_text.find_imported(found))
+
+
 def only_imported(found: pd.DataFrame, runs: RunSet) -> bool:
     """Every run with readable rows holds imported weights: nothing here was trained, so there are no curves."""
     return len(found) > 0 and set(found["run"]) == set(runs.frame["run"])

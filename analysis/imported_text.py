@@ -136,3 +136,17 @@ def say_their_constructions(found: list[TheirConstructions]) -> str:
 
 def their_constructions_paragraph(rows: pd.DataFrame, profile: pd.DataFrame) -> str:
     return say_their_constructions(find_their_constructions(rows, profile))
+
+
+def say_imported_verdict(f: ImportedFinding) -> str:
+    """The verdict for imported weights evaluated on other data than they were trained on: the degradation problem is
+    about training, and their error here is not the error they were trained to, so no verdict from it; the source's
+    own numbers say it (the section below)."""
+    first = f.nets[0]
+    theirs = "" if first.theirs_train is None else f" against {first.theirs_train:g}% by the source on its own data"
+    return (f"**Verdict: not judged from these evaluations.** The weights were trained on "
+            f"{'; '.join(map(str, f.trained_on))} and are evaluated here on {', '.join(map(str, f.evaluated_on))}, "
+            f"other images: a training error here is not the error the net was trained to ({first.net}: "
+            f"{pct(first.train)} here{theirs}), so comparing depths here measures how the nets carry over, not how "
+            "they trained. The source's own numbers, beside each net below, are the ones to judge the degradation "
+            "problem by.")

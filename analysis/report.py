@@ -141,7 +141,13 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
     families = list(dict.fromkeys(frame["family"]))
     paper_present = PAPER_FAMILY in families and not figures.select(frame, PAPER_FAMILY).empty
     blocks = [("h", 1, TITLE)]
-    if paper_present:
+    weights = imported.scan(runs_dir, runset)
+    # imported weights only (experiments.pretrained): one evaluation a run, no curves; their section leads, with Figure
+    # 7 and the inspection in it
+    fully_trained = imported.only_imported(weights, runset)
+    if fully_trained and imported.elsewhere(weights):  # evaluated on other data: no verdict from those numbers
+        blocks.append(("p", imported.verdict(weights)))
+    elif paper_present:
         blocks.append(("p", degradation_text.verdict(table)))
     else:
         blocks.append(("p", "**Verdict on the paper's nets: cannot judge**: no run of them "
@@ -152,10 +158,6 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
     blocks.append(("p", _status_line(runset, runs_dir)))
     if choice.note:
         blocks.append(("p", choice.note))
-    weights = imported.scan(runs_dir, runset)
-    # imported weights only (experiments.pretrained): one evaluation a run, no curves; their section leads, with Figure
-    # 7 and the inspection in it
-    fully_trained = imported.only_imported(weights, runset)
     if fully_trained:
         section, files = imported.report_blocks(runs_dir, out_dir, runset, table, weights)
         blocks += section

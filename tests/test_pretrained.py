@@ -220,6 +220,9 @@ def test_the_report_leads_with_their_section_and_draws_no_curves(imported, tmp_p
     plain20 = float(list(csv.DictReader((imported[1] / "runs" / "plainnet20" / METRICS.file).open()))[0]["test_err"])
     assert f"plain-20 {plain20:.2f}% vs 9.69% ({plain20 - 9.69:+.2f})" in md
     assert (out / "fig7.png").exists() and not (out / "fig6.png").exists() and "gradients" not in md.lower()
+    # evaluated on other images than they were trained on: no verdict from this harness's numbers
+    assert md.splitlines()[2].startswith("**Verdict: not judged from these evaluations.** The weights were trained on the "
+                                         "original CIFAR-10") and "**Verdict: not reproduced" not in md
 
 
 def snapshot(root):
