@@ -7,7 +7,9 @@ the files hold is declared once, in `runformat`, which both sides import.
 inputs (the reading rules for files from elsewhere), outputs (every file written whole, all at once),
 load (files -> one tidy frame), families (a family's label and title, from run.json), tables (Table 6
 + peers.csv, the paper's and reproductions' numbers), figures (Fig. 1, Fig. 6, error vs depth), text
-(findings from the numbers, and the sentences that word them), provenance (protocol, data, machines),
+(the prose's shared vocabulary: comparisons, trends) with the findings and their sentences by concern in
+degradation_text (the verdict, Fig. 1, Fig. 6, error vs depth), paper_text (Table 6 against the paper), probes_text
+and imported_text, provenance (protocol, data, machines),
 probes_figures (Fig. 7 layer responses, gradient norms), inspection and inspection_text (why depth hurts
 plain nets, from the files experiments/inspect.py writes after training: the constructed deeper net, runs started
 from it, block ratios, the lesion study), reference (which reference runs to draw dotted beneath the user's,

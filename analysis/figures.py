@@ -12,6 +12,7 @@ import itertools
 import math
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 
 # Figures are built as plain `Figure` objects, not through pyplot: no backend to choose (savefig
@@ -25,17 +26,26 @@ from runformat import PAPER_FAMILY
 from . import families, outputs
 from .load import from_scratch
 from .reference import Reference
-from .tables import load_peers, summarise
+from .tables import load_peers, paper_length, summarise
 
-ITER_UNIT = 1e4  # the paper's x axis: "iter. (1e4)"
 PAPER_YMAX = 20.0  # Fig. 1 and Fig. 6 show 0-20 % error
-# Fixed colours for the paper's depths, so a depth looks the same in every figure.
-DEPTH_COLOURS = {20: "tab:orange", 32: "tab:blue", 44: "tab:green", 56: "tab:red",
-                 110: "tab:purple", 1202: "tab:brown"}
-SPARE_COLOURS = ["tab:cyan", "tab:olive", "tab:pink", "tab:gray", "black", "gold"]
+# One palette, one meaning, in every figure: colour = depth; plain vs ResNet by line style (dashed / solid) or panel.
+# Okabe & Ito's colour-blind-safe set, in an order whose neighbours contrast (no orange beside red).
+PALETTE = ["#0072B2", "#009E73", "#E69F00", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442"]
+DEPTH_COLOURS = dict(zip((20, 32, 44, 56, 110, 1202), PALETTE))  # the paper's depths look the same everywhere
+SERIES_STYLES = {False: ("--", "o"), True: ("-", "s")}  # plain, residual: line style and marker
+SERIES_GREY = {False: "0.45", True: "black"}  # a line across depths (error against depth) has no one depth's colour
 # A reference curve sits beneath the user's (default lines are at zorder 2, the min-max shading at 1) and is thinner,
 # so that where the two agree the user's curve is the one seen.
 REFERENCE_ZORDER, REFERENCE_WIDTH = 1.5, 0.6
+THOUSANDS_FROM = 2000  # runs this long are read in thousands of iterations (the paper's 64k); shorter ones as counted
+
+
+def iteration_axis(last) -> tuple[float, str]:
+    """(divisor, x label) for curves whose last iteration is `last`: honest units, never "(1e4)" over ticks 0-0.1."""
+    if math.isfinite(float(last)) and float(last) >= THOUSANDS_FROM:
+        return 1e3, "iterations (thousands)"
+    return 1.0, "iterations"
 
 
 class NothingToPlot(ValueError):
@@ -51,27 +61,29 @@ def select(frame: pd.DataFrame, family: str) -> pd.DataFrame:
 
 
 def depth_colours(depths) -> dict:
-    spare = itertools.cycle(SPARE_COLOURS)  # any number of depths: colours repeat rather than run out
+    """{depth: colour}: the paper's depths their own colours, others (another family's) the palette in order of depth,
+    repeating rather than running out."""
+    spare = itertools.cycle(PALETTE)
     return {d: DEPTH_COLOURS[d] if d in DEPTH_COLOURS else next(spare) for d in sorted(set(depths))}
 
 
-def _mean_curve(runs: pd.DataFrame, column: str):
+def _mean_curve(runs: pd.DataFrame, column: str, unit: float):
     wide = runs.pivot_table(index="iteration", columns="run", values=column, aggfunc="mean")
-    return wide.index.to_numpy() / ITER_UNIT, wide.mean(axis=1), wide.min(axis=1), wide.max(axis=1)
+    return wide.index.to_numpy() / unit, wide.mean(axis=1), wide.min(axis=1), wide.max(axis=1)
 
 
-def _draw_net(ax, rows: pd.DataFrame, column: str, colour, style: str, width: float) -> list:
+def _draw_net(ax, rows: pd.DataFrame, column: str, colour, style: str, width: float, unit: float) -> list:
     """Draw one net's curve; return the y values that must stay visible (for the y limit)."""
     finished = rows[rows["finished"].astype(bool)]
     ends = []
     if len(finished):
-        x, mean, low, high = _mean_curve(finished, column)
+        x, mean, low, high = _mean_curve(finished, column, unit)
         ax.plot(x, mean, color=colour, linestyle=style, linewidth=width)
         if finished["run"].nunique() > 1:
             ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
         ends.append(mean.iloc[-1])
     for _, run in rows[~rows["finished"].astype(bool)].groupby("run"):
-        ax.plot(run["iteration"] / ITER_UNIT, run[column], color=colour, linestyle=style,
+        ax.plot(run["iteration"] / unit, run[column], color=colour, linestyle=style,
                 linewidth=width * 0.6, alpha=0.35)
         if finished.empty:
             ends.append(run[column].iloc[-1])
@@ -79,14 +91,14 @@ def _draw_net(ax, rows: pd.DataFrame, column: str, colour, style: str, width: fl
 
 
 def _draw_reference(ax, reference: Reference | None, net_rows: pd.DataFrame, column: str, colour,
-                    width: float) -> bool:
+                    width: float, unit: float) -> bool:
     """Draw the reference's curve of the net in `net_rows` (mean over its completed runs); whether it has one."""
     if reference is None:
         return False
     rows = reference.curve_rows(net_rows["family"].iloc[0], net_rows["net"].iloc[0])
     if rows.empty:
         return False
-    x, mean, _, _ = _mean_curve(rows, column)
+    x, mean, _, _ = _mean_curve(rows, column, unit)
     ax.plot(x, mean, color=colour, linestyle=":", linewidth=width * REFERENCE_WIDTH, zorder=REFERENCE_ZORDER)
     return True
 
@@ -109,7 +121,7 @@ def _legend(ax, rows: pd.DataFrame, colours: dict, reference: Reference | None =
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False)
 
 
-def _limits(axes, ends, rows: pd.DataFrame) -> bool:
+def _limits(axes, ends, rows: pd.DataFrame, unit: float) -> bool:
     """The paper's 0-20 %, unless a curve ends above it (e.g. a short CPU run): then show all of
     every curve. Same limits on every panel, as in the paper. Returns whether it widened."""
     # the loader keeps inf and nan out of the frame; a limit is finite whatever reaches this all the same
@@ -122,7 +134,7 @@ def _limits(axes, ends, rows: pd.DataFrame) -> bool:
     for ax in axes:
         ax.set_ylim(0, top)
         last = float(rows["iteration"].max())
-        ax.set_xlim(0, last / ITER_UNIT * 1.02 if math.isfinite(last) and last > 0 else 1.0)
+        ax.set_xlim(0, last / unit * 1.02 if math.isfinite(last) and last > 0 else 1.0)
     return widened
 
 
@@ -141,16 +153,29 @@ def _notes(rows: pd.DataFrame, widened: bool) -> str:
     return "; ".join(notes)
 
 
+def fig1_depths(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> tuple:
+    """The two plain nets' depths Figure 1 draws: the paper's 20 and 56 when both ran, else the shallowest and the
+    deepest present (what the report's heading and paragraph name too)."""
+    plain = select(frame, family)
+    present = sorted(int(d) for d in plain.loc[~plain["residual"].astype(bool), "depth"].unique())
+    paper_pair = family == PAPER_FAMILY and {20, 56} <= set(present)
+    return (20, 56) if paper_pair else tuple(present[:1] + present[-1:])
+
+
+def fig1_heading(frame: pd.DataFrame, family: str = PAPER_FAMILY) -> str:
+    depths = fig1_depths(frame, family)
+    if len(set(depths)) < 2:
+        return "Figure 1: the shallowest vs the deepest plain net"
+    fam = families.in_frame(frame, family)
+    return f"Figure 1: {' vs '.join(fam.net(d, False) for d in depths)}"
+
+
 def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None,
                reference: Reference | None = None) -> Figure:
     fam = families.in_frame(frame, family)
     plain = select(frame, family)
     plain = plain[~plain["residual"].astype(bool)]
-    if depths is None:
-        present = sorted(plain["depth"].unique())
-        # the paper's pair when both ran, else the shallowest and the deepest plain nets present
-        paper_pair = family == PAPER_FAMILY and {20, 56} <= set(present)
-        depths = (20, 56) if paper_pair else tuple(present[:1] + present[-1:])
+    depths = fig1_depths(frame, family) if depths is None else depths
     wanted = [fam.net(d, False) for d in depths]
     missing = [name for name, d in zip(wanted, depths) if d not in set(plain["depth"])]
     if missing or len(set(depths)) < 2:
@@ -158,6 +183,7 @@ def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None,
                             f"present: {', '.join(wanted) or 'none'}")
     rows = plain[plain["depth"].isin(depths)]
     colours = depth_colours(depths)
+    unit, xlabel = iteration_axis(rows["iteration"].max())
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
     ends = []
@@ -166,14 +192,14 @@ def fig1_plain(frame: pd.DataFrame, family: str = PAPER_FAMILY, depths=None,
         drawn = False
         for net_rows in _by_depth(rows):
             colour = colours[int(net_rows["depth"].iloc[0])]
-            drawn |= _draw_reference(ax, reference, net_rows, column, colour, 1.6)
-            ends += _draw_net(ax, net_rows, column, colour, "-", 1.6)
-        ax.set_xlabel("iter. (1e4)")
+            drawn |= _draw_reference(ax, reference, net_rows, column, colour, 1.6, unit)
+            ends += _draw_net(ax, net_rows, column, colour, "-", 1.6, unit)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(what)
         ax.set_title(what.split(" (")[0])
         ax.grid(alpha=0.3)
         _legend(ax, rows, colours, reference if drawn else None)
-    widened = _limits(axes, ends, rows)
+    widened = _limits(axes, ends, rows, unit)
     title = f"Figure 1 (He et al. 2016) on CIFAR-10: {' vs '.join(wanted)}"
     if family != PAPER_FAMILY:
         title += f" - {fam.title}"
@@ -187,6 +213,7 @@ def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Reference |
     if rows.empty:
         raise NothingToPlot(f"Figure 6: no {fam.title} runs")
     colours = depth_colours(rows["depth"].unique())  # same colour per depth in both panels
+    unit, xlabel = iteration_axis(rows["iteration"].max())
     fig = Figure(figsize=(12, 5.2), layout="constrained")
     axes = fig.subplots(1, 2)
     ends = []
@@ -195,18 +222,18 @@ def fig6(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Reference |
         for net_rows in _by_depth(panel):
             colour = colours[int(net_rows["depth"].iloc[0])]
             for column, width in (("train_err", 1.2), ("test_err", 2.4)):
-                drawn |= _draw_reference(ax, reference, net_rows, column, colour, width)
+                drawn |= _draw_reference(ax, reference, net_rows, column, colour, width, unit)
             # Fig. 6: dashed = training error, bold = test error
-            ends += _draw_net(ax, net_rows, "train_err", colour, "--", 1.2)
-            ends += _draw_net(ax, net_rows, "test_err", colour, "-", 2.4)
+            ends += _draw_net(ax, net_rows, "train_err", colour, "--", 1.2, unit)
+            ends += _draw_net(ax, net_rows, "test_err", colour, "-", 2.4, unit)
         name = fam.plural(residual)
         ax.set_title(name if len(panel) else f"{name}: no runs")
-        ax.set_xlabel("iter. (1e4)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("error (%)")
         ax.grid(alpha=0.3)
         if len(panel):
             _legend(ax, panel, colours, reference if drawn else None)
-    widened = _limits(axes, ends, rows)
+    widened = _limits(axes, ends, rows, unit)
     title = "Figure 6 (He et al. 2016) on CIFAR-10: dashed = training error, bold = test error"
     if family != PAPER_FAMILY:
         title = f"{fam.title}: Figure-6 style; dashed = training error, bold = test error"
@@ -223,16 +250,20 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Refe
     theirs = reference.finals() if reference is not None else table.iloc[0:0]
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
-    styles = {False: ("tab:red", "o"), True: ("tab:blue", "s")}
+    colours = depth_colours(table["depth"])
     for ax, column, what in [(axes[0], "train_err", "final training error (%)"),
                              (axes[1], "test_err", "final test error (%)")]:
-        for residual, (colour, marker) in styles.items():
+        for residual, (style, marker) in SERIES_STYLES.items():
             part = table[table["residual"] == residual].sort_values("depth")
             if part.empty:
                 continue
+            colour = SERIES_GREY[residual]
             ax.errorbar(part["depth"], part[f"{column}_mean"],
-                        yerr=part[f"{column}_std"].fillna(0.0), color=colour, marker=marker,
-                        capsize=4, linewidth=1.6, label=fam.series(residual))
+                        yerr=part[f"{column}_std"].fillna(0.0), color=colour, marker=marker, linestyle=style,
+                        markersize=8, capsize=4, linewidth=1.6, label=fam.series(residual))
+            # each depth's point in that depth's colour, as its curves elsewhere
+            ax.scatter(part["depth"], part[f"{column}_mean"], c=[colours[d] for d in part["depth"]], marker=marker,
+                       s=30, zorder=3)
             for _, r in part[part["from_unfinished"]].iterrows():
                 ax.annotate("unfinished", (r["depth"], r[f"{column}_mean"]),
                             textcoords="offset points", xytext=(4, 6), fontsize=8, color=colour)
@@ -242,8 +273,8 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Refe
                 ax.plot(ref["depth"], ref[f"{column}_mean"], color=colour, marker=marker, markerfacecolor="none",
                         linestyle=":", linewidth=1.6 * REFERENCE_WIDTH, zorder=REFERENCE_ZORDER,
                         label=f"{fam.series(residual)}: {reference.label}")
-        if column == "test_err" and family == PAPER_FAMILY:
-            _paper_points(ax, table)
+        if column == "test_err" and family == PAPER_FAMILY:  # only beside runs as long as the paper's
+            _paper_points(ax, table[paper_length(table)])
         ax.set_xticks(sorted(table["depth"].unique()))
         ax.set_xlabel("depth (weighted layers)")
         ax.set_ylabel(what)
@@ -278,8 +309,16 @@ def _paper_points(ax, table: pd.DataFrame) -> None:
                     capsize=3, zorder=4, label="plain, read off paper Fig. 6 (approx.)")
 
 
+# A redraw of unchanged data writes the same bytes (no diff in a committed report): no date in the files, and the SVG's
+# element ids hashed with a fixed salt instead of a random one.
+SVG_RC = {"svg.hashsalt": "analysis"}
+NO_DATE = {"svg": {"Date": None}, "png": {}}
+
+
 def save(fig: Figure, out_dir, stem: str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(exist_ok=True)  # not its parents: a report's folder removed mid-write is an error, not made again
-    return [outputs.save_figure(fig, out_dir / f"{stem}.png", dpi=200, bbox_inches="tight"),
-            outputs.save_figure(fig, out_dir / f"{stem}.svg", bbox_inches="tight")]
+    with matplotlib.rc_context(SVG_RC):
+        return [outputs.save_figure(fig, out_dir / f"{stem}.png", dpi=200, bbox_inches="tight",
+                                    metadata=NO_DATE["png"]),
+                outputs.save_figure(fig, out_dir / f"{stem}.svg", bbox_inches="tight", metadata=NO_DATE["svg"])]

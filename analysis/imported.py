@@ -16,7 +16,7 @@ import pandas as pd
 
 from runformat import CONSTRUCTED, LAYER_STATS, PAPER_FAMILY
 
-from . import inspection, probes_figures, text
+from . import imported_text, inspection, probes_figures, probes_text
 from .figures import NothingToPlot, save, select
 from .load import RunSet, read_meta, run_dirs
 from .reference import data_name
@@ -45,6 +45,15 @@ def scan(runs_dir, runs: RunSet) -> pd.DataFrame:
     return frame.sort_values(["residual", "depth", "run"], ignore_index=True)
 
 
+def elsewhere(found: pd.DataFrame) -> bool:
+    """The imported weights are evaluated here on other data than they were trained on (their source says which)."""
+    return len(found) > 0 and any(str(t) != str(d) and not pd.isna(t) for t, d in zip(found["trained_on"], found["data"]))
+
+
+def verdict(found: pd.DataFrame) -> str:
+    return imported_text.say_imported_verdict(imported_text.find_imported(found))
+
+
 def only_imported(found: pd.DataFrame, runs: RunSet) -> bool:
     """Every run with readable rows holds imported weights: nothing here was trained, so there are no curves."""
     return len(found) > 0 and set(found["run"]) == set(runs.frame["run"])
@@ -52,7 +61,7 @@ def only_imported(found: pd.DataFrame, runs: RunSet) -> bool:
 
 def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame, found: pd.DataFrame) -> tuple[list, list[Path]]:
     """The section: what the weights are and score here, Figure 7 of every depth, the inspection beneath it."""
-    blocks = [("h", 2, HEADING), ("p", text.imported_paragraph(found)),
+    blocks = [("h", 2, HEADING), ("p", imported_text.imported_paragraph(found)),
               ("table", ["net", "file", "epoch", "test err. here (%)", "theirs (%)", "difference",
                          "train err. here (%)", "theirs (%)"],
                [[r["net"], f"`{r['file']}`", _int(r["epoch"]), f"{r['test_err']:.2f}", _num(r["source_test_err"]),
@@ -60,7 +69,7 @@ def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame, found: p
                 for _, r in found.iterrows()])]
     constructed = inspection.constructed_profile(select(inspection.scan_inspection(runs_dir, runs).frame(CONSTRUCTED),
                                                         PAPER_FAMILY))
-    theirs = text.their_constructions_paragraph(found, constructed)
+    theirs = imported_text.their_constructions_paragraph(found, constructed)
     if theirs:
         blocks.append(("p", theirs))
     written: list = []
@@ -74,7 +83,7 @@ def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame, found: p
         fig = probes_figures.fig7(stats.frame, PAPER_FAMILY, depths)
         written += save(fig, out_dir, "fig7")
         blocks += [("img", "fig7.png", heading),
-                   ("p", text.fig7_paragraph(probes_figures.final_profile(select(stats.frame, PAPER_FAMILY))))]
+                   ("p", probes_text.fig7_paragraph(probes_figures.final_profile(select(stats.frame, PAPER_FAMILY))))]
     except NothingToPlot as why:
         blocks.append(("p", f"Figure skipped: {why}."))
     more, files = inspection.report_blocks(runs_dir, out_dir, runs, table, level=3)

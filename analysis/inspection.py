@@ -17,14 +17,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from runformat import BLOCK_RATIOS, CONSTRUCTED, IDENTITY_NUMERIC, INSPECTION_TABLES, LESION, PAPER_FAMILY, Status, Table
+from runformat import (
+    BLOCK_RATIOS,
+    CHECKPOINT,
+    CONSTRUCTED,
+    IDENTITY_NUMERIC,
+    INSPECTION_TABLES,
+    LESION,
+    PAPER_FAMILY,
+    Status,
+    Table,
+)
 
 from . import families
 from . import inspection_text as words
-from .figures import ITER_UNIT, NothingToPlot, depth_colours, save, select
+from .figures import SERIES_STYLES, NothingToPlot, depth_colours, iteration_axis, save, select
 from .load import RunSet, name_nets, read_csv, read_meta, run_dirs, run_name, scan_runs
 
-STYLES = {False: ("tab:red", "--", "o"), True: ("tab:blue", "-", "s")}  # plain, residual: as the degradation figure
 PER_NET = ["family", "family_label", "family_title", "net", "depth", "residual", "shortcut"]
 
 
@@ -33,6 +42,7 @@ class InspectionSet:
     tables: dict                                       # file -> every run's rows, with run, family and net
     starts: pd.DataFrame                               # one row per run started with init.from: start_* numbers
     missing: list[str] = field(default_factory=list)   # completed runs without inspection files, and why
+    no_weights: list[str] = field(default_factory=list)  # completed runs never inspected whose weights are not here
     problems: list[str] = field(default_factory=list)  # what was skipped or repaired while reading, and why
 
     def frame(self, table: Table) -> pd.DataFrame:
@@ -44,7 +54,7 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
     runs_dir = Path(runs_dir)
     runs = scan_runs(runs_dir, warn=False) if runs is None else runs
     found: dict = {t.file: [] for t in INSPECTION_TABLES}
-    starts, missing, problems = [], [], []
+    starts, missing, problems, no_weights = [], [], [], []
     net_of = dict(zip(runs.runs["run"], runs.runs["net"]))
     for run_dir in run_dirs(runs_dir) if runs_dir.is_dir() else []:
         name = run_name(run_dir)
@@ -59,8 +69,11 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
                 problems += [f"{name}: {p}" for p in run_problems]
                 if rows is not None and len(rows):
                     found[t.file].append(rows.assign(run=name))
-        why = _why_not(meta, [t.file for t in INSPECTION_TABLES if (run_dir / t.file).exists()])
-        if why:
+        present = [t.file for t in INSPECTION_TABLES if (run_dir / t.file).exists()]
+        why = _why_not(meta, present)
+        if why and meta.inspection is None and not present and not (run_dir / CHECKPOINT).exists():
+            no_weights.append(name)  # by design (a copied or committed run keeps no weights): one line, not one each
+        elif why:
             missing.append(f"`{name}`: {why}")
         start = meta.init.get("start")
         # the report's sentence needs the constructed and the shallow net's test errors; the rest may be missing
@@ -70,7 +83,7 @@ def scan_inspection(runs_dir, runs: RunSet | None = None) -> InspectionSet:
     tables = {t.file: name_nets(pd.concat(found[t.file], ignore_index=True), runs.families, runs.variants) if found[t.file]
               else pd.DataFrame(columns=["run", *t.columns, *PER_NET[:4]]) for t in INSPECTION_TABLES}
     starts = pd.DataFrame(starts, columns=["run", "net", "source_run", *(f"start_{c}" for c in CONSTRUCTED.numeric)])
-    return InspectionSet(tables, starts, missing, problems)
+    return InspectionSet(tables, starts, missing, no_weights=no_weights, problems=problems)
 
 
 def _why_not(meta, present: list) -> str:
@@ -150,14 +163,16 @@ def block_ratios(frame: pd.DataFrame, family: str) -> Figure:
                             f"{families.in_frame(frame, family).title}")
     prof = per_block(rows, ["change_ratio", "branch_ratio"])
     fig, panels = _by_depth(prof, "block index")
+    colours = depth_colours(prof["depth"])
     for ax, at in panels:
         for g in _nets(at):
             residual = bool(g["residual"].iloc[0])
-            colour, style, marker = STYLES[residual]
+            colour, (style, marker) = colours[int(g["depth"].iloc[0])], SERIES_STYLES[residual]
             ax.plot(g["block"], g["change_ratio"], color=colour, linestyle=style, marker=marker, markersize=3,
                     label=f"{g['net'].iloc[0]}: ||block(x) − x|| / ||x||")
             if residual:
-                ax.plot(g["block"], g["branch_ratio"], color=colour, linestyle=":", linewidth=1.6,
+                ax.plot(g["block"], g["branch_ratio"], color=colour, linestyle=":", linewidth=1.6, marker="s",
+                        markersize=3, markerfacecolor="none",
                         label=f"{g['net'].iloc[0]}: ||F(x)|| / ||x||")
         _downsampling(ax, at)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=8)
@@ -182,13 +197,14 @@ def lesion(frame: pd.DataFrame, family: str) -> Figure:
         raise NothingToPlot(f"lesion study: no {LESION.file} rows for {families.in_frame(frame, family).title}")
     prof = per_block(rows, ["test_err", "intact_test_err"])
     fig, panels = _by_depth(prof, "deleted block")
+    colours = depth_colours(prof["depth"])
     for ax, at in panels:
         for g in _nets(at):
-            colour, style, marker = STYLES[bool(g["residual"].iloc[0])]
+            colour, (style, marker) = colours[int(g["depth"].iloc[0])], SERIES_STYLES[bool(g["residual"].iloc[0])]
             net = g["net"].iloc[0]
             ax.plot(g["block"], g["test_err"], color=colour, linestyle=style, marker=marker, markersize=3,
                     label=f"{net}, one block deleted")
-            ax.axhline(g["intact_test_err"].mean(), color=colour, linestyle=":", linewidth=1.2,
+            ax.axhline(g["intact_test_err"].mean(), color=colour, linestyle=style, linewidth=0.8, alpha=0.6,
                        label=f"{net}, intact")
         _downsampling(ax, at)
         ax.set_ylim(0, 100)
@@ -200,10 +216,10 @@ def lesion(frame: pd.DataFrame, family: str) -> Figure:
     return fig
 
 
-def _curve(rows: pd.DataFrame, column: str):
+def _curve(rows: pd.DataFrame, column: str, unit: float):
     done = rows[rows["finished"].astype(bool)]
     wide = (done if len(done) else rows).pivot_table(index="iteration", columns="run", values=column, aggfunc="mean")
-    return wide.index.to_numpy() / ITER_UNIT, wide.mean(axis=1).to_numpy()
+    return wide.index.to_numpy() / unit, wide.mean(axis=1).to_numpy()
 
 
 def init_runs(frame: pd.DataFrame, starts: pd.DataFrame, family: str) -> Figure:
@@ -215,6 +231,7 @@ def init_runs(frame: pd.DataFrame, starts: pd.DataFrame, family: str) -> Figure:
     fam = families.in_frame(frame, family)
     scratch = frame[(frame["family"] == family) & frame["init_depth"].isna()]
     nets = sorted(set(rows["net"]), key=lambda n: (n.startswith(fam.series(True)), n))
+    unit, xlabel = iteration_axis(rows["iteration"].max())
     fig = Figure(figsize=(11, 4.2 * len(nets)), layout="constrained")
     axes = fig.subplots(len(nets), 2, squeeze=False)
     for (left, right), net in zip(axes, nets):
@@ -222,15 +239,16 @@ def init_runs(frame: pd.DataFrame, starts: pd.DataFrame, family: str) -> Figure:
         first = own.iloc[0]
         deep, shallow = int(first["depth"]), int(first["init_depth"])
         colours = depth_colours([deep, shallow])
+        # colour = depth: the run started from the shallow net is of the deep net's depth, told apart by dash-dots
         lines = [(fam.net(shallow, first["residual"], first["shortcut"]), colours[shallow], "-"),
-                 (fam.net(deep, first["residual"], first["shortcut"]), colours[deep], "-"), (net, "black", "-")]
+                 (fam.net(deep, first["residual"], first["shortcut"]), colours[deep], "-"), (net, colours[deep], "-.")]
         start = starts[starts["net"] == net]
         for ax, column, what in [(left, "train_err", "training error (%)"), (right, "test_err", "test error (%)")]:
             for name, colour, style in lines:
                 part = own if name == net else scratch[scratch["net"] == name]
                 if not len(part):
                     continue
-                x, y = _curve(part, column)
+                x, y = _curve(part, column, unit)
                 y0 = start[f"start_{'train' if column == 'train_err' else 'test'}_err_deep"].astype(float).mean()
                 if name == net and np.isfinite(y0):  # from where it started: the constructed net before the first step
                     x, y = np.r_[0.0, x], np.r_[y0, y]
@@ -239,7 +257,7 @@ def init_runs(frame: pd.DataFrame, starts: pd.DataFrame, family: str) -> Figure:
                                                                  if column == "train_err" else ""))
                 ax.plot(x, y, color=colour, linestyle=style, linewidth=2.2 if name == net else 1.4,
                         label=name + ("" if name == net else " (from scratch)"))
-            ax.set_xlabel("iter. (1e4)")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(what)
             ax.set_title(f"{net}: {what.split(' (')[0]}")
             ax.set_ylim(0, 100)
@@ -303,6 +321,10 @@ def report_blocks(runs_dir, out_dir, runs: RunSet, table: pd.DataFrame, level: i
                 continue
             written += save(fig, out_dir, stem + name)
             blocks += [("img", f"{stem}{name}.png", prefix + heading), ("p", describe(family))]
+    if found.no_weights:
+        blocks.append(("p", f"{len(found.no_weights)} completed run(s) have no inspection files and no weights here "
+                       f"({CHECKPOINT} is not kept when a run is copied or committed), so they cannot be inspected "
+                       "here: " + ", ".join(f"`{n}`" for n in found.no_weights) + "."))
     if found.missing:
         blocks += [("p", "Completed runs without (some) inspection files, and why:"), ("ul", found.missing)]
     if found.problems:

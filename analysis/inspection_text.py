@@ -146,8 +146,9 @@ def say_constructions(f: ConstructionFinding | None) -> str:
                    f"error is {h.shallow}'s too.")
         if h.scratch_train is not None and h.shallow_final_train is not None:
             word = "higher" if h.missed else "no higher"
-            out.append(f"Trained from scratch, {h.deep} ends with {word} training error than {h.shallow}: "
-                       f"{pct(h.scratch_train)} vs {pct(h.shallow_final_train)} (test error {pct(h.scratch_test)}).")
+            # the two nets' final errors are in the table above (and the verdict): not said again
+            out.append(f"Trained from scratch, {h.deep} ends with {word} training error than {h.shallow} (the table "
+                       "above).")
         else:
             out.append(f"No {h.deep} trained from scratch here to compare with.")
     r = f.residual_headline

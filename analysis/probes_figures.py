@@ -23,13 +23,12 @@ from matplotlib.figure import Figure
 
 from runformat import GRAD_NORMS, LAYER_STATS, PAPER_FAMILY, Table
 
-from . import families, text
-from .figures import NothingToPlot, depth_colours, save, select
+from . import families, probes_text
+from .figures import SERIES_STYLES, NothingToPlot, depth_colours, save, select
 from .load import RunSet, has_files, name_nets, read_csv, read_meta, run_dirs, run_name, scan_runs
 
 FIG7_DEPTHS = (20, 56, 110)  # the nets of the paper's Fig. 7
 EDGE_LAYERS = 5  # first / last layers compared for vanishing gradients
-PLAIN_STYLE, RES_STYLE = "--", "-"
 
 
 @dataclass
@@ -193,7 +192,7 @@ def _style(p: pd.DataFrame, colours: dict) -> dict:
     # colour by depth as in fig6; plain dashed, ResNet solid
     residual = bool(p["residual"].iloc[0])
     unfinished = bool(p["unfinished"].iloc[0])
-    return {"color": colours[int(p["depth"].iloc[0])], "linestyle": RES_STYLE if residual else PLAIN_STYLE,
+    return {"color": colours[int(p["depth"].iloc[0])], "linestyle": SERIES_STYLES[residual][0],
             "linewidth": 1.8 if residual else 1.4, "alpha": 0.5 if unfinished else 1.0,
             "label": p["net"].iloc[0] + (" (unfinished)" if unfinished else "")}
 
@@ -305,9 +304,9 @@ def report_blocks(runs_dir, out_dir, runs: RunSet | None = None) -> tuple[list, 
     names.sort(key=lambda f: f != PAPER_FAMILY)  # the paper's nets first
     blocks, written = [], []
     sections = [("Figure 7: standard deviations of the layer responses", "fig7", stats, fig7,
-                 lambda f: text.fig7_paragraph(final_profile(select(stats.frame, f)))),
+                 lambda f: probes_text.fig7_paragraph(final_profile(select(stats.frame, f)))),
                 ("Gradient norms by layer, early vs late in training", "gradients", grads, gradients,
-                 lambda f: text.gradients_paragraph(
+                 lambda f: probes_text.gradients_paragraph(
                      gradient_ratios(select(grads.frame, f)),
                      gradient_ratios(select(grads.frame, f), kind="input")))]
     for heading, stem, probes, draw, describe in sections:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from runformat import PAPER_FAMILY
 
-from . import figures, imported, inspection, outputs, probes_figures, reference, text
+from . import degradation_text, figures, imported, inspection, outputs, paper_text, probes_figures, reference, text
 from .inputs import shown
 from .load import RunSet, scan_runs
 from .provenance import header_line, machine_lines
@@ -141,21 +141,23 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
     families = list(dict.fromkeys(frame["family"]))
     paper_present = PAPER_FAMILY in families and not figures.select(frame, PAPER_FAMILY).empty
     blocks = [("h", 1, TITLE)]
-    if paper_present:
-        blocks.append(("p", text.verdict(table)))
+    weights = imported.scan(runs_dir, runset)
+    # imported weights only (experiments.pretrained): one evaluation a run, no curves; their section leads, with Figure
+    # 7 and the inspection in it
+    fully_trained = imported.only_imported(weights, runset)
+    if fully_trained and imported.elsewhere(weights):  # evaluated on other data: no verdict from those numbers
+        blocks.append(("p", imported.verdict(weights)))
+    elif paper_present:
+        blocks.append(("p", degradation_text.verdict(table)))
     else:
         blocks.append(("p", "**Verdict on the paper's nets: cannot judge**: no run of them "
                        f"(`{PAPER_FAMILY}`); only {', '.join(families)}."))
     for family in families:
         if family != PAPER_FAMILY:
-            blocks.append(("p", text.family_verdict(table, family)))
+            blocks.append(("p", degradation_text.family_verdict(table, family)))
     blocks.append(("p", _status_line(runset, runs_dir)))
     if choice.note:
         blocks.append(("p", choice.note))
-    weights = imported.scan(runs_dir, runset)
-    # imported weights only (experiments.pretrained): one evaluation a run, no curves; their section leads, with Figure
-    # 7 and the inspection in it
-    fully_trained = imported.only_imported(weights, runset)
     if fully_trained:
         section, files = imported.report_blocks(runs_dir, out_dir, runset, table, weights)
         blocks += section
@@ -164,24 +166,25 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
     sections = []
     if paper_present and not fully_trained:
         sections += [
-            ("Figure 1: plain-20 vs plain-56", "fig1_plain",
-             lambda: figures.fig1_plain(frame, reference=ref), lambda: text.fig1_paragraph(table, frame)),
+            (figures.fig1_heading(frame), "fig1_plain",
+             lambda: figures.fig1_plain(frame, reference=ref), lambda: degradation_text.fig1_paragraph(table, frame)),
             ("Figure 6: training curves, plain vs ResNet", "fig6",
-             lambda: figures.fig6(frame, reference=ref), lambda: text.fig6_paragraph(table)),
+             lambda: figures.fig6(frame, reference=ref), lambda: degradation_text.fig6_paragraph(table)),
         ]
     if paper_present:
-        sections.append(("Final error against depth", "degradation",
-                         lambda: figures.degradation(frame, reference=ref), lambda: text.degradation_paragraph(table)))
+        sections.append(("Final error against depth", "degradation", lambda: figures.degradation(frame, reference=ref),
+                         lambda: degradation_text.degradation_paragraph(table, listed=not fully_trained)))
     for family in families:
         if family == PAPER_FAMILY:
             continue
         name = runset.families[family].title
         sections += [
             (f"{name}: Figure-6 style curves", f"{family}_fig6",
-             lambda f=family: figures.fig6(frame, f, reference=ref), lambda f=family: text.fig6_paragraph(table, f)),
+             lambda f=family: figures.fig6(frame, f, reference=ref),
+             lambda f=family: degradation_text.fig6_paragraph(table, f)),
             (f"{name}: final error against depth", f"{family}_degradation",
              lambda f=family: figures.degradation(frame, f, reference=ref),
-             lambda f=family: text.degradation_paragraph(table, f)),
+             lambda f=family: degradation_text.degradation_paragraph(table, f, listed=True)),
         ]
     for heading, stem, draw, describe in sections:
         blocks.append(("h", 2, heading))
@@ -195,7 +198,7 @@ def _write_report(runset: RunSet, runs_dir: Path, out_dir: Path, depths, choice:
 
     blocks += table6_blocks(table, frame, level=2)
     if paper_present:
-        blocks.append(("p", text.table_paragraph(table)))
+        blocks.append(("p", paper_text.table_paragraph(table)))
     blocks += reference.report_blocks(table, frame, ref)
     if not fully_trained:  # else in their section above
         probe_blocks, probe_files = probes_figures.report_blocks(runs_dir, out_dir, runset)  # Fig. 7, gradients
@@ -236,7 +239,7 @@ def _status_line(runset: RunSet, runs_dir: Path) -> str:
 def _runs_blocks(runset: RunSet, table: pd.DataFrame, depths) -> list:
     runs = runset.runs
     blocks = [("h", 2, "Runs: missing, unfinished and unreadable")]
-    missing = text.missing_cells(table, depths) if depths else []
+    missing = degradation_text.missing_cells(table, depths) if depths else []
     blocks.append(("p", ("Missing cells (no run at all): " + ", ".join(missing) + ".") if missing
                    else "Missing cells: none of the expected nets is missing." if depths
                    else "Missing cells: not checked (no run of the paper's family)."))

@@ -27,6 +27,25 @@ def load_peers(path=PEERS_CSV) -> pd.DataFrame:
     return pd.read_csv(path, encoding="utf-8")
 
 
+PAPER_LENGTH = 0.9  # a net whose runs reach this fraction of the paper's iterations is trained to the paper's length
+
+
+def paper_iterations(peers: pd.DataFrame | None = None) -> int | None:
+    """The paper's training length (Table 6's rows in peers.csv)."""
+    peers = load_peers() if peers is None else peers
+    its = pd.to_numeric(peers.loc[peers["kind"] == "paper_table", "iterations"], errors="coerce").dropna()
+    return int(its.max()) if len(its) else None
+
+
+def paper_length(table: pd.DataFrame, peers: pd.DataFrame | None = None) -> pd.Series:
+    """Per row of a per-net table: trained to the paper's length, so that its errors may sit beside the paper's and
+    the reproductions' (a 1,000-iteration run's gap to 64,000-iteration numbers says nothing)."""
+    its = paper_iterations(peers)
+    if its is None or table.empty:
+        return pd.Series(False, index=table.index)
+    return pd.to_numeric(table["final_iteration"], errors="coerce") >= PAPER_LENGTH * its
+
+
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per net. Completed runs only, unless a net has none (then `from_unfinished`)."""
     columns = ["family", "family_label", "family_title", "net", "residual", "depth", "shortcut", "init_depth", "recipe",
@@ -79,14 +98,17 @@ def table6(frame: pd.DataFrame, peers: pd.DataFrame | None = None) -> pd.DataFra
     table = summarise(frame)
     comparable = table.apply(comparable_with_paper, axis=1).astype(bool) if len(table) else \
         pd.Series(False, index=table.index)
-    # the paper's numbers by net, each table only where the row may sit next to the paper
+    # the paper's numbers by net, each table only where the row may sit next to the paper: its parameter counts for
+    # the same architecture, its errors only for runs as long as its own
     paper = peers[peers["kind"] == "paper_table"].set_index("net")
     readoff = peers[peers["kind"] == "paper_figure_readoff"].set_index("net")
+    table["paper_length"] = paper_length(table, peers) & comparable
     in_table = comparable & table["residual"].astype(bool) & table["net"].isin(paper.index)
     in_figure = comparable & ~table["residual"].astype(bool) & table["net"].isin(readoff.index)
-    table["paper_test_err"] = table["net"].map(paper["test_err"]).where(in_table)
     table["paper_params"] = table["net"].map(paper["params"]).where(in_table).fillna(
         table["net"].map(readoff["params"]).where(in_figure))
+    in_table, in_figure = in_table & table["paper_length"], in_figure & table["paper_length"]
+    table["paper_test_err"] = table["net"].map(paper["test_err"]).where(in_table)
     low, high = (table["net"].map(readoff[c]) for c in ("test_err_low", "test_err_high"))
     table["paper_fig6_readoff"] = [_readoff_text(lo, hi) if ok else ""
                                    for lo, hi, ok in zip(low, high, in_figure)]
@@ -98,7 +120,7 @@ def table6(frame: pd.DataFrame, peers: pd.DataFrame | None = None) -> pd.DataFra
     wide = reproductions.pivot_table(index="net", columns="source", values="test_err", aggfunc="first")
     wide = wide.reindex(columns=sources).add_prefix(PEER_PREFIX)
     table = table.join(wide, on="net")
-    table.loc[~comparable, list(wide.columns)] = np.nan
+    table.loc[~table["paper_length"], list(wide.columns)] = np.nan
     return table
 
 
@@ -133,14 +155,26 @@ def fmt_stat(mean, std, n) -> str:
 def table6_blocks(table: pd.DataFrame, frame: pd.DataFrame, peers: pd.DataFrame | None = None,
                   level: int = 1) -> list:
     peers = load_peers() if peers is None else peers
-    blocks = [("h", level, "Table 6: CIFAR-10 error (%) at the end of training"),
+    paper_nets = len(table) and table.apply(comparable_with_paper, axis=1).any()
+    # "Table 6" only over the paper's nets; another family's runs get a table of their own name
+    title = ("Table 6: CIFAR-10 error (%) at the end of training" if paper_nets
+             else "Final error (%) at the end of training")
+    blocks = [("h", level, title),
               ("p", header_line(frame) + " Errors are those of each run's last epoch: "
                "mean ± sample std (ddof=1) over runs, n = number of runs.")]
     ours = table[table.apply(comparable_with_paper, axis=1)] if len(table) else table
     others = table.drop(ours.index)
     if len(ours):
         blocks += _paper_family_blocks(ours, peers)
-    if len(others):
+    if len(others) and not len(ours) and others["family"].nunique() == 1:
+        # one other family alone: its table, and why no paper number stands beside it said once, not per row
+        fam = others["family_title"].iloc[0]
+        blocks += [("p", f"{fam}: not the paper's nets, so no paper or reproduction number stands beside them."),
+                   ("table", ["net", "test err. (%)", "train err. (%)", "params"],
+                    [[_net_cell(r), fmt_stat(r["test_err_mean"], r["test_err_std"], r["n"]),
+                      fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]), _fmt_params(r["params"])]
+                     for _, r in others.iterrows()])]
+    elif len(others):
         blocks += [("h", level + 1, "Other nets: not comparable with the paper's Table 6"),
                    ("p", "These are not the paper's nets (another model family or another "
                     "shortcut option), so no paper or reproduction number is put next to them."),
@@ -157,6 +191,14 @@ def table6_blocks(table: pd.DataFrame, frame: pd.DataFrame, peers: pd.DataFrame 
 
 
 def _paper_family_blocks(ours: pd.DataFrame, peers: pd.DataFrame) -> list:
+    if not ours["paper_length"].any():  # a short run: its errors beside the paper's would be a gap that says nothing
+        its, last = paper_iterations(peers), ours["final_iteration"].max()
+        rows = [[_net_cell(r), fmt_stat(r["test_err_mean"], r["test_err_std"], r["n"]),
+                 fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]), _params_cell(r)] for _, r in ours.iterrows()]
+        return [("table", ["net", "test err. (%)", "train err. (%)", "params"], rows),
+                ("p", f"No paper or reproduction numbers beside these: those are for {its:,} iterations, these runs "
+                 f"stop at {int(last):,}. ✓: parameter count equals the paper's net (exact count of the option-A "
+                 "architecture; plain nets have the same).")]
     peer_columns = [c for c in ours.columns if c.startswith(PEER_PREFIX) and ours[c].notna().any()]
     header = ["net", "test err. (%)", "train err. (%)", "params", "paper Table 6 [1]"]
     header += [f"{short_source(c[len(PEER_PREFIX):])} [{i + 3}]" for i, c in enumerate(peer_columns)]
@@ -169,14 +211,9 @@ def _paper_family_blocks(ours: pd.DataFrame, peers: pd.DataFrame) -> list:
                 paper += " (best of 5)"
         else:
             paper = "curve only [2]" + (f"; {r['paper_fig6_readoff']}" if r["paper_fig6_readoff"] else "")
-        params = _fmt_params(r["params"])
-        if r["params"] == r["paper_params"]:
-            params += " ✓"
-        elif not pd.isna(r["paper_params"]) and not pd.isna(r["params"]):
-            params += f" (paper {int(r['paper_params']):,})"
         cells = [_net_cell(r),
                  fmt_stat(r["test_err_mean"], r["test_err_std"], r["n"]),
-                 fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]), params, paper]
+                 fmt_stat(r["train_err_mean"], r["train_err_std"], r["n"]), _params_cell(r), paper]
         cells += [_peer_cell(by_source, c[len(PEER_PREFIX):], r["net"]) for c in peer_columns]
         rows.append(cells)
     paper_rows = peers[peers["kind"] == "paper_table"]
@@ -213,6 +250,15 @@ def _peer_cell(by_source: pd.DataFrame, source: str, net: str) -> str:
     if not pd.isna(row["train_err"]):
         text += f" (train {row['train_err']:.2f})"
     return text
+
+
+def _params_cell(r) -> str:
+    params = _fmt_params(r["params"])
+    if r["params"] == r["paper_params"]:
+        return params + " ✓"
+    if not pd.isna(r["paper_params"]) and not pd.isna(r["params"]):
+        return params + f" (paper {int(r['paper_params']):,})"
+    return params
 
 
 def _fmt_params(value) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import figures, report, text
+from analysis import degradation_text, figures, paper_text, report, text
 from analysis.families import PAPER, Family
 from analysis.load import final_rows, load_runs, scan_runs
 from analysis.tables import load_peers, table6
@@ -91,7 +91,8 @@ def test_minimal_schema_is_read_as_the_paper_family(tmp_path):
     table = table6(result.frame).set_index("net")
     assert sorted(table.index) == ["ResNet-56", "plain-20", "plain-56"]
     assert table["n"].eq(1).all() and not table["from_unfinished"].any()
-    assert table.loc["ResNet-56", "test_err_mean"] == 7.0 and table.loc["ResNet-56", "paper_test_err"] == 6.97
+    assert table.loc["ResNet-56", "test_err_mean"] == 7.0 and table.loc["ResNet-56", "paper_params"] == 853018
+    assert pd.isna(table.loc["ResNet-56", "paper_test_err"])  # 1,000 iterations: no gap to the paper's 64,000
 
 
 # ---- Table 6 ------------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def test_fig6_lines_styles_labels_and_ylim(frame):
     assert lines_by_style(left) == {"--": 4, "-": 4}  # 2 lines (train, test) per plain depth
     assert lines_by_style(right) == {"--": 4, "-": 4}
     for ax in (left, right):
-        assert ax.get_xlabel() == "iter. (1e4)" and ax.get_ylabel() == "error (%)"
+        assert ax.get_xlabel() == "iterations (thousands)" and ax.get_ylabel() == "error (%)"
         assert ax.get_ylim() == (0.0, 20.0)
         solid = [l for l in ax.get_lines() if l.get_linestyle() == "-"]
         dashed = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
@@ -172,8 +173,8 @@ def test_fig6_lines_styles_labels_and_ylim(frame):
     colour = {l.get_label(): l.get_color() for l in left.get_legend().legend_handles}
     assert colour["plain-56"] == {l.get_label(): l.get_color()
                                   for l in right.get_legend().legend_handles}["ResNet-56"]
-    # x in units of 1e4 iterations
-    assert left.get_lines()[0].get_xdata()[-1] == pytest.approx(EPOCHS * ITERS_PER_EPOCH / 1e4)
+    # x in thousands of iterations (the runs are 64,002 iterations long)
+    assert left.get_lines()[0].get_xdata()[-1] == pytest.approx(EPOCHS * ITERS_PER_EPOCH / 1e3)
     assert "dashed" in fig.get_suptitle()
 
 
@@ -208,7 +209,7 @@ def test_fig1_plain(frame):
     assert len(fig.axes) == 2
     train_ax, test_ax = fig.axes
     assert train_ax.get_ylabel() == "training error (%)" and test_ax.get_ylabel() == "test error (%)"
-    assert train_ax.get_xlabel() == "iter. (1e4)"
+    assert train_ax.get_xlabel() == "iterations (thousands)"
     for ax in fig.axes:
         assert len(ax.get_lines()) == 2  # plain-20 and plain-56 only
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain-20", "plain-56"]
@@ -249,7 +250,7 @@ def test_save_writes_png_and_svg(frame, tmp_path):
     assert paths[0].read_bytes().startswith(b"\x89PNG") and "<svg" in paths[1].read_text()
 
 
-# ---- findings (text.py): the decisions, apart from their wording ---------------------------------
+# ---- findings (*_text.py): the decisions, apart from their wording ---------------------------------
 
 def _net(name, train, test, train_std=float("nan"), test_std=float("nan")):
     return pd.Series({"net": name, "train_err_mean": train, "test_err_mean": test,
@@ -268,26 +269,26 @@ def test_comparison_sign_and_seed_spread():
 
 
 def test_verdict_kinds_follow_the_numbers(frame):
-    v = text.find_verdict(table6(frame))
-    assert v.kind is text.VerdictKind.reproduced
+    v = degradation_text.find_verdict(table6(frame))
+    assert v.kind is degradation_text.VerdictKind.reproduced
     assert [(c.net, c.other, c.column, c.sign) for c in v.comparisons] == [
         ("plain-56", "plain-20", "train_err", 1), ("plain-56", "plain-20", "test_err", 1),
         ("ResNet-56", "ResNet-20", "test_err", -1), ("ResNet-56", "plain-56", "train_err", -1)]
-    assert v.caveats.last_iteration == EPOCHS * ITERS_PER_EPOCH  # far short of the paper's: provisional
-    assert v.caveats.paper_iterations == text.paper_iterations(load_peers())
+    assert v.caveats.last_iteration is None and v.caveats.strength is degradation_text.Strength.verdict
+    assert v.caveats.paper_iterations == paper_text.paper_iterations(load_peers())
     cases = {  # (plain-20, plain-56) finals (train, test) -> verdict without ResNets
-        ((1.0, 9.0), (3.0, 13.0)): text.VerdictKind.reproduced_plain,
-        ((1.0, 9.0), (3.0, 8.0)): text.VerdictKind.train_only,
-        ((3.0, 9.0), (1.0, 13.0)): text.VerdictKind.not_reproduced,
+        ((1.0, 9.0), (3.0, 13.0)): degradation_text.VerdictKind.reproduced_plain,
+        ((1.0, 9.0), (3.0, 8.0)): degradation_text.VerdictKind.train_only,
+        ((3.0, 9.0), (1.0, 13.0)): degradation_text.VerdictKind.not_reproduced,
     }
     for (p20, p56), kind in cases.items():
         rows = frame[frame["net"].isin(["plain-20", "plain-56"]) & (frame["seed"] == 0)].copy()
         last = rows.groupby("run")["iteration"].transform("max") == rows["iteration"]
         for net, (train, test) in [("plain-20", p20), ("plain-56", p56)]:
             rows.loc[last & (rows["net"] == net), ["train_err", "test_err"]] = [train, test]
-        assert text.find_verdict(table6(rows)).kind is kind
-    none = text.find_verdict(table6(frame[frame["net"].isin(["plain-20", "ResNet-56"])]))
-    assert none.kind is text.VerdictKind.cannot_judge and none.plain_nets == ("plain-20",)
+        assert degradation_text.find_verdict(table6(rows)).kind is kind
+    none = degradation_text.find_verdict(table6(frame[frame["net"].isin(["plain-20", "ResNet-56"])]))
+    assert none.kind is degradation_text.VerdictKind.cannot_judge and none.plain_nets == ("plain-20",)
 
 
 def test_trend_over_depth(frame):
@@ -295,24 +296,24 @@ def test_trend_over_depth(frame):
     assert text.trend(["a", "b", "c"], [3, 2, 1]).direction is text.Direction.falls
     assert text.trend(["a", "b", "c"], [1, 3, 2]).direction is text.Direction.mixed
     assert text.trend(["a"], [1]).direction is None
-    fig6 = {s.series: s for s in text.find_fig6(table6(frame))}
+    fig6 = {s.series: s for s in degradation_text.find_fig6(table6(frame))}
     assert fig6["plain nets"].test.direction is text.Direction.rises
     assert fig6["ResNets"].test.nets == ("ResNet-20", "ResNet-32", "ResNet-44", "ResNet-56")
 
 
 def test_paper_numbers_in_sentences_come_from_peers_csv():
     peers = load_peers()
-    ends = text.paper_ends(peers)
+    ends = paper_text.paper_ends(peers)
     assert ends.resnet == (("ResNet-20", 8.75), ("ResNet-56", 6.97))
     assert ends.plain_trend.direction is text.Direction.rises
     assert ends.resnet_trend.direction is text.Direction.falls
-    said = text.say_paper_ends(ends)
+    said = paper_text.say_paper_ends(ends)
     assert "about 9-9.5% for plain-20 to 13-13.5% for plain-56" in said
     assert "Table 6: 8.75% for ResNet-20 to 6.97% for ResNet-56" in said
     # change peers.csv's numbers and the sentence follows them, direction included
     moved = peers.copy()
     moved.loc[(moved["kind"] == "paper_table") & (moved["net"] == "ResNet-56"), "test_err"] = 9.5
-    said = text.say_paper_ends(text.paper_ends(moved))
+    said = paper_text.say_paper_ends(paper_text.paper_ends(moved))
     assert "ResNets worse (Table 6: 8.75% for ResNet-20 to 9.50% for ResNet-56)" in said
 
 
@@ -320,10 +321,10 @@ def test_family_verdict_uses_the_title_run_json_gives(tmp_path):
     runs = tmp_path / "runs"
     for depth, final in [(3, (5.0, 20.0)), (6, (9.0, 24.0))]:
         write_run(runs, depth, False, 0, final, arch="minimodel")
-    v = text.find_family_verdict(table6(load_runs(runs)), "minimodel")
+    v = degradation_text.find_family_verdict(table6(load_runs(runs)), "minimodel")
     assert v.degrades and v.plain.net == "MiniModel-plain-6" and v.residual is None
     assert v.family.title == "MiniModel (Keras-tutorial family, not the paper's nets)"
-    assert text.find_family_verdict(table6(load_runs(runs)), "other").degrades is None
+    assert degradation_text.find_family_verdict(table6(load_runs(runs)), "other").degrades is None
 
 
 

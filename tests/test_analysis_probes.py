@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analysis import probes_figures as pf
-from analysis import report, text
+from analysis import probes_text, report, text
 from runformat import LAYER_STATS
 from tests.helpers.runs import PROBE_EPOCHS as EPOCHS
 from tests.helpers.runs import write_probes, write_run
@@ -97,11 +97,11 @@ def _grad_finding(tmp_path, first_scale):
     write_probes(write_run(runs, 56, True, 0, (0.5, 7.0), epochs=EPOCHS), 56, True,
                  weight=lambda e, l: 0.8 if l <= 5 else 1.0)
     grads = pf.load_grad_norms(runs)
-    return text.find_gradients(pf.gradient_ratios(grads), pf.gradient_ratios(grads, "input"))
+    return probes_text.find_gradients(pf.gradient_ratios(grads), pf.gradient_ratios(grads, "input"))
 
 
 def _grad_case(tmp_path, first_scale):
-    return text.say_gradients(_grad_finding(tmp_path, first_scale))
+    return probes_text.say_gradients(_grad_finding(tmp_path, first_scale))
 
 
 def test_gradient_findings(tmp_path):
@@ -112,15 +112,15 @@ def test_gradient_findings(tmp_path):
     assert vanishing.inputs.late.ratio == pytest.approx(1.0)  # block inputs all 0.1
     assert not vanishing.paper_case_missing and vanishing.others == ()
     opposite = _grad_finding(tmp_path, 1e3)
-    assert opposite.vanishing == () and opposite.opposite == text.RatioAt(1, pytest.approx(1e3))
-    assert "the opposite of vanishing" in text.say_gradients(opposite)
+    assert opposite.vanishing == () and opposite.opposite == probes_text.RatioAt(1, pytest.approx(1e3))
+    assert "the opposite of vanishing" in probes_text.say_gradients(opposite)
     healthy = _grad_finding(tmp_path, 0.8)
     assert healthy.vanishing == () and healthy.opposite is None
 
 
 def test_response_findings(runs):
-    found = text.find_responses(pf.final_profile(pf.load_layer_stats(runs)))
-    assert found.agreement is text.Agreement.agrees and found.epochs == (EPOCHS, EPOCHS)
+    found = probes_text.find_responses(pf.final_profile(pf.load_layer_stats(runs)))
+    assert found.agreement is probes_text.Agreement.agrees and found.epochs == (EPOCHS, EPOCHS)
     pairs = {p.depth: p for p in found.pairs}
     assert set(pairs) == {20, 56} and all(p.smaller for p in pairs.values())
     assert (pairs[56].smaller_layers, pairs[56].layers) == (55, 55)
@@ -130,7 +130,7 @@ def test_response_findings(runs):
     # ResNets all larger than their plain twins: the opposite finding
     opposite = pf.final_profile(pf.load_layer_stats(runs)).assign(
         value=lambda f: np.where(f["residual"], 5.0, 1.0))
-    assert text.find_responses(opposite).agreement is text.Agreement.disagrees
+    assert probes_text.find_responses(opposite).agreement is probes_text.Agreement.disagrees
 
 
 def test_vanishing_verdict_from_the_data(tmp_path):
@@ -156,13 +156,13 @@ def test_gradient_ratio_values(tmp_path):
 
 
 def test_fig7_paragraph_states_the_medians(runs):
-    para = text.fig7_paragraph(pf.final_profile(pf.load_layer_stats(runs)))
+    para = probes_text.fig7_paragraph(pf.final_profile(pf.load_layer_stats(runs)))
     assert para.startswith("**Layer responses: as in the paper.**")
     assert "ResNets' median response is smaller than the plain nets' at 2 of 2 depth(s)" in para
     assert "ResNet-56 0.73 vs plain-56 1.63, smaller at 55 of 55 layers" in para
     opposite = pf.final_profile(pf.load_layer_stats(runs)).assign(
         value=lambda f: np.where(f["residual"], 5.0, 1.0))
-    assert text.fig7_paragraph(opposite).startswith("**Layer responses: not as in the paper.**")
+    assert probes_text.fig7_paragraph(opposite).startswith("**Layer responses: not as in the paper.**")
 
 
 def test_report_includes_probe_sections(runs, tmp_path):
