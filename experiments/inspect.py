@@ -304,6 +304,11 @@ class Skipped(Exception):
     """A run with nothing to inspect yet (not completed), or already inspected (--missing): not a failure."""
 
 
+class NoWeights(Skipped):
+    """--missing: a completed run kept without its checkpoint (a committed or published run: run directories are
+    committed without weights), so it cannot be inspected here by design; `make plots` says so once, not per run."""
+
+
 def inspect_dir(path: Path, data, device, missing: bool) -> str:
     """Inspect one run directory; -> one line on what it wrote. Skipped, or UserError saying why it cannot."""
     from experiments.cell import identity_columns
@@ -320,6 +325,8 @@ def inspect_dir(path: Path, data, device, missing: bool) -> str:
     if missing and (info.get("inspection") or {}).get("status") in ("done", "not supported"):
         raise Skipped("already inspected")
     if not rd.checkpoint.exists():
+        if missing:
+            raise NoWeights(f"no {rd.checkpoint.name}")
         raise RunError(f"{path} has no {rd.checkpoint.name} (not copied with the run?): no weights to inspect")
     rd.lock()
     try:
@@ -360,15 +367,20 @@ def main(argv=None) -> int:
     from experiments.cell import DataCache
     from experiments.device import resolve_device
 
-    device, data, failed = resolve_device(args.device), DataCache(), 0
+    device, data, failed, unweighted = resolve_device(args.device), DataCache(), 0, []
     for path in [d for p in args.dirs for d in run_dirs(p)]:
         try:
             print(f"{path}: {inspect_dir(path, data, device, args.missing)}")
+        except NoWeights:
+            unweighted.append(path.name)
         except Skipped as why:
             print(f"{path}: skipped: {why}")
         except Exception as e:  # one run's problem (no data, no checkpoint, a bug) must not stop the others
             failed += 1
             print(f"{'warning' if args.missing else 'error'}: {path}: {type(e).__name__}: {e}", file=sys.stderr)
+    if unweighted:
+        print(f"not inspectable here, kept without their checkpoint.pt (as committed runs are): {len(unweighted)} "
+              f"run(s) ({', '.join(unweighted)}); rerun a run where its weights are to inspect it")
     return 0 if args.missing or not failed else 1
 
 

@@ -254,6 +254,21 @@ def test_inspection_switched_off_is_done_later_on_demand(tiny, tmp_path, capsys)
     assert inspection.main([str(tmp_path / "nowhere")]) == 1  # an explicit run that is not one: an error
 
 
+def test_runs_kept_without_weights_are_one_line_for_make_plots_and_an_error_when_named(tiny, tmp_path, capsys):
+    """Committed runs carry no checkpoint.pt: `make plots` (--missing) says so once for all of them, with no
+    warning and exit 0; naming such a run explicitly is still an error."""
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        assert run_inprocess(tiny + ["depth=8", "inspect.enabled=false"], runs / name) == "completed"
+        (runs / name / "checkpoint.pt").unlink()
+    capsys.readouterr()
+    assert inspection.main(["--missing", str(runs), "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in err and out.count("not inspectable here") == 1 and "2 run(s) (a, b)" in out
+    assert inspection.main([str(runs / "a"), "--device", "cpu"]) == 1
+    assert "has no checkpoint.pt" in capsys.readouterr().err
+
+
 def test_run_name_spells_init_from_readably(source):
     name = run_name("depth=14", False, 0, [f"init.from='{source}'", "inspect.enabled=false"])
     assert name.startswith("depth=14-residual=false-seed=0-init=from-depth8-") and len(name.split("-")[-1]) == 8
