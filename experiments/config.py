@@ -246,7 +246,7 @@ def register() -> None:
     """Put the schema, and each family's ArchConfig, where conf/ refers to them (Hydra's ConfigStore)."""
     from hydra.core.config_store import ConfigStore
 
-    from experiments import families
+    from experiments.nets import families
 
     cs = ConfigStore.instance()
     # The group YAMLs merge into the typed nodes of `Config`, so they are checked against it too.

@@ -32,10 +32,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from experiments import families, provenance
-from experiments.device import resolve_speed
-from experiments.families import NotSupported
-from experiments.loader import TrainStream, iterate_eval, make_normalizer
+from experiments.data.loader import TrainStream, iterate_eval, make_normalizer
+from experiments.harness import provenance
+from experiments.nets import families
+from experiments.nets.families import NotSupported
+from experiments.training.device import resolve_speed
 from runformat import BLOCK_RATIOS, CONSTRUCTED, INSPECTION_TABLES, LESION, Status
 
 log = logging.getLogger("experiments")
@@ -306,8 +307,8 @@ class Skipped(Exception):
 
 def inspect_dir(path: Path, data, device, missing: bool) -> str:
     """Inspect one run directory; -> one line on what it wrote. Skipped, or UserError saying why it cannot."""
-    from experiments.cell import identity_columns
-    from experiments.rundir import RunDir, RunError
+    from experiments.harness.cell import identity_columns
+    from experiments.harness.rundir import RunDir, RunError
 
     rd = RunDir(path)
     if not path.exists():
@@ -357,8 +358,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from experiments.cell import DataCache
-    from experiments.device import resolve_device
+    from experiments.harness.cell import DataCache
+    from experiments.training.device import resolve_device
 
     device, data, failed = resolve_device(args.device), DataCache(), 0
     for path in [d for p in args.dirs for d in run_dirs(p)]:

@@ -44,18 +44,19 @@ from pathlib import Path
 import torch
 
 from analysis import published as source
-from experiments import data as data_mod
-from experiments import families, provenance
 from experiments import inspect as inspection
-from experiments.cell import DataCache, identity_columns
 from experiments.config import to_dict
-from experiments.device import resolve_device, resolve_speed
+from experiments.data import datasets as data_mod
+from experiments.data.loader import make_normalizer
 from experiments.errors import UserError
-from experiments.loader import make_normalizer
-from experiments.models import CifarResNet, num_params
-from experiments.probes import Probes
-from experiments.rundir import RunDir, atomic_write
-from experiments.train import evaluate
+from experiments.harness import provenance
+from experiments.harness.cell import DataCache, identity_columns
+from experiments.harness.rundir import RunDir, atomic_write
+from experiments.nets import families
+from experiments.nets.resnet_cifar import CifarResNet, num_params
+from experiments.training.device import resolve_device, resolve_speed
+from experiments.training.probes import Probes
+from experiments.training.train import evaluate
 from runformat import GRAD_NORMS, LAYER_STATS, METRICS, RUN_JSON, Status, TrainErrMeasure
 
 log = logging.getLogger("experiments")
@@ -90,8 +91,8 @@ def configs(stems: list, overrides: list) -> dict:
     data's presence included); PretrainedError for an override of what the source fixes."""
     from omegaconf import OmegaConf
 
-    from experiments import cell, precheck
     from experiments.config import compose
+    from experiments.harness import cell, precheck
     fixed = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".")[0] in FIXED_KEYS]
     if fixed:
         raise PretrainedError(f"{fixed[0]}: the weights fix {', '.join(FIXED_KEYS)}; give only how to evaluate them "

@@ -16,12 +16,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import families
-from experiments.cell import Job, Result
 from experiments.config import CONF_DIR, Config, compose, register
 from experiments.errors import UserError
-from experiments.rundir import override_key, run_name
-from experiments.runner import run_jobs
+from experiments.harness.cell import Job, Result
+from experiments.harness.rundir import override_key, run_name
+from experiments.harness.runner import run_jobs
+from experiments.nets import families
 from runformat import Status
 
 log = logging.getLogger("experiments")
@@ -32,7 +32,7 @@ def name_of(cfg: DictConfig, overrides: list, conf_dir: Optional[Path] = None) -
     not what its groups give it anyway (`protocol=quick protocol.lr=0.1` is `protocol=quick`), the data by their
     fingerprint. The precheck names every cell with it before Hydra starts (`conf_dir`: its conf/)."""
     from experiments.config import DataConfig, Source
-    from experiments.data import data_fingerprint
+    from experiments.data.datasets import data_fingerprint
 
     def value(key, node=cfg):
         v = OmegaConf.select(node, key, default=None)
@@ -119,9 +119,9 @@ def run_overrides(overrides: list, run_dir: Path) -> Result:
 
 
 def cli() -> None:
-    from experiments.precheck import plan
-    from experiments.progress import SWEEP
-    from experiments.sweep import cell_cost
+    from experiments.harness.precheck import plan
+    from experiments.harness.progress import SWEEP
+    from experiments.harness.sweep import cell_cost
     try:
         cells = plan(sys.argv[1:])
         if cells.problem:
@@ -133,7 +133,7 @@ def cli() -> None:
     except KeyboardInterrupt:  # Ctrl-C before any run opened (imports, composition): nothing to clean up
         print("interrupted before any run started: nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
-    from experiments.sweep import SweepSummary
+    from experiments.harness.sweep import SweepSummary
     if SweepSummary.failed():
         raise SystemExit(1)
 

@@ -12,11 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from analysis import report
-from experiments import families, precheck
 from experiments.config import ArchConfig, compose, ranged
-from experiments.families import Family, ProbedModel, ProbePoint
+from experiments.harness import precheck
+from experiments.harness.runner import run_jobs
+from experiments.nets import families
+from experiments.nets.families import Family, ProbedModel, ProbePoint
 from experiments.run import job_from
-from experiments.runner import run_jobs
 from tests.helpers.harness import ROOT
 
 

@@ -1,4 +1,4 @@
-"""The after-training inspection (experiments.inspect) and init.from (experiments.init_from): each measure against a
+"""The after-training inspection (experiments.inspect) and init.from (experiments.harness.init_from): each measure against a
 direct computation on nets with hand-set weights, then end to end on tiny runs."""
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from experiments import inspect as inspection
-from experiments import precheck
 from experiments.config import Augment, Config, InspectConfig, ProtocolConfig
-from experiments.data import Dataset
-from experiments.families import NotSupported
-from experiments.loader import TrainStream, pixel_mean
-from experiments.minimodel import MiniModel, MiniModelArch
-from experiments.models import CifarResNet
-from experiments.rundir import run_name
+from experiments.data.datasets import Dataset
+from experiments.data.loader import TrainStream, pixel_mean
+from experiments.harness import precheck
+from experiments.harness.rundir import run_name
+from experiments.nets.families import NotSupported
+from experiments.nets.minimodel import MiniModel, MiniModelArch
+from experiments.nets.resnet_cifar import CifarResNet
 from runformat import BLOCK_RATIOS, CONSTRUCTED, LESION
 from tests.helpers.harness import metrics_rows, numbers, run_inprocess, sigterm_as_epoch_ends
 from tests.helpers.nets import hand_set, images
@@ -147,7 +147,7 @@ def error_and_loss(out, y):
 
 
 def test_lesions_equal_a_direct_computation_and_the_intact_net_equals_evaluate():
-    from experiments.train import evaluate
+    from experiments.training.train import evaluate
     model, split = hand_set(False, 14), images()
     norm = pixel_mean(split.x)
     walked = inspection.walk_blocks(model, split, norm, batch_size=5)
@@ -189,7 +189,7 @@ def test_minimodel_gets_ratios_and_lesions_where_a_unit_has_a_skip_and_no_constr
     cfg = Config(arch=MiniModelArch(units_per_stage=1), residual=residual, depth=8,
                  protocol=ProtocolConfig(batch_size=8, eval_batch_size=8), inspect=InspectConfig(deeper=[20]))
     ds = Dataset(split, images(8, seed=1), None, list(range(10)), "random images")
-    from experiments import families
+    from experiments.nets import families
     found = inspection.inspect_net(MiniModel(1, residual), cfg, ds, families.get("minimodel"))
     tables, notes = found.tables, found.notes
     # residual: every unit (the pooling ones: their projection shortcut); plain: only the unit that does not pool

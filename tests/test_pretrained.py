@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from analysis import published, report, text
 from experiments import inspect as inspection
 from experiments import pretrained
-from experiments.models import CifarResNet
+from experiments.nets.resnet_cifar import CifarResNet
 from runformat import CHECKPOINT, LAYER_STATS, LESION, METRICS, RUN_JSON
 from tests.helpers.harness import make_image_folder
 
@@ -151,7 +151,7 @@ def overrides(folder, tmp_path, *extra):
 def by_hand_error(state, depth, residual, folder, tmp_path) -> float:
     """The source layout's test error on the folder's test images, normalised as the source trained: (x/255 - mean) /
     std per channel, computed here without the harness's normaliser."""
-    from experiments.data import load_imagefolder
+    from experiments.data.datasets import load_imagefolder
     _, test, _, _ = load_imagefolder(folder, tmp_path / "data")
     m, s = (torch.tensor(v).view(1, 3, 1, 1) for v in (pretrained.MEAN, pretrained.STD))
     with torch.no_grad():

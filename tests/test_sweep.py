@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from experiments.rundir import RunDir
+from experiments.harness.rundir import RunDir
 from tests.helpers.harness import ROOT, cli, tables, tiny_overrides
 
 GRID = ["-m", "depth=8,14", "residual=false,true", "seed=0"]
@@ -153,7 +153,7 @@ def test_make_sweep_that_does_not_start_prints_one_error_and_no_second(tmp_path)
 
 
 def test_sweep_progress_counts_cells_and_projects_the_rest_from_the_rate(monkeypatch):
-    from experiments import progress
+    from experiments.harness import progress
     clock = [0.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
     sweep = progress.SweepProgress()
@@ -173,7 +173,7 @@ def test_sweep_progress_counts_cells_and_projects_the_rest_from_the_rate(monkeyp
 def test_a_sweep_whose_cells_all_diverged_says_all_of_its_work_is_done(monkeypatch):
     """Issue 31: after a sweep whose every cell diverged, its last line said `0% of the work`. A cell that ends
     (completed, diverged or failed) leaves no work, wherever its iterations stopped; one interrupted leaves the rest."""
-    from experiments import progress
+    from experiments.harness import progress
     clock = [0.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
     sweep = progress.SweepProgress()

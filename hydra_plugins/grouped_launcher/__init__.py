@@ -36,10 +36,10 @@ class GroupedLauncher(Launcher):
         self.config = self.hydra_context = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
-        from experiments.grouped import setup
+        from experiments.launchers.grouped import setup
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
         setup(self)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        from experiments.grouped import launch
+        from experiments.launchers.grouped import launch
         return launch(self, job_overrides, initial_job_idx)

@@ -64,7 +64,7 @@ def sigterm_as_epoch_ends(monkeypatch, epoch: int) -> None:
     checkpoints, says `interrupted` and exits 128 + 15."""
     import signal
 
-    from experiments.cell import Cell
+    from experiments.harness.cell import Cell
     on_epoch = Cell.on_epoch
 
     def then_stop(cell, row):

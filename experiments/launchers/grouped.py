@@ -54,12 +54,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import OmegaConf
 
-from experiments.cell import Result, stream_key
-from experiments.concurrent import compose_jobs, job_return
 from experiments.errors import UserError
-from experiments.progress import fmt_duration
-from experiments.rundir import RunDir, RunError
-from experiments.runner import Stopped, run_jobs
+from experiments.harness.cell import Result, stream_key
+from experiments.harness.progress import fmt_duration
+from experiments.harness.rundir import RunDir, RunError
+from experiments.harness.runner import Stopped, run_jobs
+from experiments.launchers.concurrent import compose_jobs, job_return
 from runformat import Status
 
 log = logging.getLogger("experiments")

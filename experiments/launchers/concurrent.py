@@ -23,8 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import open_dict, read_write
 
+from experiments.harness.runner import run_jobs
 from experiments.run import job_from
-from experiments.runner import run_jobs
 
 log = logging.getLogger("experiments")
 

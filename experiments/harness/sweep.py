@@ -10,7 +10,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.cell import Result
+from experiments.harness.cell import Result
 from runformat import Status
 
 log = logging.getLogger("experiments")
@@ -28,7 +28,7 @@ def cpu_estimate_s(iterations: int, depth: int, batch_size: int, cost_per_layer:
 
 def cell_cost(cfg) -> float:
     """A cell's whole training on this CPU, estimated (seconds): the CPU guard's total and the sweep ETA's weights."""
-    from experiments import families
+    from experiments.nets import families
     family = families.get(cfg.arch.name)
     return cpu_estimate_s(cfg.protocol.iterations, family.depth(cfg.arch, cfg.depth), cfg.protocol.batch_size,
                           family.cpu_cost_per_layer)

@@ -18,12 +18,12 @@ from typing import Optional
 
 import torch
 
-from experiments import families
 from experiments.config import INIT_KEYS
+from experiments.data.loader import TrainStream, make_normalizer
 from experiments.errors import UserError
+from experiments.harness.rundir import RunDir, read_regular
 from experiments.inspect import calibration, compare, typed_config
-from experiments.loader import TrainStream, make_normalizer
-from experiments.rundir import RunDir, read_regular
+from experiments.nets import families
 from runformat import CHECKPOINT, RUN_JSON, Status
 
 log = logging.getLogger("experiments")

@@ -18,7 +18,7 @@ import torch.nn as nn
 from experiments.config import NAME, ArchConfig
 
 # The families that come with the harness (each module registers its own on import).
-BUILTIN = ("experiments.models", "experiments.minimodel")
+BUILTIN = ("experiments.nets.resnet_cifar", "experiments.nets.minimodel")
 
 
 @dataclass(frozen=True)

@@ -31,17 +31,17 @@ from pathlib import Path
 
 import torch
 
-from experiments import variants
-from experiments.bench import sync
 from experiments.config import ProtocolConfig, SpeedConfig
-from experiments.data import Split
-from experiments.device import resolve_device, resolve_speed
-from experiments.loader import TrainStream, pixel_mean
-from experiments.models import CifarResNet, net_name
-from experiments.provenance import device_name
-from experiments.rundir import host_copy
-from experiments.stacked import StackedTrainer, stacked_pairs
-from experiments.train import end_epochs, evaluate, make_trainer, step_all
+from experiments.data.datasets import Split
+from experiments.data.loader import TrainStream, pixel_mean
+from experiments.harness.provenance import device_name
+from experiments.harness.rundir import host_copy
+from experiments.nets.resnet_cifar import CifarResNet, net_name
+from experiments.tools.bench import sync
+from experiments.tools.stacked import StackedTrainer, stacked_pairs
+from experiments.training import variants
+from experiments.training.device import resolve_device, resolve_speed
+from experiments.training.train import end_epochs, evaluate, make_trainer, step_all
 
 PAPER = ProtocolConfig()
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from experiments.models import CifarResNet
-from experiments.train import Trainer
+from experiments.nets.resnet_cifar import CifarResNet
+from experiments.training.train import Trainer
 
 
 def _stack_conv(convs: list, grouped: bool) -> nn.Conv2d:

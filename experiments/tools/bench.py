@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from experiments.config import ProtocolConfig, SpeedConfig, Switch, compose
-from experiments.data import Split
-from experiments.device import native_bf16, resolve_device
-from experiments.loader import TrainStream, pixel_mean
-from experiments.models import CifarResNet, net_name
-from experiments.progress import fmt_duration
-from experiments.provenance import device_name
-from experiments.train import make_trainer, step_all
+from experiments.data.datasets import Split
+from experiments.data.loader import TrainStream, pixel_mean
+from experiments.harness.progress import fmt_duration
+from experiments.harness.provenance import device_name
+from experiments.nets.resnet_cifar import CifarResNet, net_name
+from experiments.training.device import native_bf16, resolve_device
+from experiments.training.train import make_trainer, step_all
 
 DEPTHS = (20, 32, 44, 56)
 BATCH = 128  # the paper's mini-batch, for every pipeline (the tests shrink it)
@@ -298,7 +298,7 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
             fast: tuple = ()) -> int:
     """Same results: the fast path's final errors (`speed.*=auto`, plus the `fast` overrides, e.g.
     speed.bf16=on) against fp32 eager's, each over `seeds` seeds, for one network on one protocol."""
-    from experiments.precheck import plan
+    from experiments.harness.precheck import plan
     from experiments.run import run_overrides
     extra = (f"protocol={protocol}", f"depth={net[0]}", f"residual={str(net[1]).lower()}")
     label = net_name(*net)
@@ -356,7 +356,7 @@ def bench_data(overrides: list) -> Split:
                      torch.randint(0, 10, (5120,), generator=g))
     from omegaconf import OmegaConf
 
-    from experiments.data import load
+    from experiments.data.datasets import load
     return load(OmegaConf.to_object(compose(overrides)).data).train
 
 

@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from experiments.data import CIFAR10_FINGERPRINT
+from experiments.data.datasets import CIFAR10_FINGERPRINT
 from experiments.errors import UserError
 from runformat import CHECKPOINT, LOCK, NOT_IDENTITY, RUN_JSON, TABLES, differing, excluded, identity
 

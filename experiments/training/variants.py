@@ -120,7 +120,7 @@ def differences(got: list, eager: list, before: list) -> tuple:
 
 def time_steps(trainers, batches, streams: bool, seconds: float, clock=time.perf_counter) -> float:
     """ms per joint step, over at least 5 steps and about `seconds` (as fit steps them: all nets, one batch)."""
-    from experiments.train import step_all
+    from experiments.training.train import step_all
     sync = torch.cuda.synchronize if trainers[0].device.type == "cuda" else (lambda: None)
     step_all(trainers, *batches(CHECK_STEPS), streams=streams)  # the first joint step: streams settle
     sync()

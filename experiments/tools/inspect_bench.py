@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from experiments import families
-from experiments.data import Dataset, Split
-from experiments.device import resolve_device
+from experiments.data.datasets import Dataset, Split
+from experiments.data.loader import TrainStream, make_normalizer
+from experiments.harness.rundir import read_regular
 from experiments.inspect import inspect_net, run_dirs
-from experiments.loader import TrainStream, make_normalizer
-from experiments.rundir import read_regular
-from experiments.train import evaluate, make_trainer
+from experiments.nets import families
+from experiments.training.device import resolve_device
+from experiments.training.train import evaluate, make_trainer
 from runformat import METRICS, RUN_JSON
 
 
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     overrides = args.overrides or ["protocol=quick"]
     data = None
     if any(o.split("=")[0].startswith("data") for o in overrides):
-        from experiments.cell import DataCache
+        from experiments.harness.cell import DataCache
         data = DataCache()
     rows = [measure(net.strip(), [*overrides, f"device={device.type}", "progress=false"], args.steps, device, data)
             for net in args.nets.split(",")]

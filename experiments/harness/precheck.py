@@ -66,8 +66,8 @@ def one_line(e: Exception, overrides: list) -> str:
 def known_keys() -> list:
     from dataclasses import fields, is_dataclass
 
-    from experiments import families
     from experiments.config import Config
+    from experiments.nets import families
 
     def walk(cls, prefix):
         for f in fields(cls):
@@ -93,8 +93,8 @@ def too_long_for_cpu(configs: list) -> Optional[str]:
     """A sweep that would keep a CPU busy for more than two hours must be asked for explicitly."""
     import torch
 
-    from experiments.progress import fmt_duration
-    from experiments.sweep import CPU_LIMIT_S, cell_cost
+    from experiments.harness.progress import fmt_duration
+    from experiments.harness.sweep import CPU_LIMIT_S, cell_cost
 
     on_cpu = [c for c in configs if c.device.value == "cpu" or (c.device.value == "auto" and not torch.cuda.is_available())]
     if not on_cpu or any(c.force for c in configs):
@@ -109,7 +109,7 @@ def too_long_for_cpu(configs: list) -> Optional[str]:
 def missing_data(data) -> Optional[str]:
     """The data checks, so a sweep with no data fails once, before its first cell. CIFAR-10 that is missing and
     may be downloaded is fetched here, once for the whole sweep."""
-    from experiments.data import DataError, cifar10_missing_message, cifar10_present, download_cifar10
+    from experiments.data.datasets import DataError, cifar10_missing_message, cifar10_present, download_cifar10
     if data.source.value == "imagefolder":
         root = Path(data.root)
         return None if root.exists() else (f"data.root={root} does not exist: point it at a folder with "
@@ -198,9 +198,10 @@ def plan(args: list, conf_dir: Path = CONF_DIR) -> Plan:
 def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Optional[str]:
     from omegaconf import OmegaConf
 
-    from experiments import cell, families
     from experiments.config import compose
     from experiments.errors import UserError
+    from experiments.harness import cell
+    from experiments.nets import families
 
     chosen = launcher(args)
     if chosen in CLUSTER_LAUNCHERS and importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
@@ -241,8 +242,8 @@ def shared_run_dirs(named: list, composed: list, conf_dir: Path = CONF_DIR) -> O
     """Every cell's run directory name (what Hydra will resolve), checked: one plain path component, and no two
     cells of different configurations in one directory (they would refuse or, worse, resume each other)."""
     from experiments.errors import UserError
+    from experiments.harness.rundir import config_diff
     from experiments.run import name_of
-    from experiments.rundir import config_diff
 
     seen: dict = {}
     for (overrides, dc), cfg in zip(named, composed):

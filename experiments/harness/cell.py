@@ -18,17 +18,18 @@ from typing import Optional
 
 import torch
 
-from experiments import data as data_mod
-from experiments import families, init_from, provenance
 from experiments import inspect as inspection
 from experiments.config import Config, Switch, checked_ranges, to_dict
-from experiments.device import resolve_device
+from experiments.data import datasets as data_mod
 from experiments.errors import UserError
-from experiments.models import num_params
-from experiments.progress import SWEEP, RunProgress
-from experiments.rundir import RunDir, RunError, config_diff, host_copy
-from experiments.train import Trainer, applied_speed, make_trainer
-from experiments.variants import with_switches
+from experiments.harness import init_from, provenance
+from experiments.harness.progress import SWEEP, RunProgress
+from experiments.harness.rundir import RunDir, RunError, config_diff, host_copy
+from experiments.nets import families
+from experiments.nets.resnet_cifar import num_params
+from experiments.training.device import resolve_device
+from experiments.training.train import Trainer, applied_speed, make_trainer
+from experiments.training.variants import with_switches
 from runformat import GRAD_NORMS, LAYER_STATS, METRICS, Status, TrainErrMeasure
 
 log = logging.getLogger("experiments")

@@ -9,14 +9,15 @@ import logging
 import signal
 from typing import Optional
 
-from experiments import provenance, variants
-from experiments.cell import DataCache, Result, abandon, close_cell, finish, open_cell, rebuild, use_choice
+from experiments.data.loader import TrainStream, make_normalizer
 from experiments.errors import UserError
-from experiments.loader import TrainStream, make_normalizer
-from experiments.progress import SWEEP
-from experiments.rundir import RunError
-from experiments.sweep import cell_cost
-from experiments.train import fit
+from experiments.harness import provenance
+from experiments.harness.cell import DataCache, Result, abandon, close_cell, finish, open_cell, rebuild, use_choice
+from experiments.harness.progress import SWEEP
+from experiments.harness.rundir import RunError
+from experiments.harness.sweep import cell_cost
+from experiments.training import variants
+from experiments.training.train import fit
 from runformat import Status
 
 log = logging.getLogger("experiments")

@@ -16,11 +16,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from experiments.config import Optimizer, ProtocolConfig, SpeedConfig
-from experiments.data import Split
-from experiments.device import resolve_speed
-from experiments.loader import Normalizer, TrainStream, iterate_eval
-from experiments.optim import ForeachSGD
-from experiments.probes import Probes
+from experiments.data.datasets import Split
+from experiments.data.loader import Normalizer, TrainStream, iterate_eval
+from experiments.training.device import resolve_speed
+from experiments.training.optim import ForeachSGD
+from experiments.training.probes import Probes
 from runformat import Status
 
 
@@ -106,7 +106,7 @@ class Trainer:
             self.model.train()
         probe = self.probes is not None and self.probes.wants(self.iteration)
         if self.graphed is None:
-            from experiments.fastpath import CapturedStep
+            from experiments.training.fastpath import CapturedStep
             self.graphed = CapturedStep.capture(self, x, y)
         if not (self.graphed and self.graphed.replay(x, y, probe)):
             self._step(x, y, probe)  # eager: no graph, or no graph for a probed step

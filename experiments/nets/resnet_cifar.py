@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from experiments import fused
 from experiments.config import ArchConfig
-from experiments.families import BlockParts, Family, ProbedModel, ProbePoint, register
+from experiments.nets import fused
+from experiments.nets.families import BlockParts, Family, ProbedModel, ProbePoint, register
 
 # The depths the paper reports (Table 6), as blocks per stage: depth = 6n + 2.
 PAPER_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}

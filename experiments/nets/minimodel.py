@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from experiments.config import ArchConfig, ranged
-from experiments.families import BlockParts, Family, NotSupported, ProbedModel, ProbePoint, register
+from experiments.nets.families import BlockParts, Family, NotSupported, ProbedModel, ProbePoint, register
 
 STAGE_WIDTHS = (32, 64, 128, 256)
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments.config import Normalize
-from experiments.data import Split
+from experiments.data.datasets import Split
 
 PAD = 4  # Sec. 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly sampled"
 
@@ -37,7 +37,7 @@ def pixel_mean(train_x: torch.Tensor) -> Normalizer:
 def keras_stats(train_x: torch.Tensor) -> Normalizer:
     # The Keras tutorial: one scalar mean and a per-pixel std, from the training set only (the tutorial
     # takes the test set's own statistics for the test set; the test set must not inform preprocessing).
-    from experiments.keras_augment import keras_normalize_stats
+    from experiments.data.keras_augment import keras_normalize_stats
     mean, std = keras_normalize_stats(train_x)
     return Normalizer(mean.to(train_x.device), std.to(train_x.device) + 1e-6)
 
@@ -109,7 +109,7 @@ class TrainStream:
         if self.augment == "crop_flip":
             x = crop_flip(x, p["shift"][0, idx], p["shift"][1, idx], p["flip"][idx])
         elif self.augment == "keras":
-            from experiments.keras_augment import keras_augment
+            from experiments.data.keras_augment import keras_augment
             g = epoch_generator(self.seed, epoch * 100_003 + k, x.device)
             x = keras_augment(x, g)
         return x, self.split.y[idx]
