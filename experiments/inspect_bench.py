@@ -1,0 +1,5 @@
+"""`python -m experiments.inspect_bench`, as the Makefile, scripts/ and the README write it: the tool is experiments/tools/inspect_bench.py."""
+import runpy
+
+if __name__ == "__main__":
+    runpy.run_module("experiments.tools.inspect_bench", run_name="__main__", alter_sys=True)
