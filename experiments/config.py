@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Dict, List, Optional
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 class Shortcut(str, Enum):

@@ -92,7 +92,7 @@ def job_from(cfg: DictConfig, run_dir: Path, overrides: list) -> Job:
     return Job(OmegaConf.to_object(OmegaConf.merge(schema, task)), Path(run_dir), list(overrides))
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> Result:
     hc = HydraConfig.get()
     job = job_from(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
