@@ -8,9 +8,9 @@ inputs (the reading rules for files from elsewhere), outputs (every file written
 load (files -> one tidy frame), families (a family's label and title, from run.json), tables (Table 6
 + peers.csv, the paper's and reproductions' numbers), figures (Fig. 1, Fig. 6, error vs depth), text
 (findings from the numbers, and the sentences that word them), provenance (protocol, data, machines),
-probes_figures (Fig. 7 layer responses, gradient norms), inspection and inspection_text (why depth hurts
-plain nets, from the files experiments/inspect.py writes after training: the constructed deeper net, runs started
-from it, block ratios, the lesion study), reference (which reference runs to draw dotted beneath the user's,
-and each net against them), published (a public reproduction's curves converted into a reference set), render
+probes_figures (Fig. 7 layer responses, gradient norms), inspection and inspection_text (why depth hurts plain nets,
+from the files the after-training inspection (experiments/science/measures.py) writes: the constructed deeper net,
+runs started from it, block ratios, the lesion study), reference (which reference runs to draw dotted beneath the
+user's, and each net against them), published (a public reproduction's curves converted into a reference set), render
 (markdown / HTML), report (the CLI).
 """

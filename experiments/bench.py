@@ -1,4 +1,4 @@
-"""`python -m experiments.bench`, as the Makefile, scripts/ and the README write it: the tool is experiments/tools/bench.py."""
+"""`python -m experiments.bench` as documented (Makefile, scripts/, README): runs experiments/tools/bench.py."""
 import runpy
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m experiments.inspect_bench`, as the Makefile, scripts/ and the README write it: the tool is experiments/tools/inspect_bench.py."""
+"""`python -m experiments.inspect_bench` as documented (Makefile, scripts/, README): experiments/tools/inspect_bench.py."""
 import runpy
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def renamed(d: Path, moved: dict) -> tuple:
 
     from experiments.config import DataConfig, Source
     from experiments.data.datasets import data_fingerprint
-    from experiments.run import name_of
+    from experiments.harness.compose import name_of
 
     info = RunDir(d).read_info() or {}
     config, overrides = info.get("config"), info.get("overrides")

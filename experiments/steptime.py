@@ -1,4 +1,4 @@
-"""`python -m experiments.steptime`, as the Makefile, scripts/ and the README write it: the tool is experiments/tools/steptime.py."""
+"""`python -m experiments.steptime` as documented (Makefile, scripts/, README): runs experiments/tools/steptime.py."""
 import runpy
 
 if __name__ == "__main__":

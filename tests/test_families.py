@@ -12,12 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from analysis import report
-from experiments.config import ArchConfig, compose, ranged
+from experiments.config import ArchConfig, ranged
 from experiments.harness import precheck
-from experiments.harness.runner import run_jobs
+from experiments.harness.compose import compose
+from experiments.harness.runner import job_from, run_jobs
 from experiments.nets import families
 from experiments.nets.families import Family, ProbedModel, ProbePoint
-from experiments.run import job_from
 from tests.helpers.harness import ROOT
 
 

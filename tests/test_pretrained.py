@@ -15,7 +15,7 @@ from analysis import published, report, text
 from experiments import inspect as inspection
 from experiments import pretrained
 from experiments.nets.resnet_cifar import CifarResNet
-from runformat import CHECKPOINT, LAYER_STATS, LESION, METRICS, RUN_JSON
+from runformat import CHECKPOINT, LAYER_STATS, LESION, METRICS, RUN_JSON, amartyn
 from tests.helpers.harness import make_image_folder
 
 CIFAR10 = list(pretrained.CIFAR10_CLASSES)
@@ -130,7 +130,7 @@ def fake_clone(root, stems=("plainnet20", "resnet20"), states=None):
         depth = published.NETS[stem][0]
         torch.save((states or {}).get(stem) or source_state(depth, seed=k), root / "pretrained" / f"{stem}.pt")
         rows = [f"{e},0.5,0.1,0.2" for e in range(published.EPOCHS - 1)] + [f"{published.EPOCHS - 1},0.01,0.0042,0.0969"]
-        (root / "results" / f"{stem}.csv").write_text("\n".join([published.HEADER, *rows]) + "\n")
+        (root / "results" / f"{stem}.csv").write_text("\n".join([amartyn.HEADER, *rows]) + "\n")
     (root / "LICENSE").write_text("BSD 3-Clause License\n")
     return root
 

@@ -1,6 +1,6 @@
 """CIFAR-10 as uint8 tensors: torchvision's files or an image folder (plain or .tar.gz), subsets, splits.
 
-Everything here returns whole splits; `experiments.loader` moves them to the device and draws batches.
+Everything here returns whole splits; `experiments.data.loader` moves them to the device and draws batches.
 """
 from __future__ import annotations
 

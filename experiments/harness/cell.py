@@ -18,15 +18,16 @@ from typing import Optional
 
 import torch
 
-from experiments import inspect as inspection
 from experiments.config import Config, Switch, checked_ranges, to_dict
 from experiments.data import datasets as data_mod
+from experiments.data.cache import DataCache
 from experiments.errors import UserError
-from experiments.harness import init_from, provenance
+from experiments.harness import init_from, inspection, provenance
 from experiments.harness.progress import SWEEP, RunProgress
-from experiments.harness.rundir import RunDir, RunError, config_diff, host_copy
+from experiments.harness.rundir import RunDir, RunError, config_diff, host_copy, identity_columns
 from experiments.nets import families
 from experiments.nets.resnet_cifar import num_params
+from experiments.science import measures
 from experiments.training.device import resolve_device
 from experiments.training.train import Trainer, applied_speed, make_trainer
 from experiments.training.variants import with_switches
@@ -56,24 +57,6 @@ class Result:
 
     def __str__(self) -> str:
         return self.status.value + (f" ({self.message})" if self.message else "")
-
-
-class DataCache:
-    """The data set on its device, loaded once for all the cells of a process that use it."""
-
-    def __init__(self):
-        self._key, self._dataset = None, None
-
-    def get(self, data, device: torch.device) -> data_mod.Dataset:
-        key = (json.dumps(to_dict(data), sort_keys=True), str(device))
-        if key != self._key:
-            self._key, self._dataset = None, None  # the old split leaves the device before the new one comes
-            ds = data_mod.load(data)
-            self._dataset = data_mod.Dataset(ds.train.to(device), ds.test.to(device),
-                                             ds.val.to(device) if ds.val is not None else None, ds.classes,
-                                             ds.description)
-            self._key = key
-        return self._dataset
 
 
 @dataclass
@@ -176,16 +159,10 @@ def check(cfg: Config) -> tuple:
         raise UserError(str(e)) from e
     if cfg.data.source.value == "imagefolder" and not cfg.data.root:
         raise UserError("data=imagefolder needs data.root=PATH (a folder with train/ and test/, or a .tar.gz of one)")
-    problem = init_from.check(cfg, family, depth) or inspection.check(cfg, family)  # issue 12's keys
+    problem = init_from.check(cfg, family, depth) or measures.check(cfg, family)  # issue 12's keys
     if problem:
         raise UserError(problem)
     return family, depth
-
-
-def identity_columns(cfg: Config, depth: int, init_depth: Optional[int] = None) -> dict:
-    """The identity columns (runformat.IDENTITY_COLUMNS) of every CSV row a run writes."""
-    return {"arch": cfg.arch.name, "depth": depth, "residual": cfg.residual, "shortcut": cfg.shortcut.value,
-            "seed": cfg.seed, "protocol": cfg.protocol.name, "init_depth": init_depth}
 
 
 def open_cell(job: Job, data: DataCache) -> Cell:

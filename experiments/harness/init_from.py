@@ -21,9 +21,10 @@ import torch
 from experiments.config import INIT_KEYS
 from experiments.data.loader import TrainStream, make_normalizer
 from experiments.errors import UserError
+from experiments.harness.compose import typed
 from experiments.harness.rundir import RunDir, read_regular
-from experiments.inspect import calibration, compare, typed_config
 from experiments.nets import families
+from experiments.science.measures import calibration, compare
 from runformat import CHECKPOINT, RUN_JSON, Status
 
 log = logging.getLogger("experiments")
@@ -86,7 +87,7 @@ def prepare(model, cfg, ds, fresh: bool, known: Optional[dict]) -> dict:
                          "depth": RunDir(path).read_info().get("depth")}
     rd = RunDir(path)
     info, ckpt = rd.read_info(), rd.load_checkpoint()
-    src = typed_config(ckpt.get("config") or info["config"])
+    src = typed(ckpt.get("config") or info["config"])
     family, device = families.get(src.arch.name), ds.train.x.device
     classes = ckpt.get("num_classes") or info.get("num_classes") or 10  # a run from before `num_classes` had 10
     if classes != len(ds.classes):

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from experiments.config import CONF_DIR, to_dict
+from experiments.config import to_dict
+from experiments.harness.compose import CONF_DIR
 
 
 def _values(override) -> list:
@@ -198,9 +199,9 @@ def plan(args: list, conf_dir: Path = CONF_DIR) -> Plan:
 def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Optional[str]:
     from omegaconf import OmegaConf
 
-    from experiments.config import compose
     from experiments.errors import UserError
     from experiments.harness import cell
+    from experiments.harness.compose import compose
     from experiments.nets import families
 
     chosen = launcher(args)
@@ -242,8 +243,8 @@ def shared_run_dirs(named: list, composed: list, conf_dir: Path = CONF_DIR) -> O
     """Every cell's run directory name (what Hydra will resolve), checked: one plain path component, and no two
     cells of different configurations in one directory (they would refuse or, worse, resume each other)."""
     from experiments.errors import UserError
+    from experiments.harness.compose import name_of
     from experiments.harness.rundir import config_diff
-    from experiments.run import name_of
 
     seen: dict = {}
     for (overrides, dc), cfg in zip(named, composed):

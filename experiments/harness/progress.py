@@ -37,7 +37,7 @@ class SweepProgress:
     """Where a sweep stands as a whole: cells done / running / left, and its ETA from the rate so far.
 
     A cell's work is its CPU-time estimate (iterations x weighted layers x its family's cost per layer, see
-    experiments.sweep.cell_cost): only its proportions matter, so the ETA divides the work left by the rate
+    experiments.harness.sweep.cell_cost): only its proportions matter, so the ETA divides the work left by the rate
     measured in this process. One per process (`SWEEP`), started by the entry point for a sweep; the runner
     and each run's progress report to it, for the basic and the concurrent launcher alike.
     """

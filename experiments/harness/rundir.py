@@ -108,6 +108,12 @@ def init_label(path: str) -> str:
     return f"from-depth{depth}-{digest}" if isinstance(depth, int) and not isinstance(depth, bool) else f"from-{digest}"
 
 
+def identity_columns(cfg, depth: int, init_depth: Optional[int] = None) -> dict:
+    """The identity columns (runformat.IDENTITY_COLUMNS) of every CSV row a run writes."""
+    return {"arch": cfg.arch.name, "depth": depth, "residual": cfg.residual, "shortcut": cfg.shortcut.value,
+            "seed": cfg.seed, "protocol": cfg.protocol.name, "init_depth": init_depth}
+
+
 def config_diff(saved: dict, current: dict) -> list:
     """The keys of the two resolved configs that change the numbers and differ (runformat.identity)."""
     return differing(identity(saved), identity(current))
@@ -151,6 +157,13 @@ def atomic_write(path: Path, text: str) -> None:
 
 def _short(e: OSError) -> str:
     return e.strerror or " ".join(str(e).split())[:200]
+
+
+def run_dirs(path: Path) -> list:
+    """`path` if it is a run directory, else the run directories directly under it."""
+    if (path / RUN_JSON).exists() or not path.is_dir():
+        return [path]
+    return sorted(d for d in path.iterdir() if d.is_dir() and (d / RUN_JSON).exists())
 
 
 class RunDir:

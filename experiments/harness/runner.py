@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
 from typing import Optional
 
+from experiments.data.cache import DataCache
 from experiments.data.loader import TrainStream, make_normalizer
 from experiments.errors import UserError
 from experiments.harness import provenance
-from experiments.harness.cell import DataCache, Result, abandon, close_cell, finish, open_cell, rebuild, use_choice
+from experiments.harness.cell import Job, Result, abandon, close_cell, finish, open_cell, rebuild, use_choice
+from experiments.harness.compose import compose, typed
 from experiments.harness.progress import SWEEP
 from experiments.harness.rundir import RunError
 from experiments.harness.sweep import cell_cost
@@ -29,7 +32,7 @@ class StopFlag:
     the cells open there is nothing to checkpoint, so a signal stops at once; while they train, the first asks
     the loop to stop after the current step and checkpoint, and a second stops at once (the last checkpoint
     stands). The handlers that were there before come back on exit, so a caller can hand the signal on to
-    them afterwards (experiments.grouped gives USR2 to submitit, which requeues the job)."""
+    them afterwards (experiments.launchers.grouped gives USR2 to submitit, which requeues the job)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
@@ -72,6 +75,17 @@ class Stopped(SystemExit):
     def __init__(self, signum: int, results: list):
         super().__init__(128 + signum)
         self.signum, self.results = signum, results
+
+
+def job_from(cfg, run_dir: Path, overrides: list) -> Job:
+    """A composed config (the app's, or a launcher's sweep config) as a Job: the typed Config, with its run dir."""
+    return Job(typed(cfg), Path(run_dir), list(overrides))
+
+
+def run_overrides(overrides: list, run_dir: Path) -> Result:
+    """What `python -m experiments.run OVERRIDES hydra.run.dir=RUN_DIR` does, in this process (the bench,
+    the tests); a UserError propagates."""
+    return run_jobs([job_from(compose(overrides), run_dir, overrides)])[0]
 
 
 def run_jobs(jobs: list, keep_going: bool = False) -> list:
@@ -179,8 +193,8 @@ def train_group(group: list, stop: StopFlag) -> None:
 
 
 def choose_step(group: list, stream: TrainStream) -> None:
-    """The first-minute choice of the group's joint step (experiments.variants), where `speed.choose` asks for it
-    (auto: on CUDA). A group some of whose cells kept a choice from their start (experiments.cell.kept_choice) trains
+    """The first-minute choice of the group's joint step (experiments.training.variants), where `speed.choose` asks for it
+    (auto: on CUDA). A group some of whose cells kept a choice from their start (experiments.harness.cell.kept_choice) trains
     every cell with it instead: one sweep, one variant."""
     first = group[0]
     device, mode = first.trainer.device, first.cfg.speed.choose.value

@@ -9,9 +9,9 @@ numbers identical to running the cells one by one.
 Why not Hydra's `run_job`, as Hydra's own launchers do: `run_job` runs the task function for one job to its
 end, and a launcher calls it once per job. Training cells together needs every cell opened before any step,
 in one process, over one stream, so this launcher composes each job's config itself
-(`load_sweep_config`), hands all of them to `experiments.runner.run_jobs` (the same function a single run
+(`load_sweep_config`), hands all of them to `experiments.harness.runner.run_jobs` (the same function a single run
 goes through, with the same handling of bad cells, signals and crashes), and reports one JobReturn per job
-to the callbacks, as `run_job` would. A group job of the grouped launcher (experiments.grouped) is this, for
+to the callbacks, as `run_job` would. A group job of the grouped launcher (experiments.launchers.grouped) is this, for
 its group's cells, in the job's process: `compose_jobs` and `job_return` serve both.
 """
 from __future__ import annotations
@@ -23,8 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import open_dict, read_write
 
-from experiments.harness.runner import run_jobs
-from experiments.run import job_from
+from experiments.harness.runner import job_from, run_jobs
 
 log = logging.getLogger("experiments")
 

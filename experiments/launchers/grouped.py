@@ -2,7 +2,7 @@
 `hydra/launcher=gpus` (one group per GPU of this machine), or `hydra/launcher=grouped` over any launcher.
 
 Why a launcher around a launcher. The paper's nets are small: one GPU trains several together over one
-stream of batches (experiments.concurrent), so the unit to submit is a group of cells, not a cell. Hydra's
+stream of batches (experiments.launchers.concurrent), so the unit to submit is a group of cells, not a cell. Hydra's
 launchers (basic, submitit_local, submitit_slurm, joblib) already submit a job, wait for it, bring back its
 result and, for submitit, checkpoint and requeue it; what none of them does is grouping. So this launcher
 packs the sweep's cells into groups and hands the *groups* to an inner launcher chosen by config, each group

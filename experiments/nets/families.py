@@ -95,7 +95,7 @@ class BlockParts(NamedTuple):
 
 
 class ProbedModel:
-    """What a model of any family offers the probes (`experiments.probes`) and the after-training inspection
+    """What a model of any family offers the probes (`experiments.training.probes`) and the after-training inspection
     (`experiments.inspect`), naming its own layers. The inspection's methods raise NotSupported unless the model
     overrides them."""
 

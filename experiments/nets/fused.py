@@ -9,7 +9,7 @@ torch.compile turns into fused kernels (Inductor: the statistics as one reductio
 elementwise pass; AOTAutograd fuses their backward likewise). The functions take tensors, not modules, so one
 compiled graph per activation shape serves every block of every net: three stage shapes, two functions, a few
 compiles in all (not one per net, as compiling whole models is). They are compiled on the first call, which the
-captured step's warm-up makes (experiments.fastpath): never for the first time inside a capture.
+captured step's warm-up makes (experiments.training.fastpath): never for the first time inside a capture.
 
 What they compute is exactly `F.relu(bn(x))` and `F.relu(bn(x) + skip)` with `bn` an nn.BatchNorm2d in training
 mode: the batch's statistics normalise, the running statistics move by `momentum`, `num_batches_tracked` counts

@@ -147,7 +147,7 @@ class MiniModel(nn.Module, ProbedModel):
         x = self.stages[3](x)                  # [B, 256, 4, 4]
         return self.head(x)                    # [B, num_classes]
 
-    # -- probe points (experiments.probes). Pre-activation: a 3x3 conv's own output is what goes on into the
+    # -- probe points (experiments.training.probes). Pre-activation: a 3x3 conv's own output is what goes on into the
     # next BN or the addition, so the conv itself is the response point.
     def response_points(self) -> list:
         return [ProbePoint(f"{name}.{c}", s, getattr(unit, c)) for name, s, unit in self.blocks()

@@ -120,7 +120,7 @@ class CifarResNet(nn.Module, ProbedModel):
 
     def forward_fused(self, x, compiled: bool = True):
         """The training forward with each BN fused with its ReLU (and a residual block's addition): the same math as
-        `forward` in training mode (speed.fuse, experiments.fused). Training mode only: BN uses the batch."""
+        `forward` in training mode (speed.fuse, experiments.nets.fused). Training mode only: BN uses the batch."""
         x = fused.bn_relu(self.conv1(x), self.bn1, compiled)
         for stage in self.stages:
             for block in stage:
@@ -138,7 +138,7 @@ class CifarResNet(nn.Module, ProbedModel):
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # global average pooling: [B, 64]
         return self.fc(x)
 
-    # -- probe points (experiments.probes): post-BN, pre-ReLU/addition, as the paper measures (Fig. 7)
+    # -- probe points (experiments.training.probes): post-BN, pre-ReLU/addition, as the paper measures (Fig. 7)
     def response_points(self) -> list:
         points = [ProbePoint("conv1", 0, self.bn1)]
         for name, s, block in self.blocks():

@@ -3,7 +3,7 @@
 (a) conventional: torchvision DataLoader + PIL transforms, fp32, eager, torch.optim.SGD, a loss.item()
     per step, one network at a time (as the popular reproductions do it);
 (b) ours, one network at a time: data resident on the device, tensor-op augmentation, foreach SGD, and the
-    `speed.*=auto` switches of this device (experiments.device);
+    `speed.*=auto` switches of this device (experiments.training.device);
 (c) ours, the eight Figure-6 networks trained together (one shared stream, a CUDA stream each);
 and, for the speed switches, (b) on plain-20 and plain-56 with each switch alone: fp32 eager, channels_last,
 bf16 autocast, both, torch.compile (after its compile time, which is reported apart).
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from experiments.config import ProtocolConfig, SpeedConfig, Switch, compose
+from experiments.config import ProtocolConfig, SpeedConfig, Switch
 from experiments.data.datasets import Split
 from experiments.data.loader import TrainStream, pixel_mean
 from experiments.harness.progress import fmt_duration
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     print(f"bench on {name}: {len(split)} training images; {rounds} rounds of {steps} timed steps per pipeline")
 
     auto = SpeedConfig()
-    # as every run sets it (experiments.cell): cuDNN autotunes each conv shape once, in the warm-up steps
+    # as every run sets it (experiments.harness.cell): cuDNN autotunes each conv shape once, in the warm-up steps
     torch.backends.cudnn.benchmark = bool(auto.cudnn_benchmark)
     nets4 = [(d, r) for d in (20, 56) for r in (False, True)]
     label = {(d, r): net_name(d, r) for d in DEPTHS for r in (False, True)}
@@ -299,7 +299,7 @@ def compare(seeds: int, device, out: Path, overrides: list, net=(20, False), pro
     """Same results: the fast path's final errors (`speed.*=auto`, plus the `fast` overrides, e.g.
     speed.bf16=on) against fp32 eager's, each over `seeds` seeds, for one network on one protocol."""
     from experiments.harness.precheck import plan
-    from experiments.run import run_overrides
+    from experiments.harness.runner import run_overrides
     extra = (f"protocol={protocol}", f"depth={net[0]}", f"residual={str(net[1]).lower()}")
     label = net_name(*net)
     # one name per comparison, so that another comparison never resumes (or overwrites) this one's runs
@@ -357,6 +357,7 @@ def bench_data(overrides: list) -> Split:
     from omegaconf import OmegaConf
 
     from experiments.data.datasets import load
+    from experiments.harness.compose import compose
     return load(OmegaConf.to_object(compose(overrides)).data).train
 
 

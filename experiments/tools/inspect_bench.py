@@ -23,9 +23,9 @@ import torch
 
 from experiments.data.datasets import Dataset, Split
 from experiments.data.loader import TrainStream, make_normalizer
-from experiments.harness.rundir import read_regular
-from experiments.inspect import inspect_net, run_dirs
+from experiments.harness.rundir import read_regular, run_dirs
 from experiments.nets import families
+from experiments.science.measures import inspect_net
 from experiments.training.device import resolve_device
 from experiments.training.train import evaluate, make_trainer
 from runformat import METRICS, RUN_JSON
@@ -42,7 +42,7 @@ def measure(net: str, overrides: list, steps: int, device, data=None) -> dict:
     """One net (`plain-20`, `resnet-56`): its projected training time and what inspecting it takes."""
     from omegaconf import OmegaConf
 
-    from experiments.config import compose
+    from experiments.harness.compose import compose
     kind, depth = net.rsplit("-", 1)
     cfg = OmegaConf.to_object(compose([f"depth={depth}", f"residual={kind.lower() != 'plain'}", *overrides]))
     family, p = families.get(cfg.arch.name), cfg.protocol
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     overrides = args.overrides or ["protocol=quick"]
     data = None
     if any(o.split("=")[0].startswith("data") for o in overrides):
-        from experiments.harness.cell import DataCache
+        from experiments.data.cache import DataCache
         data = DataCache()
     rows = [measure(net.strip(), [*overrides, f"device={device.type}", "progress=false"], args.steps, device, data)
             for net in args.nets.split(",")]

@@ -13,7 +13,7 @@ each on its own CUDA stream as the concurrent launcher trains them), after the c
   writing left to threads): what training waits for; projected over the paper protocol's epochs;
 - GPU memory after the first step;
 - with --stacked, a speed idea: each depth's plain and residual nets stacked into one model of grouped convs
-  (experiments.stacked), its joint step against the separate nets', side by side (both without probes).
+  (experiments.tools.stacked), its joint step against the separate nets', side by side (both without probes).
 
     python -m experiments.steptime [--steps N] [--test-images N] [--nets 20,56] [--profile N] [--stacked] [--out DIR]
 
@@ -108,7 +108,7 @@ def epoch_end_s(t, test: Split, normalize, device) -> dict:
 def joint_epoch_end_s(trainers, test: Split, normalize, streams: bool, device) -> dict:
     """Seconds training waits at one epoch end of all `trainers`, as a run makes it: `end_epochs` (every test
     pass, probes on, enqueued before one wait), then each checkpoint's copy to the host (the writing itself
-    goes on in a thread while the next epoch trains: experiments.cell.Cell.write_behind)."""
+    goes on in a thread while the next epoch trains: experiments.harness.cell.Cell.write_behind)."""
     sync(device)
     start = time.perf_counter()
     end_epochs(trainers, 1, test, None, normalize, streams)
@@ -180,7 +180,7 @@ def stacked_vs_separate(depths, stream, device, speed: SpeedConfig, steps: int, 
 
 
 def choice(nets, stream, device, speed: SpeedConfig, budget: float) -> dict:
-    """The first-minute choice a sweep of these nets makes (experiments.variants), on fresh nets: each variant's
+    """The first-minute choice a sweep of these nets makes (experiments.training.variants), on fresh nets: each variant's
     joint-step time and check, side by side in one run."""
     def build(switches):
         out = []
@@ -333,7 +333,7 @@ def markdown(r: dict) -> str:
     ch = r.get("choice")
     if ch:
         base = (ch["variants"].get("default") or {}).get("ms_per_step")
-        lines += ["", f"The first-minute choice (experiments.variants, budget spent: {ch['seconds']:.0f} s): "
+        lines += ["", f"The first-minute choice (experiments.training.variants, budget spent: {ch['seconds']:.0f} s): "
                   f"**{ch['variant']}**.", "", "| variant | joint step (ms) | against default | check |",
                   "| --- | --- | --- | --- |"]
         for name, v in ch["variants"].items():
@@ -378,7 +378,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stacked", action="store_true",
                     help="also time each depth's plain and residual nets stacked into one model (grouped convs)")
     ap.add_argument("--choose", type=float, default=0, metavar="SECONDS",
-                    help="also make the first-minute choice of the step (experiments.variants) with this budget: "
+                    help="also make the first-minute choice of the step (experiments.training.variants) with this budget: "
                          "each variant's joint step against the default's, and its check")
     ap.add_argument("--out", default="results/bench")
     args = ap.parse_args(argv)

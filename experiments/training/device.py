@@ -47,7 +47,7 @@ def native_bf16() -> bool:
 def auto(feature: str, device: torch.device) -> bool:
     """What `speed.<feature>=auto` means on `device` (see the module docstring)."""
     if device.type == "cuda":
-        return feature not in ("compile", "fuse")  # variants the first-minute choice may turn on (experiments.variants)
+        return feature not in ("compile", "fuse")  # variants the first-minute choice may turn on (training.variants)
     return feature == "channels_last"  # bf16: see the module docstring
 
 
@@ -66,7 +66,7 @@ class Speed:
     compile: bool
     foreach: bool
     cudnn_benchmark: bool
-    fuse: bool = False  # BN fused with ReLU and addition (experiments.fused), where the family has such a forward
+    fuse: bool = False  # BN fused with ReLU and addition (experiments.nets.fused), where the family has such a forward
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 
 class Probes:
-    """`model` names its own probe points (experiments.families.ProbedModel), whatever its family."""
+    """`model` names its own probe points (experiments.nets.families.ProbedModel), whatever its family."""
 
     def __init__(self, model: nn.Module, every: int = 10):
         self.model, self.every = model, max(1, every)

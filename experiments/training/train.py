@@ -89,7 +89,7 @@ class Trainer:
         self.graphed = None if cuda_graph and protocol.optimizer == Optimizer.sgd and self.device.type == "cuda" else False
         self.cuda_stream = None  # set by fit() when several trainers share the GPU
         self.forward = model  # the training forward: the model, or its torch.compile'd twin (speed.compile)
-        self.speed = None  # the speed switches as they apply (experiments.device.Speed), set by make_trainer
+        self.speed = None  # the speed switches as they apply (experiments.training.device.Speed), set by make_trainer
 
     @property
     def finished(self) -> bool:
@@ -137,7 +137,7 @@ class Trainer:
                 self.window += torch.stack([wrong, seen])
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The batch's training loss (a model with another output overrides it: experiments.stacked)."""
+        """The batch's training loss (a model with another output overrides it: experiments.tools.stacked)."""
         return F.cross_entropy(out.float(), y)
 
     def errors(self, out: torch.Tensor, y: torch.Tensor) -> tuple:
@@ -163,7 +163,7 @@ class Trainer:
 
 
 def applied_speed(speed: SpeedConfig, device: torch.device, model: nn.Module):
-    """What `speed` means for `model` on `device` (experiments.device.Speed): fused BN only where the family has that
+    """What `speed` means for `model` on `device` (training.device.Speed): fused BN only where the family has that
     forward (`forward_fused`), and never under compile, which fuses the whole forward."""
     on = resolve_speed(speed, device)
     return dataclasses.replace(on, fuse=on.fuse and not on.compile and hasattr(model, "forward_fused"))
@@ -173,7 +173,7 @@ def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device:
                  speed: SpeedConfig, probe_every: int = 10, trainer_class: type = Trainer) -> Trainer:
     """The model on `device` with the `speed` switches applied, wrapped in its Trainer: what every run (and
     `make bench`) trains. probe_every=0: no probes. `trainer_class`: a Trainer with another loss and error
-    count (experiments.stacked)."""
+    count (experiments.tools.stacked)."""
     on = applied_speed(speed, device, model)
     model.to(device)
     if on.channels_last:
@@ -188,7 +188,7 @@ def make_trainer(model: nn.Module, depth: int, protocol: ProtocolConfig, device:
         # a compiled graph would not see
         trainer.forward = torch.compile(model)
     elif on.fuse:
-        trainer.forward = model.forward_fused  # the same hooks-free training forward, BN fused (experiments.fused)
+        trainer.forward = model.forward_fused  # the same hooks-free training forward, BN fused (experiments.nets.fused)
     trainer.speed = on
     return trainer
 

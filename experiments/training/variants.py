@@ -1,7 +1,7 @@
 """Which joint step a sweep trains with, chosen in its first minute (issue 28): every ready speed variant is built
 from the group's nets as they stand, checked against the eager step on a few batches, timed for a few seconds, and
 the fastest that passes is what the sweep trains with. run.json records the choice, each variant's time and check;
-a resumed run keeps its variant (experiments.cell) unless `speed.choose=on` asks again.
+a resumed run keeps its variant (experiments.harness.cell) unless `speed.choose=on` asks again.
 
 A variant is a set of `speed.*` switches on top of the run's own; "default" is the run's own (on CUDA the captured
 step). Each is trained on copies of the nets (the group's trainers are not touched), so the choice changes no number
@@ -42,7 +42,7 @@ class Variant:
 
 VARIANTS = (
     Variant("default", {}, "the run's own speed switches (on CUDA: the captured step)"),
-    Variant("fused", {"fuse": "on"}, "each BN fused with its ReLU and addition (experiments.fused), captured"),
+    Variant("fused", {"fuse": "on"}, "each BN fused with its ReLU and addition (experiments.nets.fused), captured"),
     Variant("compiled", {"compile": "on"}, "torch.compile of the whole training forward, captured"),
 )
 

@@ -1,4 +1,4 @@
-"""`hydra/launcher=concurrent`: a sweep's cells trained together in one process (see experiments.concurrent).
+"""`hydra/launcher=concurrent`: a sweep's cells trained together in one process (see experiments.launchers.concurrent).
 
 Hydra finds launchers in the `hydra_plugins` namespace package; the work is done in `experiments`.
 """

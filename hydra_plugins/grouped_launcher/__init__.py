@@ -1,5 +1,5 @@
 """`hydra/launcher=grouped`: a sweep's cells packed into jobs of several cells, each job handed to an inner
-launcher (see experiments.grouped for why and how). The presets in conf/hydra/launcher/ build on it:
+launcher (see experiments.launchers.grouped for why and how). The presets in conf/hydra/launcher/ build on it:
 `slurm` (submitit_slurm inside, one GPU per job) and `gpus` (submitit_local inside, one group per GPU).
 
 Hydra finds launchers in the `hydra_plugins` namespace package; the work is done in `experiments`, imported

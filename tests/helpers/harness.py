@@ -49,13 +49,13 @@ def tiny_overrides(image_folder: Path, data_dir: Path, iterations: int = 8) -> l
 
 
 def compose(overrides: list, conf_dir: Path = ROOT / "experiments" / "conf", return_hydra_config: bool = False):
-    from experiments.config import compose as compose_config
+    from experiments.harness.compose import compose as compose_config
     return compose_config(overrides, conf_dir, return_hydra_config)
 
 
 def run_inprocess(overrides: list, run_dir: Path):
     """What the CLI does for one run, minus process start-up: returns the run's Status."""
-    from experiments.run import run_overrides
+    from experiments.harness.runner import run_overrides
     return run_overrides(overrides, run_dir).status
 
 
