@@ -72,7 +72,7 @@ UNITS ?= 1,2,3,4
 SIZES = $(if $(filter minimodel,$(ARCH)),arch=minimodel arch.units_per_stage=$(UNITS) depth=20,depth=$(DEPTHS))
 # GPUS=N: this machine's first N GPUs, one group of cells on each (hydra/launcher=gpus); LAUNCHER=slurm: one
 # SLURM job per group (docs/cluster.md); CELLS_PER_JOB=K: at most K cells per group (default: a whole stream).
-# Otherwise, with a GPU the cells train together in one process (experiments/concurrent.py); else one after another.
+# Otherwise, with a GPU the cells train together in one process (experiments/launchers/concurrent.py); else one after another.
 GPUS ?=
 CELLS_PER_JOB ?=
 LAUNCHER ?=
@@ -116,14 +116,14 @@ inspect-bench: install  ## what the after-training inspection adds to a quick ru
 	$(PY) -m experiments.inspect_bench $(call shwords,$(OVERRIDES))
 
 published: install  ## convert a-martyn/resnet's published curves (FROM=a clone of it) into results/reference/a-martyn-cifar10/, with its figures
-	@[ -n $(call sh,$(FROM)) ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
+	@[ -n $(call sh,$(FROM)) ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (runformat/amartyn.py names the commit)" >&2; exit 2; }
 	$(PY) -m analysis.published --from $(call sh,$(FROM)) --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10)
 	$(PY) -m analysis.report --runs $(call sh,$(RESULTS)/reference/a-martyn-cifar10/runs) \
 	    --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10) --reference none
 
 # OVERRIDES: the data to evaluate them on (default: the original CIFAR-10, downloaded as a run would; here the JPEG copy)
 pretrained: install  ## import a-martyn/resnet's trained weights (FROM=a clone of it) into results/reference/a-martyn-cifar10/weights/: evaluated, inspected, with its report
-	@[ -n $(call sh,$(FROM)) ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (analysis/published.py names the commit)" >&2; exit 2; }
+	@[ -n $(call sh,$(FROM)) ] || { echo "error: FROM= is empty: give a clone of a-martyn/resnet (runformat/amartyn.py names the commit)" >&2; exit 2; }
 	$(PY) -m experiments.pretrained --from $(call sh,$(FROM)) --out $(call sh,$(RESULTS)/reference/a-martyn-cifar10/weights) \
 	    $(call shwords,$(OVERRIDES))
 	$(PY) -m analysis.report --runs $(call sh,$(RESULTS)/reference/a-martyn-cifar10/weights/runs) \

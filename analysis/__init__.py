@@ -10,9 +10,9 @@ load (files -> one tidy frame), families (a family's label and title, from run.j
 (the prose's shared vocabulary: comparisons, trends) with the findings and their sentences by concern in
 degradation_text (the verdict, Fig. 1, Fig. 6, error vs depth), paper_text (Table 6 against the paper), probes_text
 and imported_text, provenance (protocol, data, machines),
-probes_figures (Fig. 7 layer responses, gradient norms), inspection and inspection_text (why depth hurts
-plain nets, from the files experiments/inspect.py writes after training: the constructed deeper net, runs started
-from it, block ratios, the lesion study), reference (which reference runs to draw dotted beneath the user's,
-and each net against them), published (a public reproduction's curves converted into a reference set), render
-(markdown / HTML), report (the CLI).
+probes_figures (Fig. 7 layer responses, gradient norms), inspection and inspection_text (why depth hurts plain
+nets, from the files the after-training inspection (experiments/science/measures.py) writes: the constructed deeper
+net, runs started from it, block ratios, the lesion study), reference (which reference runs to draw dotted beneath
+the user's, and each net against them), published (a public reproduction's curves converted into a reference set),
+render (markdown / HTML), report (the CLI).
 """

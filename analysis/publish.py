@@ -47,7 +47,7 @@ from runformat import METRICS, RUN_JSON, TABLES, Status
 from . import outputs
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a reference set's name: one plain path component
-# a run directory's or a file's name: what experiments/rundir.py writes (`depth=56-residual=false-seed=0-lr=0.01`)
+# a run directory's or a file's name: what experiments/harness/rundir.py writes (`depth=56-residual=false-seed=0-lr=0.01`)
 COMPONENT = re.compile(r"^[A-Za-z0-9_.,+=@%-]{1,255}$")
 PARTS = "resume.tar.part-*"
 MANIFEST = "resume.sha256"  # in the archive's logs/: sha256 and name of each part packed with it

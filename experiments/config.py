@@ -2,9 +2,10 @@
 `protocol.augment=crop` fail at composition, before anything runs, with the key and the valid values named.
 
 Closed choices are Enums; a network family's own knobs are its `ArchConfig` subclass (conf/arch/<name>.yaml
-starts from it: see `experiments.families`); numeric keys carry their valid range (`checked_ranges`).
-Importing this module needs no Hydra: only `register` and `compose` do, and only the Hydra entry point
-(experiments.run) and the launchers hand anything but these dataclasses around.
+starts from it: see `experiments.nets.families`); numeric keys carry their valid range (`checked_ranges`).
+It imports nothing of the project and no Hydra: Hydra's side (putting the schema in its ConfigStore, composing
+conf/) is experiments.harness.compose, and only the Hydra entry point (experiments.run) and the launchers hand
+anything but these dataclasses around.
 """
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Dict, List, Optional
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 class Shortcut(str, Enum):
@@ -31,7 +29,7 @@ class Device(str, Enum):
 
 
 class Switch(str, Enum):
-    auto = "auto"  # what make bench measured to be faster on the device (experiments.device.auto)
+    auto = "auto"  # what make bench measured to be faster on the device (experiments.training.device.auto)
     on = "on"
     off = "off"
 
@@ -116,7 +114,7 @@ class ProtocolConfig:
 @dataclass
 class SpeedConfig:
     # How a run is computed, not what it computes: none of these is part of a run's identity. "auto" = what
-    # make bench measured to be faster on the device and to leave the numbers alone (experiments.device): CUDA:
+    # make bench measured to be faster on the device and to leave the numbers alone (experiments.training.device): CUDA:
     # all but compile; CPU: channels_last (bf16 is opt-in there: it makes plain-56 worse). run.json records
     # what applied.
     channels_last: Switch = Switch.auto
@@ -124,10 +122,10 @@ class SpeedConfig:
     foreach: bool = True  # SGD as multi-tensor ops (off: a per-parameter loop; same math)
     cudnn_benchmark: bool = True
     cuda_graphs: Switch = Switch.auto  # capture the training step once and replay it (CUDA, SGD)
-    compile: Switch = Switch.auto  # torch.compile the training forward (auto: off; see experiments.device)
-    fuse: Switch = Switch.auto  # each BN fused with its ReLU and addition (experiments.fused; auto: off)
+    compile: Switch = Switch.auto  # torch.compile the training forward (auto: off; see experiments.training.device)
+    fuse: Switch = Switch.auto  # each BN fused with its ReLU and addition (experiments.nets.fused; auto: off)
     threads: int = ranged(0, 0)  # CPU threads for torch; 0 = torch's default
-    # The first-minute choice (experiments.variants): each ready step variant checked against the eager step and
+    # The first-minute choice (experiments.training.variants): each ready step variant checked against the eager step and
     # timed, the fastest that passes trained with; a resumed run keeps its choice. auto: on CUDA (a sweep of hours),
     # off on a CPU; `on` chooses again, on resume too
     choose: Switch = Switch.auto
@@ -154,13 +152,14 @@ class InspectConfig:
 
 @dataclass
 class LogConfig:
-    # Live views of a run beside its CSVs (never instead); not part of a run's identity
-    tensorboard: bool = False  # each epoch's scalars into RUN_DIR/tensorboard/ (the `tensorboard` extra: experiments.tblog)
+    # Live views of a run beside its CSVs (never instead); not part of a run's identity.
+    # tensorboard: each epoch's scalars into RUN_DIR/tensorboard/ (the `tensorboard` extra: experiments.harness.tblog)
+    tensorboard: bool = False
 
 
 # `init.from=RUN_DIR` (a deeper run started from a shallower one's net, deepened by identity blocks) is the key a
 # user types; `from` is a Python keyword, so it cannot be a dataclass field. A typed dict node keeps the key as
-# typed and its value an Optional[str]; its keys are checked in one line by experiments.init_from.check.
+# typed and its value an Optional[str]; its keys are checked in one line by experiments.harness.init_from.check.
 INIT_KEYS = ("from",)
 
 
@@ -245,33 +244,6 @@ def checked_normalize(p: ProtocolConfig) -> Optional[str]:
             return (f"protocol.{key}={list(values)}: give one value for all channels or one per channel (3), "
                     f"each {each}")
     return None
-
-
-# ---- Hydra --------------------------------------------------------------------------------------------
-
-def register() -> None:
-    """Put the schema, and each family's ArchConfig, where conf/ refers to them (Hydra's ConfigStore)."""
-    from hydra.core.config_store import ConfigStore
-
-    from experiments import families
-
-    cs = ConfigStore.instance()
-    # The group YAMLs merge into the typed nodes of `Config`, so they are checked against it too.
-    cs.store(name="schema", node=Config)
-    for family in families.all_families():
-        # conf/arch/<name>.yaml starts from `/family_schema/<name>@_here_`: the family's knobs, typed
-        cs.store(group="family_schema", name=family.name, node=family.config)
-
-
-def compose(overrides: list, conf_dir: Path = CONF_DIR, return_hydra_config: bool = False):
-    """The config (a DictConfig) that `python -m experiments.run OVERRIDES` would run, without running it
-    (with `return_hydra_config`, its `hydra` node too: the launcher's settings)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    register()
-    with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def to_dict(obj) -> dict:

@@ -2,11 +2,11 @@
 completed run directories of this harness (issue 33), so that Figure 7 and the after-training inspection run on fully
 trained paper-protocol nets, on a CPU, without training them.
 
-The source is a-martyn/resnet (BSD-3-Clause; its facts, shared with its curves, are `analysis.published`'s), which
+The source is a-martyn/resnet (BSD-3-Clause; its facts, shared with its curves, are `runformat.amartyn`'s), which
 commits `pretrained/{plainnet,resnet}{20,32,44,56}.pt`: plain state dicts of the paper's option-A nets, the same
 tensors in the same order as ours under other names (`convIn`, `bnIn`, `stack1.i`, `stack2a`, `stack2b.i`, `stack3a`,
 `stack3b.i`, `fcOut`; its blocks' option-A shortcut, a stride-2 1x1 average pool and zero channels after the
-identity ones, is ours). DIR is a clone of it at `analysis.published.COMMIT`:
+identity ones, is ours). DIR is a clone of it at `runformat.amartyn.COMMIT`:
 
     git clone https://github.com/a-martyn/resnet DIR && git -C DIR checkout a9779154427bc5d28d89c213e1ae73613c353f74
 
@@ -43,20 +43,21 @@ from pathlib import Path
 
 import torch
 
-from analysis import published as source
-from experiments import data as data_mod
-from experiments import families, provenance
-from experiments import inspect as inspection
-from experiments.cell import DataCache, identity_columns
 from experiments.config import to_dict
-from experiments.device import resolve_device, resolve_speed
+from experiments.data import datasets as data_mod
+from experiments.data.cache import DataCache
+from experiments.data.loader import make_normalizer
 from experiments.errors import UserError
-from experiments.loader import make_normalizer
-from experiments.models import CifarResNet, num_params
-from experiments.probes import Probes
-from experiments.rundir import RunDir, atomic_write, host_copy
-from experiments.train import evaluate
+from experiments.harness import inspection, provenance
+from experiments.harness.rundir import RunDir, atomic_write, host_copy, identity_columns
+from experiments.nets import families
+from experiments.nets.resnet_cifar import CifarResNet, num_params
+from experiments.science.measures import inspect_net
+from experiments.training.device import resolve_device, resolve_speed
+from experiments.training.probes import Probes
+from experiments.training.train import evaluate
 from runformat import GRAD_NORMS, LAYER_STATS, METRICS, RUN_JSON, Status, TrainErrMeasure
+from runformat import amartyn as source
 
 log = logging.getLogger("experiments")
 
@@ -90,8 +91,8 @@ def configs(stems: list, overrides: list) -> dict:
     data's presence included); PretrainedError for an override of what the source fixes."""
     from omegaconf import OmegaConf
 
-    from experiments import cell, precheck
-    from experiments.config import compose
+    from experiments.harness import cell, precheck
+    from experiments.harness.compose import compose
     fixed = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".")[0] in FIXED_KEYS]
     if fixed:
         raise PretrainedError(f"{fixed[0]}: the weights fix {', '.join(FIXED_KEYS)}; give only how to evaluate them "
@@ -272,7 +273,7 @@ def write_run(path: Path, w: dict, cfg, ds, device, commit: str, overrides: list
                             "input": host_copy(make_normalizer(cfg.protocol, ds.train.x).state_dict())})
         rd.write_info(info)  # completed from here on: the inspection below is a completed run's, as after training
         inspected = time.perf_counter()
-        found = inspection.inspect_net(model, cfg, ds, family)
+        found = inspect_net(model, cfg, ds, family)
         info["inspection"] = inspection.write(rd, found, extra, inspected)
         info["ended_at"] = provenance.now()
         rd.write_info(info)

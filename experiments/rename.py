@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from experiments.errors import UserError
-from experiments.rundir import RunDir, RunError
+from experiments.harness.rundir import RunDir, RunError
 from runformat import RUN_JSON
 
 
@@ -39,8 +39,8 @@ def renamed(d: Path, moved: dict) -> tuple:
     from omegaconf import OmegaConf
 
     from experiments.config import DataConfig, Source
-    from experiments.data import data_fingerprint
-    from experiments.run import name_of
+    from experiments.data.datasets import data_fingerprint
+    from experiments.harness.compose import name_of
 
     info = RunDir(d).read_info() or {}
     config, overrides = info.get("config"), info.get("overrides")

@@ -259,7 +259,7 @@ class RunInfo(TypedDict, total=False):
     device: str                # `cpu`, `cuda`, `cuda:1`
     device_name: str           # `NVIDIA H100 80GB HBM3`, or the CPU
     speed: dict                # the speed switches as they applied: channels_last, bf16, cuda_graphs, compile, fuse, ...
-    speed_choice: dict         # the first-minute choice of the step (experiments.variants): `variant`, its `switches`,
+    speed_choice: dict         # the first-minute choice of the step (training.variants): `variant`, its `switches`,
                                # `seconds`, `device_type`, `device_name`, and per variant `passed`, `check`,
                                # `ms_per_step`, `seconds`; a resumed run keeps it
     versions: dict             # python, torch, torchvision, hydra

@@ -79,7 +79,7 @@ def test_a_run_resumed_on_another_machine_and_commit_names_both_in_order(tmp_pat
 
 
 def test_a_resume_keeps_the_last_sessions_provenance_before_overwriting_the_top_level():
-    from experiments.cell import _keep_session_provenance
+    from experiments.harness.cell import _keep_session_provenance
     info = {"device_name": "NVIDIA H100 80GB HBM3", "git_commit": "d3856fe", "speed": {"bf16": True},
             "sessions": [{"started_at": "2026-11-23T09:39:45+00:00", "from_iteration": 0}]}
     _keep_session_provenance(info)

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from experiments import bench
+from experiments.tools import bench
 from tests.helpers.harness import run_inprocess
 
 
@@ -33,7 +33,7 @@ def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsy
                    "rounds of 1 timed steps", "median (min-max)", "batch 16,", "the training steps only"):
         assert needle in md
     assert "b/a =" in capsys.readouterr().out
-    assert benchmark == [True]  # timed as runs train: cuDNN autotuning on, as experiments.cell sets it
+    assert benchmark == [True]  # timed as runs train: cuDNN autotuning on, as experiments.harness.cell sets it
 
 
 class Sleeper:

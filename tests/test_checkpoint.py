@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments.checkpoint import load_model
 from experiments.errors import UserError
+from experiments.harness.checkpoint import load_model
 from tests.helpers.harness import decoded_images, metrics_rows, run_inprocess
 
 

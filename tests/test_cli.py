@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from experiments.rundir import RunDir
+from experiments.harness.rundir import RunDir
 from runformat import METRICS, TrainErrMeasure
 from tests.helpers.harness import LONG, PARAMS, cli, numbers, popen, run_inprocess, wait_for_rows
 from tests.helpers.harness import metrics_rows as rows

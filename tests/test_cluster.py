@@ -1,4 +1,4 @@
-"""The cluster launchers on CPU (experiments/grouped.py, conf/hydra/launcher/, docs/cluster.md): a sweep through
+"""The cluster launchers on CPU (experiments/launchers/grouped.py, conf/hydra/launcher/, docs/cluster.md): a sweep through
 submitit's local executor writes what a basic sweep writes; a group job stopped by USR2 is requeued by
 submitit and resumes, one stopped by SIGTERM resumes when the sweep is rerun; one group per GPU; the SLURM
 presets compose to what the docs say. No SLURM is reachable here: the SLURM path is tested up to its
@@ -22,7 +22,7 @@ from tests.helpers.harness import ROOT, cli, compose, tables, tiny_overrides
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra: pip install -e '.[cluster]'")
 
-from experiments.grouped import GroupReport, group_cells, group_overrides  # noqa: E402
+from experiments.launchers.grouped import GroupReport, group_cells, group_overrides  # noqa: E402
 
 GRID = ["-m", "depth=8,14", "residual=false,true", "seed=0"]
 DOC = (ROOT / "docs" / "cluster.md").read_text()
@@ -125,9 +125,9 @@ def test_a_group_job_carries_its_cells_overrides_exactly():
 
 
 def test_after_a_signal_usr2_goes_on_to_submitits_handler_and_sigterm_ends_the_job(monkeypatch):
-    from experiments.cell import Result
-    from experiments.grouped import after_signal
-    from experiments.runner import Stopped
+    from experiments.harness.cell import Result
+    from experiments.harness.runner import Stopped
+    from experiments.launchers.grouped import after_signal
     from runformat import Status
     results = [Result(Status.interrupted, "stopped by SIGUSR2 at iteration 5; rerun the same command to resume")]
     handed = []
@@ -144,7 +144,7 @@ def test_after_a_signal_usr2_goes_on_to_submitits_handler_and_sigterm_ends_the_j
 
 
 def test_a_group_job_that_brought_nothing_back_is_reported_from_its_run_directories(tmp_path):
-    from experiments.grouped import group_results
+    from experiments.launchers.grouped import group_results
     from runformat import RUN_JSON
     jobs = [type("Job", (), {"run_dir": tmp_path / name}) for name in ("a", "b", "c")]
     (tmp_path / "a").mkdir()
@@ -170,7 +170,7 @@ def doc_example() -> tuple:
 
 
 def test_the_slurm_preset_composes_to_what_the_docs_say(monkeypatch):
-    from experiments.precheck import cells, sweep_defaults
+    from experiments.harness.precheck import cells, sweep_defaults
     env, command = doc_example()
     assert env and command, "docs/cluster.md lost its worked example"
     for k in ("SBATCH_PARTITION", "SBATCH_ACCOUNT", "SBATCH_QOS", "SBATCH_CONSTRAINT", "SWEEP_TIMEOUT_MIN"):
@@ -217,7 +217,7 @@ def test_no_site_name_is_written_into_the_presets(monkeypatch):
 def test_without_the_cluster_extra_the_command_says_how_to_get_it(monkeypatch):
     import importlib.util
 
-    from experiments import precheck
+    from experiments.harness import precheck
     find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name.startswith("hydra_plugins.hydra_submitit") else find(name, *a))
@@ -227,7 +227,7 @@ def test_without_the_cluster_extra_the_command_says_how_to_get_it(monkeypatch):
 
 
 def test_a_paper_sweep_sent_to_slurm_is_not_refused_for_this_machines_cpu(monkeypatch, tmp_path):
-    from experiments import precheck
+    from experiments.harness import precheck
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # a login node
     data = ["data=imagefolder", f"data.root={tmp_path}"]  # present, so that only the CPU guard could refuse
     assert "would take about" in precheck.check(["-m", "protocol=paper", *data])

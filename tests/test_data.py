@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from experiments.config import DataConfig, Source
-from experiments.data import DataError, balanced_subset, load
+from experiments.data.datasets import DataError, balanced_subset, load
 from experiments.errors import UserError
 from tests.helpers.harness import CLASSES, make_image_folder, run_inprocess, sigterm_as_epoch_ends, tiny_overrides
 
@@ -35,7 +35,7 @@ def test_decoded_cache_is_reused_and_never_stale(tmp_path, monkeypatch):
     first = load(cfg(src, tmp_path / "data"))
     caches = list((tmp_path / "data").rglob("*.pt"))
     assert len(caches) == 1
-    import experiments.data as d
+    import experiments.data.datasets as d
     monkeypatch.setattr(d, "decode", lambda *a: pytest.fail("decoded again despite a valid cache"))
     assert torch.equal(load(cfg(src, tmp_path / "data")).train.x, first.train.x)
     monkeypatch.undo()

@@ -1,15 +1,15 @@
-"""What `speed.*=auto` means on each kind of device (experiments.device)."""
+"""What `speed.*=auto` means on each kind of device (experiments.training.device)."""
 import pytest
 import torch
 
 from experiments.config import SpeedConfig, Switch
-from experiments.device import resolve_speed
+from experiments.training.device import resolve_speed
 
 
 def test_auto_on_a_cpu_is_channels_last_only_even_with_native_bf16(monkeypatch):
     """bf16 made plain-56 11-14 points worse than fp32 on the quick protocol: it stays opt-in on a CPU, whatever
     the CPU can do."""
-    monkeypatch.setattr("experiments.device.native_bf16", lambda: True)
+    monkeypatch.setattr("experiments.training.device.native_bf16", lambda: True)
     on = resolve_speed(SpeedConfig(), torch.device("cpu"))
     assert (on.channels_last, on.bf16, on.compile, on.cuda_graphs) == (True, False, False, False)
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from torchvision.datasets import CIFAR10
 
-from experiments import data as data_mod
 from experiments.config import DataConfig
-from experiments.data import DataError
+from experiments.data import datasets as data_mod
+from experiments.data.datasets import DataError
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 

@@ -12,11 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from analysis import report
-from experiments import families, precheck
-from experiments.config import ArchConfig, compose, ranged
-from experiments.families import Family, ProbedModel, ProbePoint
-from experiments.run import job_from
-from experiments.runner import run_jobs
+from experiments.config import ArchConfig, ranged
+from experiments.harness import precheck
+from experiments.harness.compose import compose
+from experiments.harness.runner import job_from, run_jobs
+from experiments.nets import families
+from experiments.nets.families import Family, ProbedModel, ProbePoint
 from tests.helpers.harness import ROOT
 
 
@@ -79,7 +80,7 @@ def conf(tmp_path, monkeypatch):
     """conf/ plus conf/arch/tinynet.yaml, with the family registered for this test only."""
     monkeypatch.setitem(families._FAMILIES, TINY.name, TINY)
     conf = tmp_path / "conf"
-    shutil.copytree(ROOT / "conf", conf)
+    shutil.copytree(ROOT / "experiments" / "conf", conf)
     (conf / "arch" / "tinynet.yaml").write_text(YAML)
     return conf
 

@@ -17,7 +17,7 @@ from analysis import report
 from experiments import config
 from experiments.config import Config
 from experiments.errors import UserError
-from experiments.rundir import RunDir
+from experiments.harness.rundir import RunDir
 from tests.helpers.harness import (
     LONG,
     cli,
@@ -127,7 +127,7 @@ def test_a_completed_run_whose_rows_stop_short_is_not_averaged_as_final(tiny, tm
 
 def out_of_range_values() -> list:
     """(key, a value outside its range) for every ranged numeric key of the schema and of each family."""
-    from experiments import families
+    from experiments.nets import families
     ranges = dict(config.numeric_ranges(Config))
     for family in families.all_families():
         ranges.update({f"arch.{f.name}": f.metadata["range"] for f in dataclasses.fields(family.config)
@@ -208,7 +208,7 @@ def test_a_second_ctrl_c_stops_at_once_keeps_the_last_checkpoint_and_resumes(tin
                                                                             monkeypatch):
     """Two Ctrl-C a moment apart (in this process: real signals, delivered mid-step): the run ends at once as
     `interrupted`, exit 130, and the rerun continues from the last epoch's checkpoint with identical numbers."""
-    from experiments.train import Trainer
+    from experiments.training.train import Trainer
     out = tmp_path / "run"
     original = Trainer.step
 
@@ -231,7 +231,7 @@ def test_a_second_ctrl_c_stops_at_once_keeps_the_last_checkpoint_and_resumes(tin
 
 
 def test_a_signal_as_the_last_epoch_ends_exits_0_with_the_run_completed(tiny, tmp_path, monkeypatch):
-    from experiments.progress import RunProgress
+    from experiments.harness.progress import RunProgress
     original = RunProgress.epoch
 
     def epoch_then_sigterm(self, row):
@@ -252,8 +252,8 @@ def test_an_epochs_checkpoint_is_written_while_the_next_epoch_trains_and_holds_t
     later steps changed in place."""
     import threading
 
-    from experiments.cell import Cell
-    from experiments.train import Trainer
+    from experiments.harness.cell import Cell
+    from experiments.training.train import Trainer
     at_end, seen = {}, {}
     two_more = threading.Event()
     on_epoch, step, save = Cell.on_epoch, Trainer.step, RunDir.save_checkpoint
@@ -391,7 +391,7 @@ def test_resuming_with_other_speed_switches_is_said_per_session_and_in_the_repor
 
 
 def test_a_resume_on_another_device_names_both_and_a_same_place_resume_says_nothing():
-    from experiments.cell import _computed_elsewhere
+    from experiments.harness.cell import _computed_elsewhere
     gpu = {"bf16": True, "channels_last": True, "cuda_graphs": True, "compile": False, "foreach": True}
     cpu = {**gpu, "bf16": False, "cuda_graphs": False}
     was = {"device_name": "NVIDIA H100 80GB HBM3", "speed": gpu}
@@ -472,7 +472,7 @@ def test_a_full_disk_ends_the_run_in_one_line_with_exit_2_and_the_rerun_resumes_
 def test_a_disk_that_stays_full_says_run_json_could_not_say_so_either(tiny, tmp_path, small_disk, monkeypatch):
     """The disk fills up entirely after the first epoch's files: the epoch's files fail, and so does run.json's
     `failed`; the one line says both, no temporary file is left, and the rerun resumes exactly once there is room."""
-    from experiments.cell import Cell
+    from experiments.harness.cell import Cell
     assert run_inprocess(tiny + THREE_EPOCHS, tmp_path / "whole") == "completed"
     out, filled = small_disk / "run", []
     on_epoch = Cell.on_epoch
@@ -556,7 +556,7 @@ def test_text_is_written_and_read_as_utf_8_under_an_ascii_locale(tiny, tmp_path)
     env = {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
     script = tmp_path / "write.py"  # a script is read as UTF-8 whatever the locale; a -c argument is not
     script.write_text(
-        "import locale, sys\nfrom pathlib import Path\nfrom experiments.rundir import RunDir, atomic_write\n"
+        "import locale, sys\nfrom pathlib import Path\nfrom experiments.harness.rundir import RunDir, atomic_write\n"
         "assert locale.getpreferredencoding(False).lower() in ('ascii', 'ansi_x3.4-1968'), locale.getpreferredencoding()\n"
         "p = Path(sys.argv[1])\natomic_write(p / 'a.md', '± §4.2 ×\\n')\nrd = RunDir(p / 'r')\nrd.lock()\n"
         "rd.write_info({'title': 'paper §4.2'})\nprint(rd.read_info()['title'] == 'paper §4.2')\n", encoding="utf-8")

@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from experiments.config import ProtocolConfig, SpeedConfig, Switch
-from experiments.data import Split
-from experiments.fastpath import CapturedStep, state_tensors
-from experiments.loader import TrainStream, pixel_mean
-from experiments.models import CifarResNet
-from experiments.train import end_epochs, evaluate, make_trainer, step_all
+from experiments.data.datasets import Split
+from experiments.data.loader import TrainStream, pixel_mean
+from experiments.nets.resnet_cifar import CifarResNet
+from experiments.training.fastpath import CapturedStep, state_tensors
+from experiments.training.train import end_epochs, evaluate, make_trainer, step_all
 from tests.helpers.harness import LONG, cli, metrics_rows, popen, tables, tiny_overrides, wait_for_rows
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -142,7 +142,7 @@ def test_a_compiled_forward_is_captured_with_the_step_and_trains_as_the_eager_st
 @pytest.mark.compile
 @pytest.mark.parametrize("residual", [False, True])
 def test_the_fused_bn_step_is_captured_and_trains_as_the_eager_step_does(caplog, residual):
-    """speed.fuse=on (experiments.fused): BN + ReLU (+ the addition) compiled as regions shared by every block, warmed
+    """speed.fuse=on (experiments.nets.fused): BN + ReLU (+ the addition) compiled as regions shared by every block, warmed
     up before the capture, replayed without falling back; in bf16 as the sweep runs, following the eager curve."""
     s = stream(split())
     with caplog.at_level(logging.WARNING, logger="experiments"):
@@ -156,9 +156,9 @@ def test_the_fused_bn_step_is_captured_and_trains_as_the_eager_step_does(caplog,
 
 @pytest.mark.compile
 def test_the_first_minute_choice_on_cuda_checks_times_and_picks_a_captured_variant():
-    """experiments.variants on the GPU, two nets on two streams: the captured default passes its check against the
+    """experiments.training.variants on the GPU, two nets on two streams: the captured default passes its check against the
     eager step, every variant is timed or says why not, and the chosen one is one that passed."""
-    from experiments import variants
+    from experiments.training import variants
     s = stream(split())
 
     def build(switches):
@@ -272,7 +272,7 @@ def test_a_failed_capture_falls_back_to_eager_steps_on_the_callers_stream(monkey
 def cuda_overrides(image_folder, data_dir, *extra):
     tiny = [o for o in tiny_overrides(image_folder, data_dir) if o not in ("device=cpu", "speed.threads=1")]
     # fp32, cuDNN's heuristics: the same kernels in every process, so two ways of running compare closely; no
-    # first-minute choice (experiments.variants), which could give two processes two variants
+    # first-minute choice (experiments.training.variants), which could give two processes two variants
     return tiny + ["device=cuda", "speed.bf16=off", "speed.cudnn_benchmark=false", "speed.choose=off", *extra]
 
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from analysis import report
-from experiments import precheck
-from experiments.config import compose
-from experiments.data import fingerprint
+from experiments.data.datasets import fingerprint
 from experiments.errors import UserError
-from experiments.run import name_of
-from experiments.rundir import run_name
+from experiments.harness import precheck
+from experiments.harness.compose import compose, name_of
+from experiments.harness.rundir import run_name
 from tests.helpers.harness import ROOT, cli, make_image_folder, numbers, run_inprocess, sigterm_as_epoch_ends
 
 
@@ -218,8 +217,8 @@ def test_a_resume_with_another_recipe_is_refused_with_the_keys_named(tiny, tmp_p
 
 def test_a_sweep_whose_cells_would_share_a_directory_is_refused_before_it_starts(monkeypatch, tiny):
     """The safety net under the naming rule: were a key ever left out of the name again, the sweep would not start."""
-    from experiments import rundir
-    monkeypatch.setattr("experiments.run.run_name",
+    from experiments.harness import rundir
+    monkeypatch.setattr("experiments.harness.compose.run_name",
                         lambda head, residual, seed, *_: rundir.run_name(head, residual, seed, []))
     problem = precheck.check(["-m", "depth=8", "protocol.lr=0.05,0.1", *tiny])
     assert problem.startswith("two cells would share the run directory") and "differ in protocol.lr" in problem

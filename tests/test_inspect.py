@@ -1,4 +1,4 @@
-"""The after-training inspection (experiments.inspect) and init.from (experiments.init_from): each measure against a
+"""The after-training inspection (experiments.inspect) and init.from (experiments.harness.init_from): each measure against a
 direct computation on nets with hand-set weights, then end to end on tiny runs."""
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from experiments import inspect as inspection
-from experiments import precheck
 from experiments.config import Augment, Config, InspectConfig, ProtocolConfig
-from experiments.data import Dataset
-from experiments.families import NotSupported
-from experiments.loader import TrainStream, pixel_mean
-from experiments.minimodel import MiniModel, MiniModelArch
-from experiments.models import CifarResNet
-from experiments.rundir import run_name
+from experiments.data.datasets import Dataset
+from experiments.data.loader import TrainStream, pixel_mean
+from experiments.harness import precheck
+from experiments.harness.rundir import run_name
+from experiments.nets.families import NotSupported
+from experiments.nets.minimodel import MiniModel, MiniModelArch
+from experiments.nets.resnet_cifar import CifarResNet
+from experiments.science import measures
 from runformat import BLOCK_RATIOS, CONSTRUCTED, LESION
 from tests.helpers.harness import metrics_rows, numbers, run_inprocess, sigterm_as_epoch_ends
 from tests.helpers.nets import hand_set, images
@@ -77,7 +78,7 @@ def test_in_training_mode_the_construction_is_exact_on_the_batch_its_bn_statisti
     split = images(16)
     whole = stream(split, 16)  # one batch: the statistics the identity blocks get are that batch's own
     shallow = hand_set(residual)
-    deep = shallow.deepened(20, inspection.stage_stats(shallow, whole, batches=1))
+    deep = shallow.deepened(20, measures.stage_stats(shallow, whole, batches=1))
     x = whole.batch(0, 0)[0]
     with torch.no_grad():
         expected = shallow.train()(x)
@@ -90,9 +91,9 @@ def test_compare_finds_no_difference_in_eval_mode_and_batch_noise_only_in_plain_
     rows, scale = {}, {}
     for residual in (False, True):
         shallow = hand_set(residual)
-        deep = shallow.deepened(14, inspection.stage_stats(shallow, halves, batches=2))
+        deep = shallow.deepened(14, measures.stage_stats(shallow, halves, batches=2))
         before = {k: v.clone() for k, v in shallow.state_dict().items()}
-        rows[residual] = inspection.compare(shallow, deep, split, pixel_mean(split.x), 5, halves, batches=2)
+        rows[residual] = measures.compare(shallow, deep, split, pixel_mean(split.x), 5, halves, batches=2)
         assert all(torch.equal(before[k], v) for k, v in shallow.state_dict().items())  # running stats untouched
         scale[residual] = logits(shallow, pixel_mean(split.x)(split.x)).abs().max().item()
     for residual, row in rows.items():
@@ -128,7 +129,7 @@ def direct_blocks(model, x):
 def test_branch_ratios_equal_a_direct_computation(residual):
     model, split = hand_set(residual, 14), images()
     norm = pixel_mean(split.x)
-    walked = inspection.walk_blocks(model, split, norm, batch_size=5)  # three batches: the norms add up across them
+    walked = measures.walk_blocks(model, split, norm, batch_size=5)  # three batches: the norms add up across them
     with torch.no_grad():
         direct = direct_blocks(model.eval(), norm(split.x))
     assert [r["skip"] for r in walked["ratios"]] == ["identity", "identity", "zero-pad", "identity", "zero-pad",
@@ -147,10 +148,10 @@ def error_and_loss(out, y):
 
 
 def test_lesions_equal_a_direct_computation_and_the_intact_net_equals_evaluate():
-    from experiments.train import evaluate
+    from experiments.training.train import evaluate
     model, split = hand_set(False, 14), images()
     norm = pixel_mean(split.x)
-    walked = inspection.walk_blocks(model, split, norm, batch_size=5)
+    walked = measures.walk_blocks(model, split, norm, batch_size=5)
     x = norm(split.x)
     model.eval()  # as the study runs it: BN with its running statistics
     with torch.no_grad():
@@ -174,7 +175,7 @@ def test_deleting_a_block_whose_branch_is_zero_changes_nothing(block):
     with torch.no_grad():
         target.bn2.weight.zero_()
         target.bn2.bias.zero_()  # F(x) = 0: the block is its skip (its input is non-negative: after a ReLU)
-    walked = inspection.walk_blocks(model, split, pixel_mean(split.x), batch_size=5)
+    walked = measures.walk_blocks(model, split, pixel_mean(split.x), batch_size=5)
     rows = {r["block"]: r for r in walked["lesions"]}
     assert rows[block]["test_err"] == rows[block]["intact_test_err"]
     assert rows[block]["test_loss"] == pytest.approx(rows[block]["intact_test_loss"], rel=1e-6)
@@ -189,8 +190,8 @@ def test_minimodel_gets_ratios_and_lesions_where_a_unit_has_a_skip_and_no_constr
     cfg = Config(arch=MiniModelArch(units_per_stage=1), residual=residual, depth=8,
                  protocol=ProtocolConfig(batch_size=8, eval_batch_size=8), inspect=InspectConfig(deeper=[20]))
     ds = Dataset(split, images(8, seed=1), None, list(range(10)), "random images")
-    from experiments import families
-    found = inspection.inspect_net(MiniModel(1, residual), cfg, ds, families.get("minimodel"))
+    from experiments.nets import families
+    found = measures.inspect_net(MiniModel(1, residual), cfg, ds, families.get("minimodel"))
     tables, notes = found.tables, found.notes
     # residual: every unit (the pooling ones: their projection shortcut); plain: only the unit that does not pool
     assert [r["skip"] for r in tables[LESION.file]] == (["identity"] + ["projection"] * 3 if residual else ["identity"])

@@ -2,11 +2,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from experiments import precheck
-from experiments.cell import stream_key
 from experiments.config import Normalize, ProtocolConfig
-from experiments.data import Split
-from experiments.loader import TrainStream, crop_flip, make_normalizer, pixel_mean
+from experiments.data.datasets import Split
+from experiments.data.loader import TrainStream, crop_flip, make_normalizer, pixel_mean
+from experiments.harness import precheck
+from experiments.harness.cell import stream_key
 from tests.helpers.harness import compose
 
 

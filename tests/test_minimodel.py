@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.keras_augment import (
+from experiments.data.keras_augment import (
     apply_keras_transform,
     keras_augment,
     keras_normalize,
     keras_normalize_stats,
 )
-from experiments.minimodel import MiniModel, Unit, make_stage, minimodel_depth
+from experiments.nets.minimodel import MiniModel, Unit, make_stage, minimodel_depth
 
 
 def n_params(model: nn.Module) -> int:

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from experiments import families
 from experiments.config import ArchConfig
-from experiments.models import PAPER_DEPTHS, BasicBlock, CifarResNet, ShortcutA, blocks_per_stage, num_params
+from experiments.nets import families
+from experiments.nets.resnet_cifar import PAPER_DEPTHS, BasicBlock, CifarResNet, ShortcutA, blocks_per_stage, num_params
 from tests.helpers.harness import PARAMS  # He et al. 2016, Table 6 (plain nets = option A: no extra parameters)
 
 

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from analysis import imported_text, published, report
 from experiments import inspect as inspection
 from experiments import pretrained
-from experiments.checkpoint import load_model
-from experiments.models import CifarResNet
-from runformat import CHECKPOINT, LAYER_STATS, LESION, METRICS, RUN_JSON
+from experiments.harness.checkpoint import load_model
+from experiments.nets.resnet_cifar import CifarResNet
+from runformat import CHECKPOINT, LAYER_STATS, LESION, METRICS, RUN_JSON, amartyn
 from tests.helpers.harness import decoded_images, make_image_folder
 
 CIFAR10 = list(pretrained.CIFAR10_CLASSES)
@@ -131,7 +131,7 @@ def fake_clone(root, stems=("plainnet20", "resnet20"), states=None):
         depth = published.NETS[stem][0]
         torch.save((states or {}).get(stem) or source_state(depth, seed=k), root / "pretrained" / f"{stem}.pt")
         rows = [f"{e},0.5,0.1,0.2" for e in range(published.EPOCHS - 1)] + [f"{published.EPOCHS - 1},0.01,0.0042,0.0969"]
-        (root / "results" / f"{stem}.csv").write_text("\n".join([published.HEADER, *rows]) + "\n")
+        (root / "results" / f"{stem}.csv").write_text("\n".join([amartyn.HEADER, *rows]) + "\n")
     (root / "LICENSE").write_text("BSD 3-Clause License\n")
     return root
 
@@ -152,7 +152,7 @@ def overrides(folder, tmp_path, *extra):
 def by_hand_error(state, depth, residual, folder, tmp_path) -> float:
     """The source layout's test error on the folder's test images, normalised as the source trained: (x/255 - mean) /
     std per channel, computed here without the harness's normaliser."""
-    from experiments.data import load_imagefolder
+    from experiments.data.datasets import load_imagefolder
     _, test, _, _ = load_imagefolder(folder, tmp_path / "data")
     m, s = (torch.tensor(v).view(1, 3, 1, 1) for v in (pretrained.MEAN, pretrained.STD))
     with torch.no_grad():

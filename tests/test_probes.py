@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from experiments.config import ProtocolConfig
-from experiments.loader import pixel_mean
-from experiments.probes import Probes
-from experiments.train import Trainer, evaluate
+from experiments.data.loader import pixel_mean
+from experiments.training.probes import Probes
+from experiments.training.train import Trainer, evaluate
 from tests.helpers.nets import hand_set, images
 
 

@@ -4,7 +4,7 @@ import io
 import logging
 import re
 
-from experiments import progress
+from experiments.harness import progress
 from tests.helpers.harness import run_inprocess
 
 

@@ -1,7 +1,7 @@
 """run.json's `git_commit`: the checkout's HEAD, `+dirty` only when code differs from it, not runs."""
 import subprocess
 
-from experiments.provenance import commit_of
+from experiments.harness.provenance import commit_of
 
 
 def git(repo, *args):

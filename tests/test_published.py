@@ -18,7 +18,7 @@ import pytest
 
 from analysis import published
 from analysis.load import scan_runs
-from runformat import METRICS, RUN_JSON, TrainErrMeasure
+from runformat import METRICS, RUN_JSON, TrainErrMeasure, amartyn
 
 COMMITTED = Path(published.__file__).resolve().parents[1] / published.HOME
 # a bare git directory of a-martyn/resnet (the default: where this project's sessions keep fetched repositories)
@@ -47,7 +47,7 @@ def fake_clone(root: Path, rows=ROWS, full=("plainnet20",)) -> Path:
     (root / "results").mkdir(parents=True)
     for stem in published.NETS:
         lines = [f"{e},1.0,0.5,0.25" for e in range(published.EPOCHS)] if stem in full else rows
-        (root / "results" / f"{stem}.csv").write_text("\n".join([published.HEADER, *lines]) + "\n")
+        (root / "results" / f"{stem}.csv").write_text("\n".join([amartyn.HEADER, *lines]) + "\n")
     (root / "LICENSE").write_text(LICENSE)
     return root
 
@@ -131,7 +131,7 @@ def test_a_bad_source_is_one_line_exit_2_and_the_set_is_left_as_it_was(tmp_path,
     elif make == "header":
         csv_file.write_text("epoch,loss,err\n0,1,0.5\n")
     elif make == "too-many":
-        csv_file.write_text("\n".join([published.HEADER] + [f"{e},1.0,0.5,0.5" for e in range(165)]) + "\n")
+        csv_file.write_text("\n".join([amartyn.HEADER] + [f"{e},1.0,0.5,0.5" for e in range(165)]) + "\n")
     else:
         bad = {"epoch-gap": "2,1.0,0.5,0.5", "percent": "1,1.0,61.566,0.5", "not-a-number": "1,1.0,0.5,nan",
                "short-row": "0,1.0,0.5"}.get(make)

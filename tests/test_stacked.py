@@ -1,15 +1,15 @@
-"""The stacked model (experiments.stacked) computes what its nets compute, so that the time steptime --stacked
+"""The stacked model (experiments.tools.stacked) computes what its nets compute, so that the time steptime --stacked
 measures is the time of the same training."""
 import json
 
 import pytest
 import torch
 
-from experiments import steptime
 from experiments.config import ProtocolConfig, SpeedConfig, Switch
-from experiments.models import CifarResNet
-from experiments.stacked import StackedNets, StackedTrainer, stacked_loss
-from experiments.train import Trainer, make_trainer
+from experiments.nets.resnet_cifar import CifarResNet
+from experiments.tools import steptime
+from experiments.tools.stacked import StackedNets, StackedTrainer, stacked_loss
+from experiments.training.train import Trainer, make_trainer
 
 
 def nets(depth=8, residual=(False, True), seeds=(0, 1)):
@@ -117,4 +117,4 @@ def test_steptime_stacked_times_both_side_by_side_and_says_the_ratio(tmp_path):
     assert st["speedup"] == pytest.approx(sorted(st["separate_ms"])[1] / sorted(st["stacked_ms"])[1])
     assert st["graphed"] == [False]  # one depth, one stacked model; no graphs on a CPU
     md = (tmp_path / "steptime.md").read_text()
-    assert "Stacked (a speed idea, experiments.stacked)" in md and f"{st['speedup']:.2f}x" in md
+    assert "Stacked (a speed idea, experiments.tools.stacked)" in md and f"{st['speedup']:.2f}x" in md

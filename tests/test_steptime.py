@@ -1,11 +1,11 @@
-"""experiments.steptime on a CPU: every network timed alone and together, every epoch-end cost, the projection
+"""experiments.tools.steptime on a CPU: every network timed alone and together, every epoch-end cost, the projection
 over the paper protocol computed from those numbers, and the words that read them."""
 import gzip
 import json
 
 import pytest
 
-from experiments import steptime
+from experiments.tools import steptime
 
 
 def test_steptime_times_each_part_and_projects_the_paper_protocol_from_them(tmp_path, capsys):
@@ -116,7 +116,7 @@ def test_the_h100_measurement_reads_device_bound_as_its_profile_says():
 def test_steptime_choose_times_each_variant_against_the_default_and_reports_its_check(tmp_path, monkeypatch):
     """--choose SECONDS: the first-minute choice a sweep of these nets would make, each variant's joint step beside
     the default's in one run (here two real variants: the CPU's channels_last, and NCHW)."""
-    from experiments import variants
+    from experiments.training import variants
     monkeypatch.setattr(variants, "VARIANTS", (variants.Variant("default", {}, ""),
                                                variants.Variant("nchw", {"channels_last": "off"}, "")))
     assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "20", "--device", "cpu", "--choose", "60",

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from experiments.rundir import RunDir
+from experiments.harness.rundir import RunDir
 from tests.helpers.harness import ROOT, cli, tables, tiny_overrides
 
 GRID = ["-m", "depth=8,14", "residual=false,true", "seed=0"]
@@ -118,7 +118,7 @@ def test_a_single_paper_run_on_a_cpu_is_refused_with_the_sweeps_estimate_and_for
     assert r.stderr.startswith("error: this run would take about") and "add force=true" in r.stderr
     assert "python -m experiments.run depth=56 residual=false device=cpu" in r.stderr and "protocol=quick" in r.stderr
     assert not (tmp_path / "results").exists()
-    from experiments import precheck
+    from experiments.harness import precheck
     one_cell = precheck.check(["-m", "depth=56", "residual=false", "device=cpu", *data])
     assert _duration(r.stderr) == _duration(one_cell)  # one estimate for both
     forced = cli(["depth=56", "residual=false", "device=cpu", "force=true", *data], cwd=tmp_path)
@@ -128,7 +128,8 @@ def test_a_single_paper_run_on_a_cpu_is_refused_with_the_sweeps_estimate_and_for
 @pytest.mark.parametrize("present", [True, False])
 def test_the_cpu_guards_way_out_is_the_cpu_sized_command_and_names_the_local_copy_without_cifar10(
         present, tmp_path, monkeypatch):
-    from experiments import data, precheck
+    from experiments.data import datasets as data
+    from experiments.harness import precheck
     monkeypatch.setattr(data, "cifar10_present", lambda d: present)
     copy = tmp_path / "cifar10-jpeg.tar.gz"
     copy.write_bytes(b"")
@@ -154,7 +155,7 @@ def test_the_cpu_guards_way_out_is_the_cpu_sized_command_and_names_the_local_cop
 
 
 def test_the_way_out_keeps_the_users_data_and_gives_minimodel_its_own_protocol(tmp_path, image_folder):
-    from experiments import precheck
+    from experiments.harness import precheck
     folder = ["data=imagefolder", f"data.root={image_folder}", f"data.dir={tmp_path}"]
     sweep = precheck.check(["-m", "arch=minimodel", "arch.units_per_stage=1,2,3,4", "depth=20", "residual=false,true",
                             "protocol=keras_tutorial", "device=cpu", *folder])
@@ -232,7 +233,7 @@ def test_make_sweep_that_does_not_start_prints_one_error_and_no_second(tmp_path)
 
 
 def test_sweep_progress_counts_cells_and_projects_the_rest_from_the_rate(monkeypatch):
-    from experiments import progress
+    from experiments.harness import progress
     clock = [0.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
     sweep = progress.SweepProgress()
@@ -252,7 +253,7 @@ def test_sweep_progress_counts_cells_and_projects_the_rest_from_the_rate(monkeyp
 def test_a_sweep_whose_cells_all_diverged_says_all_of_its_work_is_done(monkeypatch):
     """Issue 31: after a sweep whose every cell diverged, its last line said `0% of the work`. A cell that ends
     (completed, diverged or failed) leaves no work, wherever its iterations stopped; one interrupted leaves the rest."""
-    from experiments import progress
+    from experiments.harness import progress
     clock = [0.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
     sweep = progress.SweepProgress()

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from experiments import tblog
+from experiments.harness import tblog
 from tests.helpers.harness import cli, metrics_rows, run_inprocess, sigterm_as_epoch_ends
 
 HAVE_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None

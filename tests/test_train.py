@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from experiments.config import ProtocolConfig
-from experiments.data import Split
-from experiments.loader import TrainStream, pixel_mean
-from experiments.models import CifarResNet
-from experiments.train import Trainer, evaluate, fit, lr_at
+from experiments.data.datasets import Split
+from experiments.data.loader import TrainStream, pixel_mean
+from experiments.nets.resnet_cifar import CifarResNet
+from experiments.training.train import Trainer, evaluate, fit, lr_at
 
 PAPER = ProtocolConfig()
 
@@ -156,7 +156,7 @@ def test_warmup_runs_at_low_lr_until_training_error_is_under_the_threshold_then_
 
 @pytest.mark.parametrize("foreach", [True, False])
 def test_foreach_sgd_is_torch_sgd(foreach):
-    from experiments.optim import ForeachSGD
+    from experiments.training.optim import ForeachSGD
     torch.manual_seed(0)
     a, b = CifarResNet(8, True), CifarResNet(8, True)
     b.load_state_dict(a.state_dict())
@@ -191,10 +191,10 @@ def test_a_step_trains_in_train_mode_and_leaves_the_module_tree_alone_when_it_al
 
 
 def test_snapshot_and_restore_undo_steps_probed_ones_included():
-    # What the CUDA capture relies on to undo its warm-up steps (experiments.fastpath): every tensor a step
+    # What the CUDA capture relies on to undo its warm-up steps (experiments.training.fastpath): every tensor a step
     # changes, BN's step counters and the probes' gradient sums included, is back as it was.
-    from experiments.fastpath import restore, snapshot, state_tensors
-    from experiments.probes import Probes
+    from experiments.training.fastpath import restore, snapshot, state_tensors
+    from experiments.training.probes import Probes
     train = data()
     torch.manual_seed(0)
     model = CifarResNet(8, True)
@@ -218,7 +218,7 @@ def test_an_epoch_end_of_several_nets_reads_the_device_twice_and_gives_each_its_
     """end_epochs enqueues every net's test (and val) pass before reading any: two host reads in all, not two
     per net, and each row equals what evaluate() says of that net alone. A net whose loss is not finite gets
     the training columns only and status diverged, without holding up the others."""
-    from experiments.train import end_epochs
+    from experiments.training.train import end_epochs
     train, test, val = data(), data(32, seed=1), data(16, seed=2)
     trainers = [make(depth=8, residual=False), make(depth=8), make(depth=14)]
     stream = TrainStream(train, pixel_mean(train.x), 16, "crop_flip", seed=0)

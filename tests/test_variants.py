@@ -1,16 +1,16 @@
-"""The first-minute choice of the joint step (experiments/variants.py) and the fused-BN variant (experiments/fused.py),
-on a CPU: a variant that fails its check is never chosen, the timings decide among those that pass, a run records
-its choice and keeps it when resumed, and each variant trains as the eager step does."""
+"""The first-minute choice of the joint step (experiments/training/variants.py) and the fused-BN variant
+(experiments/nets/fused.py), on a CPU: a variant that fails its check is never chosen, the timings decide among those
+that pass, a run records its choice and keeps it when resumed, and each variant trains as the eager step does."""
 import copy
 import json
 
 import pytest
 import torch
 
-from experiments import variants
 from experiments.config import ProtocolConfig, SpeedConfig, Switch
-from experiments.models import CifarResNet
-from experiments.train import make_trainer
+from experiments.nets.resnet_cifar import CifarResNet
+from experiments.training import variants
+from experiments.training.train import make_trainer
 from tests.helpers.harness import LONG, run_inprocess, sigterm_as_epoch_ends
 
 PROTOCOL = ProtocolConfig(iterations=100, milestones=[50, 75], batch_size=16)
@@ -95,7 +95,7 @@ def test_a_variant_that_raises_runs_out_of_time_or_finds_none_left_is_not_chosen
 
 
 def test_the_fused_forward_is_the_modules_own_math_bit_for_bit():
-    """Uncompiled, experiments.fused computes F.relu(bn(x)) (+ the shortcut) with the same ops as the modules: the
+    """Uncompiled, experiments.nets.fused computes F.relu(bn(x)) (+ the shortcut) with the same ops as the modules: the
     same outputs, running statistics and step counts, plain and residual, option A and B."""
     for residual, shortcut in ((False, "A"), (True, "A"), (True, "B")):
         torch.manual_seed(0)

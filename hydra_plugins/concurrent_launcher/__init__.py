@@ -1,4 +1,4 @@
-"""`hydra/launcher=concurrent`: a sweep's cells trained together in one process (see experiments.concurrent).
+"""`hydra/launcher=concurrent`: a sweep's cells trained together in one process (see experiments.launchers.concurrent).
 
 Hydra finds launchers in the `hydra_plugins` namespace package; the work is done in `experiments`.
 """
@@ -26,5 +26,5 @@ class ConcurrentLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        from experiments.concurrent import launch
+        from experiments.launchers.concurrent import launch
         return launch(self.hydra_context, self.config, job_overrides, initial_job_idx)

@@ -1,5 +1,5 @@
 """`hydra/launcher=grouped`: a sweep's cells packed into jobs of several cells, each job handed to an inner
-launcher (see experiments.grouped for why and how). The presets in conf/hydra/launcher/ build on it:
+launcher (see experiments.launchers.grouped for why and how). The presets in conf/hydra/launcher/ build on it:
 `slurm` (submitit_slurm inside, one GPU per job) and `gpus` (submitit_local inside, one group per GPU).
 
 Hydra finds launchers in the `hydra_plugins` namespace package; the work is done in `experiments`, imported
@@ -36,10 +36,10 @@ class GroupedLauncher(Launcher):
         self.config = self.hydra_context = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
-        from experiments.grouped import setup
+        from experiments.launchers.grouped import setup
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
         setup(self)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        from experiments.grouped import launch
+        from experiments.launchers.grouped import launch
         return launch(self, job_overrides, initial_job_idx)

@@ -40,7 +40,7 @@ def make_image_folder(root: Path, per_class_train: int = 16, per_class_test: int
 
 def decoded_images(folder: Path, split: str) -> tuple:
     """A split of an image folder decoded with PIL, not with the harness's data code: (uint8 [N, 3, 32, 32], labels in
-    the classes' sorted order): what a user of a checkpoint has (experiments.checkpoint.load_model)."""
+    the classes' sorted order): what a user of a checkpoint has (experiments.harness.checkpoint.load_model)."""
     import numpy as np
     from PIL import Image
     xs, ys = [], []
@@ -61,14 +61,14 @@ def tiny_overrides(image_folder: Path, data_dir: Path, iterations: int = 8) -> l
             "inspect.deeper=[]"]
 
 
-def compose(overrides: list, conf_dir: Path = ROOT / "conf", return_hydra_config: bool = False):
-    from experiments.config import compose as compose_config
+def compose(overrides: list, conf_dir: Path = ROOT / "experiments" / "conf", return_hydra_config: bool = False):
+    from experiments.harness.compose import compose as compose_config
     return compose_config(overrides, conf_dir, return_hydra_config)
 
 
 def run_inprocess(overrides: list, run_dir: Path):
     """What the CLI does for one run, minus process start-up: returns the run's Status."""
-    from experiments.run import run_overrides
+    from experiments.harness.runner import run_overrides
     return run_overrides(overrides, run_dir).status
 
 
@@ -77,7 +77,7 @@ def sigterm_as_epoch_ends(monkeypatch, epoch: int) -> None:
     checkpoints, says `interrupted` and exits 128 + 15."""
     import signal
 
-    from experiments.cell import Cell
+    from experiments.harness.cell import Cell
     on_epoch = Cell.on_epoch
 
     def then_stop(cell, row):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from experiments.data import Split
-from experiments.models import CifarResNet
+from experiments.data.datasets import Split
+from experiments.nets.resnet_cifar import CifarResNet
 
 
 def hand_set(residual: bool, depth: int = 8, shortcut: str = "A") -> CifarResNet:

@@ -26,7 +26,7 @@ FINALS = {
     (44, True): [(0.45, 7.3), (0.5, 7.2)],
     (56, True): [(0.3, 7.0), (0.35, 7.2)],
 }
-# what the harness's family table says (experiments/families.py), written into run.json
+# what the harness's family table says (experiments/nets/families.py), written into run.json
 FAMILIES = {
     "resnet_cifar": {"name": "resnet_cifar", "label": "ResNet", "title": "CIFAR plain/ResNet (paper §4.2)"},
     "minimodel": {"name": "minimodel", "label": "MiniModel",
