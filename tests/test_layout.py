@@ -157,3 +157,16 @@ def test_importing_the_core_loads_no_hydra_and_nothing_of_the_harness(core):
     wrong = [m for m in loaded if m.split(".")[0] in ("hydra", "omegaconf", "analysis")
              or layer(m) in ("harness", "launchers", "tools", "commands")]
     assert not wrong, f"the ML core loaded {wrong}"
+
+
+def test_the_wheel_lists_every_package_and_carries_conf():
+    """pyproject names its packages one by one (conf/ goes into the wheel as experiments.conf through package-dir,
+    which a `find` could not express): a new subpackage left off the list would be missing from an installed wheel."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for package in PACKAGES
+               for p in (ROOT / package).rglob("__init__.py") if ".venv" not in p.parts}
+    assert set(setup["packages"]) == on_disk | {"experiments.conf"}
+    assert setup["package-dir"] == {"experiments.conf": "conf"} and (ROOT / "conf" / "config.yaml").is_file()
+    assert not (ROOT / "experiments" / "conf").exists()  # one home: a checkout composes the top-level conf/

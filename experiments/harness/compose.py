@@ -17,8 +17,10 @@ from experiments.data.datasets import data_fingerprint
 from experiments.harness.rundir import override_key, run_name
 from experiments.nets import families
 
-# Inside the package, so that an installed wheel finds it as a checkout does (pyproject's package-data).
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# conf/ at the top of a checkout; an installed wheel carries it inside the package, as experiments/conf/
+# (pyproject's package-dir), and finds it there from any directory.
+_PACKAGE = Path(__file__).resolve().parents[1]
+CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf" / "config.yaml").is_file() else _PACKAGE.parent / "conf"
 
 
 def register() -> None:

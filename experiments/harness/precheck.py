@@ -264,7 +264,7 @@ def _check(args: list, conf_dir: Path, multirun: bool, composed: list) -> Option
     unsized = sorted({c.arch.name for c in composed if not families.get(c.arch.name).sized_by_depth})
     if multirun and unsized and len({c.depth for c in composed}) > 1:
         return (f"depth does not apply to arch={unsized[0]}, whose size is set by its own keys "
-                f"(experiments/conf/arch/{unsized[0]}.yaml): give one depth (e.g. depth=20) so the default depth grid "
+                f"(conf/arch/{unsized[0]}.yaml): give one depth (e.g. depth=20) so the default depth grid "
                 f"does not repeat each cell")
     problem = too_long_for_cpu(composed, args, multirun) if chosen not in REMOTE_LAUNCHERS else None
     # the directory and the data last: a command that is wrong in itself should say so first; each distinct

@@ -64,7 +64,7 @@ def get(name: str) -> Family:
     families = {f.name: f for f in all_families()}
     if name not in families:
         raise ValueError(f"arch.name={name!r} is not a registered family: choose one of {', '.join(sorted(families))} "
-                         f"(arch=NAME selects experiments/conf/arch/NAME.yaml)")
+                         f"(arch=NAME selects conf/arch/NAME.yaml)")
     return families[name]
 
 

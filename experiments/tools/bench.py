@@ -214,7 +214,7 @@ def main(argv=None) -> int:
                          "(speed.*=off), SEEDS seeds each, and compare the final errors "
                          "(results/bench/compare-NET-PROTOCOL[-FAST].md)")
     ap.add_argument("--net", default="plain-20", help="with --compare: the network, plain-DEPTH or ResNet-DEPTH")
-    ap.add_argument("--protocol", default="quick", help="with --compare: the protocol (experiments/conf/protocol)")
+    ap.add_argument("--protocol", default="quick", help="with --compare: the protocol (conf/protocol)")
     ap.add_argument("--fast", action="append", default=[], metavar="OVERRIDE",
                     help="with --compare: an override for the fast path only (repeatable), e.g. speed.bf16=on")
     ap.add_argument("overrides", nargs="*", help="data options as for experiments.run, e.g. data=imagefolder data.root=PATH")
