@@ -167,6 +167,9 @@ def test_the_wheel_lists_every_package_and_carries_conf():
     setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for package in PACKAGES
                for p in (ROOT / package).rglob("__init__.py") if ".venv" not in p.parts}
-    assert set(setup["packages"]) == on_disk | {"experiments.conf"}
+    conf = {".".join(("experiments", *d.relative_to(ROOT).parts)) for d in [ROOT / "conf", *(ROOT / "conf").rglob("*")]
+            if d.is_dir()}
+    assert set(setup["packages"]) == on_disk | conf
+    assert all(setup["package-data"].get(c) == ["*.yaml"] for c in conf)  # every folder of conf/ ships its YAMLs
     assert setup["package-dir"] == {"experiments.conf": "conf"} and (ROOT / "conf" / "config.yaml").is_file()
     assert not (ROOT / "experiments" / "conf").exists()  # one home: a checkout composes the top-level conf/
