@@ -80,7 +80,7 @@ def conf(tmp_path, monkeypatch):
     """conf/ plus conf/arch/tinynet.yaml, with the family registered for this test only."""
     monkeypatch.setitem(families._FAMILIES, TINY.name, TINY)
     conf = tmp_path / "conf"
-    shutil.copytree(ROOT / "experiments" / "conf", conf)
+    shutil.copytree(ROOT / "conf", conf)
     (conf / "arch" / "tinynet.yaml").write_text(YAML)
     return conf
 

@@ -61,7 +61,7 @@ def tiny_overrides(image_folder: Path, data_dir: Path, iterations: int = 8) -> l
             "inspect.deeper=[]"]
 
 
-def compose(overrides: list, conf_dir: Path = ROOT / "experiments" / "conf", return_hydra_config: bool = False):
+def compose(overrides: list, conf_dir: Path = ROOT / "conf", return_hydra_config: bool = False):
     from experiments.harness.compose import compose as compose_config
     return compose_config(overrides, conf_dir, return_hydra_config)
 
