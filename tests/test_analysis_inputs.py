@@ -260,6 +260,7 @@ def test_a_depth_from_run_json_that_is_not_a_whole_number_drops_the_rows(runs):
     assert rows(result).empty
 
 
+@pytest.mark.slow
 def test_run_json_values_of_any_shape_never_stop_the_report(runs, tmp_path, quick_figures):
     """Every key of run.json (the harness's, init and inspection included) given each odd value, in three ways (every
     value; every value but the status, so that the run counts as completed; every list and object at the top): each
@@ -333,6 +334,7 @@ def test_a_family_label_that_is_not_one_safe_name_names_nets_by_the_family(runs)
 
 # ---- files that are not regular files -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fifos_are_not_read_and_the_report_ends(runs, tmp_path, quick_figures):
     """Issue 35: a FIFO named metrics.csv (or run.json, or a probe or inspection CSV) hung the report forever, with
     --reference too."""

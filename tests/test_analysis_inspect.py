@@ -173,6 +173,7 @@ def test_opposite_numbers_give_opposite_sentences(tmp_path):
     assert words.lesions_paragraph(lesions).startswith("**Deleting one block at test time: not as Veit et al. found.**")
 
 
+@pytest.mark.slow
 def test_report_has_a_section_per_measure_and_index_html_shows_the_figures(runs, tmp_path):
     out = tmp_path / "out"
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0

@@ -226,6 +226,7 @@ def test_a_report_killed_mid_write_leaves_a_staging_folder_the_next_one_removes(
     assert not list(out.glob(".*"))
 
 
+@pytest.mark.slow
 def test_the_report_works_under_an_ascii_locale_with_odd_names(tmp_path):
     """Issue 35: under LC_ALL=C (PYTHONUTF8=0, PYTHONIOENCODING unset) every file is read and written as UTF-8; and
     odd paths (non-ASCII, spaces, a leading dash, a newline in a run directory's name) are names like any other."""

@@ -165,6 +165,7 @@ def test_fig7_paragraph_states_the_medians(runs):
     assert probes_text.fig7_paragraph(opposite).startswith("**Layer responses: not as in the paper.**")
 
 
+@pytest.mark.slow
 def test_report_includes_probe_sections(runs, tmp_path):
     out = tmp_path / "out"
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0

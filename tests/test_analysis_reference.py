@@ -94,6 +94,7 @@ def test_auto_ignores_a_set_of_another_protocol(root, runs, tmp_path, drawn):
     assert "Against the reference runs" not in md
 
 
+@pytest.mark.slow
 def test_auto_prefers_the_same_data_and_says_when_it_differs(root, runs, tmp_path, drawn):
     cifar = {"source": "cifar10", "root": None}
     write_grid(root / "a-other-data" / "runs", REF_FINALS, data=cifar)  # same protocol, sorts first

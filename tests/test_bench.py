@@ -5,12 +5,14 @@ import json
 import statistics
 import time
 
+import pytest
 import torch
 
 from experiments.tools import bench
 from tests.helpers.harness import run_inprocess
 
 
+@pytest.mark.slow
 def test_bench_writes_every_pipeline_with_ratios_and_projections(tmp_path, capsys, monkeypatch):
     benchmark = []
     measure = bench.measure
@@ -66,6 +68,7 @@ def test_flop_count_grows_with_depth_as_the_convolutions_do():
     assert 2.8 < f56 / f20 < 3.3  # 54 vs 18 convs in the blocks, plus the shared stem and head
 
 
+@pytest.mark.slow
 def test_fast_numeric_path_matches_fp32_eager_within_seed_spread(tiny, tmp_path):
     finals = {}
     for name, speed in (("fast", ["speed.bf16=on", "speed.channels_last=on"]), ("eager", bench.SLOW_PATH)):
@@ -81,6 +84,7 @@ def test_fast_numeric_path_matches_fp32_eager_within_seed_spread(tiny, tmp_path)
     assert gap <= 2 * spread + 0.05, finals
 
 
+@pytest.mark.slow
 def test_compare_trains_the_named_net_on_both_paths_and_says_whether_they_agree(tiny, tmp_path, capsys):
     data = [o for o in tiny if not o.startswith("protocol=")]
     assert bench.main(["--compare", "2", "--net", "ResNet-8", "--protocol", "smoke", "--fast", "speed.bf16=on",

@@ -72,6 +72,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(args, expected, tmp_path):
     assert not (tmp_path / "results").exists()  # no run directory, not even an empty one
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_run_directory_is_refused(tiny, tmp_path):
     holder = RunDir(tmp_path / "run")
     holder.lock()
@@ -100,6 +101,7 @@ def test_diverged_run_keeps_its_rows_and_says_so(tiny, tmp_path):
     assert len(rows(tmp_path)) == info["epochs_done"] < 3
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_the_rerun_continues_with_identical_numbers(tiny, tmp_path, reference):
     out = tmp_path / "run"
     args = tiny + LONG + [f"hydra.run.dir={out}"]
@@ -121,6 +123,7 @@ def test_sigterm_checkpoints_and_the_rerun_continues_with_identical_numbers(tiny
     assert numbers(out) == reference
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_loses_at_most_an_epoch_and_resumes_identically(tiny, tmp_path, reference):
     out = tmp_path / "run"
     args = tiny + LONG + [f"hydra.run.dir={out}"]

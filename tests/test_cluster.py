@@ -236,6 +236,7 @@ def test_a_paper_sweep_sent_to_slurm_is_not_refused_for_this_machines_cpu(monkey
 
 # ---- sweeps through submitit's local executor ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_grouped_sweep_writes_the_run_directories_and_numbers_of_a_basic_sweep(basic, local):
     out, r = local
     assert "4 cells in 1 jobs" in r.stdout
@@ -248,6 +249,7 @@ def test_a_grouped_sweep_writes_the_run_directories_and_numbers_of_a_basic_sweep
     assert [res.status.value for res in report.results] == ["completed"] * 4 and report.gpu == "0"
 
 
+@pytest.mark.slow
 def test_the_summary_and_the_report_after_a_grouped_sweep_are_those_of_a_basic_sweep(local, tmp_path):
     out, r = local
     assert "sweep: 4 cells, 4 completed." in r.stdout  # every cell, though the inner launcher saw one job
@@ -295,6 +297,7 @@ def run_until_mid_run(args: list, out: Path) -> tuple:
     raise AssertionError(f"no epoch was written: {p.communicate(timeout=60)[0]}")
 
 
+@pytest.mark.slow
 def test_usr2_before_a_time_limit_checkpoints_requeues_and_resumes_every_cell_of_the_group(basic, sweep_args, tmp_path):
     import submitit
     out = tmp_path / "runs"

@@ -85,6 +85,7 @@ def conf(tmp_path, monkeypatch):
     return conf
 
 
+@pytest.mark.slow
 def test_a_third_family_trains_is_probed_named_and_reported_with_no_other_edit(conf, tiny, tmp_path):
     overrides = [*tiny, "arch=tinynet", "arch.blocks=3", "residual=false"]
     assert precheck.check(overrides, conf_dir=conf) is None

@@ -53,6 +53,7 @@ def wait_for(predicate, proc, timeout=120, step=0.002):
 
 # ---- wrong results ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_refused_process_leaves_the_first_ones_run_alone(tmp_path):
     """Process A is stopped while it loads a data set (its directory holds only .lock); B and then C on the same
     directory are refused and touch nothing; A then finishes with every epoch once."""
@@ -75,6 +76,7 @@ def test_a_refused_process_leaves_the_first_ones_run_alone(tmp_path):
     assert [(r["epoch"], r["iteration"]) for r in rows] == [("1", "16")] and info(out)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_resuming_without_run_json_still_checks_the_configuration(tiny, tmp_path, reference):
     out = tmp_path / "run"
     args = tiny + LONG + [f"hydra.run.dir={out}"]
@@ -107,6 +109,7 @@ def test_a_finished_run_refuses_a_different_configuration(tiny, tmp_path, end):
     assert run_inprocess(tiny + extra, tmp_path) == end  # the same command: nothing to do
 
 
+@pytest.mark.slow
 def test_a_completed_run_whose_rows_stop_short_is_not_averaged_as_final(tiny, tmp_path):
     runs = tmp_path / "runs"
     for seed in (0, 1):
@@ -204,6 +207,7 @@ def test_ctrl_c_during_start_up_leaves_nothing_behind(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_keeps_the_last_checkpoint_and_resumes(tiny, tmp_path, reference,
                                                                             monkeypatch):
     """Two Ctrl-C a moment apart (in this process: real signals, delivered mid-step): the run ends at once as
@@ -359,6 +363,7 @@ def stopped_after_epoch_3(overrides: list, out: Path, monkeypatch) -> None:
     monkeypatch.undo()
 
 
+@pytest.mark.slow
 def test_switching_the_probes_off_on_resume_is_said_in_run_json_and_the_report(tiny, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     out = runs / "long"
@@ -370,6 +375,7 @@ def test_switching_the_probes_off_on_resume_is_said_in_run_json_and_the_report(t
     assert "probes switched off" in (tmp_path / "out" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_resuming_with_other_speed_switches_is_said_per_session_and_in_the_report(tiny, tmp_path, monkeypatch):
     """A GPU sweep resumed elsewhere (bf16 under `auto` on CUDA, fp32 on a CPU) computes its later epochs
     differently; run.json's top-level speed names only the last session's, so each session keeps its own and
@@ -444,6 +450,7 @@ def fill(path: Path, leave: int = 0) -> Path:
 THREE_EPOCHS = ["depth=8", "protocol.iterations=12", "protocol.milestones=[6,9]"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_with_exit_2_and_the_rerun_resumes_exactly(tiny, tmp_path, small_disk):
     """Room for one checkpoint and a half: the second epoch's checkpoint fills the disk. Once: about 60 lines of
     traceback, exit 1, run.json `running`, an empty .run.json.tmp, and a temporary checkpoint kept open by the

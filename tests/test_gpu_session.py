@@ -132,6 +132,7 @@ def test_start_after_failed_gpu_tests_in_the_same_call_starts_no_sweep(tmp_path,
     assert (tmp_path / "out" / "check.tar.gz").exists()
 
 
+@pytest.mark.slow
 def test_gpu_tests_that_fail_beside_a_running_sweep_stop_it_with_its_state_kept(tmp_path, image_folder):
     """`start tests collect @N`: the tests run beside the sweep (the 15-minute plan has no minute to wait for
     them), once its first epoch is done, and a sweep must not go on spending the GPU's minutes on code they
@@ -149,6 +150,7 @@ def test_gpu_tests_that_fail_beside_a_running_sweep_stop_it_with_its_state_kept(
     assert list((tmp_path / "out").glob("resume.tar.part-*")) and (tmp_path / "out" / "check.tar.gz").exists()
 
 
+@pytest.mark.slow
 def test_collect_packs_while_it_waits_and_ends_at_its_deadline_from_the_calls_start(tmp_path, image_folder):
     """The session's last call can be cut off when its device time runs out: sweep.tar.gz must already hold
     the files of a minute ago, each replaced whole. `collect @S` ends S seconds after the call began, however
@@ -180,6 +182,7 @@ def test_collect_packs_while_it_waits_and_ends_at_its_deadline_from_the_calls_st
             os.killpg(int(pid.read_text()), signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_variants_time_the_joint_step_under_each_speed_set(tmp_path, image_folder):
     """Each ';'-separated set of --speed switches gets its own steptime, packed into variants.tar.gz."""
     e = {**env(tmp_path, image_folder, 8), "VARIANTS": "bf16=on;bf16=on,channels_last=off", "CHOOSE": "0",
@@ -223,6 +226,7 @@ def test_make_reference_publishes_a_collected_sweep_with_its_figures_and_report(
     assert "Test GPU" in (out / "report.md").read_text()  # the device the runs name
 
 
+@pytest.mark.slow
 def test_make_reference_twice_joins_two_sessions_halves_of_the_sweep(tmp_path):
     """A 15-minute session holds half the paper sweep (depths 20 and 56, then 32 and 44 next session): the
     second `make reference` adds its runs to the first's, and the figures, table and report cover all 8."""
@@ -262,6 +266,7 @@ def test_make_reference_refuses_what_is_not_a_collected_sweep_in_one_line(tmp_pa
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_run_stops_a_sweep_whose_gpu_tests_fail_beside_it_and_brings_back_its_state(tmp_path, image_folder):
     """`run @S`, the one call of a machine: the GPU tests start once the sweep's first epoch is written and, failing,
     stop it; the call then ends at once, long before its deadline, with the runs checkpointed and packed."""

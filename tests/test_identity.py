@@ -83,6 +83,7 @@ def test_two_runs_that_differ_in_the_lr_land_in_two_directories_both_reported_ne
     assert "differs in protocol.lr: lr=0.05, not lr=0.1" in md and "never averaged" in md
 
 
+@pytest.mark.slow
 def test_the_default_run_runs_beside_a_changed_recipe(tiny, tmp_path):
     """`protocol.augment=none protocol.lr=0.01` once trained into the default's directory, which then refused the
     default run."""
@@ -101,6 +102,7 @@ def tarball(image_folder, tmp_path) -> Path:
     return archive(image_folder, tmp_path / "shared" / "tiny.tar.gz")
 
 
+@pytest.mark.slow
 def test_one_archive_named_by_three_paths_is_one_run(tarball, tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "elsewhere").mkdir()

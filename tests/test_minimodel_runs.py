@@ -2,6 +2,8 @@
 import csv
 import json
 
+import pytest
+
 from tests.helpers.harness import cli, run_inprocess
 
 # tests/test_minimodel.py derives these by hand from the layer list
@@ -36,6 +38,7 @@ def test_keras_recipe_trains_with_adam_and_keras_augmentation(tiny, tmp_path):
         assert len({r["name"] for r in csv.DictReader(f)}) == 8  # 2 convs x 1 unit x 4 stages
 
 
+@pytest.mark.slow
 def test_minimodel_run_directory_is_named_by_units(tiny, tmp_path):
     r = cli(keras(tiny) + ["arch.units_per_stage=1", "protocol.iterations=2"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -43,6 +46,7 @@ def test_minimodel_run_directory_is_named_by_units(tiny, tmp_path):
     assert run.name.startswith("minimodel-units=1-residual=true-seed=0")
 
 
+@pytest.mark.slow
 def test_minimodel_sweep_over_depth_is_refused_and_bad_units_are_one_line(tmp_path):
     r = cli(["-m", "arch=minimodel", "arch.units_per_stage=1,2"], cwd=tmp_path)
     assert r.returncode == 2 and "depth does not apply to arch=minimodel" in r.stderr

@@ -109,6 +109,7 @@ def test_stacking_refuses_nets_of_different_depths_or_option_b():
         StackedNets([CifarResNet(8, True, "B"), CifarResNet(8, True, "B")])
 
 
+@pytest.mark.slow
 def test_steptime_stacked_times_both_side_by_side_and_says_the_ratio(tmp_path):
     assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "20", "--device", "cpu", "--stacked",
                           "--out", str(tmp_path)]) == 0

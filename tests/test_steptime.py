@@ -82,6 +82,7 @@ def test_busy_fraction_is_the_union_of_kernel_spans_over_their_extent():
     assert steptime.busy_fraction([(0, 5), (1, 2)]) == 1.0
 
 
+@pytest.mark.slow
 def test_speed_switches_reach_the_trainers_and_the_report(tmp_path):
     assert steptime.main(["--nets", "8", "--steps", "1", "--test-images", "20", "--device", "cpu",
                           "--speed", "channels_last=off", "--speed", "speed.bf16=on", "--out", str(tmp_path)]) == 0
@@ -113,6 +114,7 @@ def test_the_h100_measurement_reads_device_bound_as_its_profile_says():
     assert "As a run makes them" not in md  # measured before the joint epoch end existed
 
 
+@pytest.mark.slow
 def test_steptime_choose_times_each_variant_against_the_default_and_reports_its_check(tmp_path, monkeypatch):
     """--choose SECONDS: the first-minute choice a sweep of these nets would make, each variant's joint step beside
     the default's in one run (here two real variants: the CPU's channels_last, and NCHW)."""

@@ -42,6 +42,7 @@ def test_each_cell_gets_its_stable_directory_and_the_sweep_ends_with_a_summary(s
     assert "sweep: 4/4 cells done, 0 running, 0 left; 100% of the work; done" in r.stdout
 
 
+@pytest.mark.slow
 def test_the_concurrent_launcher_writes_the_same_files_and_numbers_as_cells_run_one_by_one(sequential, tiny, tmp_path):
     seq_out, _ = sequential
     r = cli(sweep_args(tiny, tmp_path / "runs", "hydra/launcher=concurrent"), timeout=300)
@@ -58,6 +59,7 @@ def test_the_concurrent_launcher_writes_the_same_files_and_numbers_as_cells_run_
         assert (tmp_path / "runs" / name / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_rerun_after_an_interruption_finishes_without_redoing_finished_cells(tiny, tmp_path):
     out = tmp_path / "runs"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -85,6 +87,7 @@ def test_rerun_after_an_interruption_finishes_without_redoing_finished_cells(tin
     assert len(list(out.glob("*/run.json"))) == 4
 
 
+@pytest.mark.slow
 def test_a_failing_cell_does_not_stop_the_others_and_is_listed(sequential, tiny, tmp_path):
     out = tmp_path / "runs"
     seq_names = sorted(p.name for p in sequential[0].iterdir() if p.is_dir())
@@ -99,6 +102,7 @@ def test_a_failing_cell_does_not_stop_the_others_and_is_listed(sequential, tiny,
     assert sum(json.loads(f.read_text())["status"] == "completed" for f in out.glob("*/run.json")) == 3
 
 
+@pytest.mark.slow
 def test_a_paper_sweep_on_a_cpu_states_its_estimate_instead_of_starting(tmp_path):
     r = cli(["-m", "protocol=paper", "device=cpu"], cwd=tmp_path)
     assert r.returncode == 2
@@ -110,6 +114,7 @@ def _duration(message: str) -> str:
     return re.search(r"would take about (\S+) on this CPU", message).group(1)
 
 
+@pytest.mark.slow
 def test_a_single_paper_run_on_a_cpu_is_refused_with_the_sweeps_estimate_and_force_starts_it(tmp_path):
     """Issue 34: `python -m experiments.run depth=56 residual=false` started a multi-day CPU job in silence."""
     data = [f"data.dir={tmp_path / 'data'}", "data.download=false"]
@@ -165,6 +170,7 @@ def test_the_way_out_keeps_the_users_data_and_gives_minimodel_its_own_protocol(t
     assert precheck.check(way_out) is None  # the CPU-sized grid passes the guard
 
 
+@pytest.mark.slow
 def test_make_sweep_runs_the_grid_and_then_the_analysis(image_folder, tmp_path):
     overrides = " ".join(o for o in tiny_overrides(image_folder, tmp_path / "data") if not o.startswith("protocol="))
     r = subprocess.run(["make", "sweep", "PROTOCOL=smoke", "DEPTHS=8,14", f"RESULTS={tmp_path}",
@@ -216,6 +222,7 @@ def test_make_help_never_runs_python_and_a_sweep_still_asks_torch_for_its_launch
     assert "import torch" in mark.read_text()
 
 
+@pytest.mark.slow
 def test_make_sweep_that_does_not_start_prints_one_error_and_no_second(tmp_path):
     """The paper sweep on a CPU is refused by the CPU guard: its one line, exit 2, and no "no runs found" from
     the plots that used to follow."""

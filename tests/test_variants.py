@@ -106,6 +106,7 @@ def test_the_fused_forward_is_the_modules_own_math_bit_for_bit():
         assert all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_a_run_that_chooses_records_the_choice_and_a_resume_keeps_it(tiny, tmp_path, monkeypatch):
     """speed.choose=on on a CPU: the choice is made once, before the first step, recorded in run.json; the run,
     interrupted and resumed under `auto`, keeps it without timing again, and ends as a run without a choice does
