@@ -13,7 +13,7 @@ captured step's warm-up makes (experiments.training.fastpath): never for the fir
 
 What they compute is exactly `F.relu(bn(x))` and `F.relu(bn(x) + skip)` with `bn` an nn.BatchNorm2d in training
 mode: the batch's statistics normalise, the running statistics move by `momentum`, `num_batches_tracked` counts
-the step. Uncompiled (`compiled=False`) they are the module's own ops, bit for bit (tests/test_fused.py); compiled,
+the step. Uncompiled (`compiled=False`) they are the module's own ops, bit for bit (tests/test_variants.py); compiled,
 float rounding apart. Only the training forward uses them: evaluations and probed steps run the modules, whose
 hooks the probes need.
 """
