@@ -450,7 +450,6 @@ def fill(path: Path, leave: int = 0) -> Path:
 THREE_EPOCHS = ["depth=8", "protocol.iterations=12", "protocol.milestones=[6,9]"]
 
 
-@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_with_exit_2_and_the_rerun_resumes_exactly(tiny, tmp_path, small_disk):
     """Room for one checkpoint and a half: the second epoch's checkpoint fills the disk. Once: about 60 lines of
     traceback, exit 1, run.json `running`, an empty .run.json.tmp, and a temporary checkpoint kept open by the
