@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from experiments.data.cache import DataCache
-from experiments.harness.compose import typed
+from experiments.harness.checkpoint import trained_net
 from experiments.harness.inspection import write
 from experiments.harness.rundir import RunDir, RunError, identity_columns, run_dirs
 from experiments.nets import families
@@ -55,13 +55,10 @@ def inspect_dir(path: Path, data, device, missing: bool) -> str:
     try:
         info = rd.read_info()  # again, under the lock
         ckpt = rd.load_checkpoint()
-        cfg = typed(ckpt.get("config") or info["config"])
+        cfg, model = trained_net(ckpt, info)
         family = families.get(cfg.arch.name)
         started = time.perf_counter()
         ds = data.get(cfg.data, device)
-        classes = ckpt.get("num_classes") or info.get("num_classes") or 10  # a run from before `num_classes` had 10
-        model = family.build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, classes)
-        model.load_state_dict(ckpt["trainer"]["model"])
         model.to(device)
         if resolve_speed(cfg.speed, device).channels_last:  # as the run trained and evaluated it
             model.to(memory_format=torch.channels_last)

@@ -24,6 +24,7 @@ from experiments.data.cache import DataCache
 from experiments.data.loader import Normalizer
 from experiments.errors import UserError
 from experiments.harness import init_from, inspection, provenance, tblog
+from experiments.harness.checkpoint import classes_of
 from experiments.harness.progress import SWEEP, RunProgress
 from experiments.harness.rundir import RunDir, RunError, config_diff, host_copy, identity_columns
 from experiments.nets import families
@@ -230,8 +231,8 @@ def _open_locked(cell: Cell, device: torch.device, data: DataCache) -> None:
                         f"lower it, or use more images (data.train_size)")
 
     classes = len(ds.classes)
-    if ckpt:  # a head sized for other data cannot be resumed on these (a run from before `num_classes` had 10)
-        had = ckpt.get("num_classes") or info.get("num_classes") or 10
+    if ckpt:  # a head sized for other data cannot be resumed on these
+        had = classes_of(ckpt, info)
         if had != classes:
             raise RunError(f"{rd.checkpoint} is a net with a {had}-class head, and the data ({_data_name(cfg)}) have "
                            f"{classes} classes: rerun with the run's own data, or use another hydra.run.dir")

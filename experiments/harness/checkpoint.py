@@ -6,15 +6,34 @@ data set nor the harness's data code: `model(transform(x_uint8))` for images as 
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
+from typing import Optional
 
 import torch
 
+from experiments.config import Config
 from experiments.data.loader import Normalizer
 from experiments.errors import UserError
+from experiments.harness.compose import typed
 from experiments.harness.rundir import RunDir
 from experiments.nets import families
+
+
+def classes_of(ckpt: dict, info: Optional[dict] = None) -> int:
+    """The class count a checkpoint's head was built for (run.json's where the checkpoint lacks it; a run from before
+    `num_classes` had 10)."""
+    return ckpt.get("num_classes") or (info or {}).get("num_classes") or 10
+
+
+def trained_net(ckpt: dict, info: Optional[dict] = None) -> tuple[Config, torch.nn.Module]:
+    """(the typed config, the net with its weights, on the CPU) of a checkpoint: the one place a saved run becomes
+    a net again (load_model, the inspection, init.from). run.json (`info`) stands in for what an older checkpoint
+    lacks."""
+    info = info or {}
+    cfg, classes = typed(ckpt.get("config") or info["config"]), classes_of(ckpt, info)
+    model = families.get(cfg.arch.name).build(cfg.arch, cfg.depth, cfg.residual, cfg.shortcut.value, classes)
+    model.load_state_dict(ckpt["trainer"]["model"])
+    return cfg, model
 
 
 def load_model(run_dir, device="cpu") -> tuple:
@@ -28,11 +47,6 @@ def load_model(run_dir, device="cpu") -> tuple:
         raise UserError(f"{rd.checkpoint} was written before checkpoints kept their input normalisation: resume an "
                         f"unfinished run with this version (its next epoch end writes it), or normalise as its "
                         f"protocol.normalize says (experiments/data/loader.py)")
-    config = ckpt["config"]
-    family = families.get(config["arch"]["name"])
-    known = {f.name for f in dataclasses.fields(family.config)}
-    arch = family.config(**{k: v for k, v in config["arch"].items() if k in known})
-    model = family.build(arch, config["depth"], config["residual"], config["shortcut"], ckpt.get("num_classes") or 10)
-    model.load_state_dict(ckpt["trainer"]["model"])
+    _, model = trained_net(ckpt)
     device = torch.device(device)
     return model.to(device).eval(), Normalizer.from_state(ckpt["input"], device)

@@ -21,7 +21,7 @@ import torch
 from experiments.config import INIT_KEYS
 from experiments.data.loader import TrainStream, make_normalizer
 from experiments.errors import UserError
-from experiments.harness.compose import typed
+from experiments.harness.checkpoint import classes_of, trained_net
 from experiments.harness.rundir import RunDir, read_regular
 from experiments.nets import families
 from experiments.science.measures import calibration, compare
@@ -87,14 +87,12 @@ def prepare(model, cfg, ds, fresh: bool, known: Optional[dict]) -> dict:
                          "depth": RunDir(path).read_info().get("depth")}
     rd = RunDir(path)
     info, ckpt = rd.read_info(), rd.load_checkpoint()
-    src = typed(ckpt.get("config") or info["config"])
-    family, device = families.get(src.arch.name), ds.train.x.device
-    classes = ckpt.get("num_classes") or info.get("num_classes") or 10  # a run from before `num_classes` had 10
+    classes = classes_of(ckpt, info)
     if classes != len(ds.classes):
         raise UserError(f"init.from={cfg.init['from']} is a net with a {classes}-class head, and this run's data have "
                         f"{len(ds.classes)} classes: start from a run on the same data")
-    shallow = family.build(src.arch, src.depth, src.residual, src.shortcut.value, classes)
-    shallow.load_state_dict(ckpt["trainer"]["model"])
+    src, shallow = trained_net(ckpt, info)
+    family, device = families.get(src.arch.name), ds.train.x.device
     shallow.to(device)
     p = cfg.protocol
     normalize = make_normalizer(p, ds.train.x)

@@ -246,14 +246,19 @@ class RunDir:
         return removed
 
     # -- run.json
-    def read_info(self) -> Optional[dict]:
+    def _read(self, path: Path, fix: str) -> Optional[bytes]:
+        """The bytes of one of the run's files (regular files only), None if there is none; unreadable: one line."""
         try:
-            text = read_regular(self.run_json)
+            return read_regular(path)
         except FileNotFoundError:
             return None
         except OSError as e:
-            raise RunError(f"cannot read {self.run_json} ({_short(e)}): move it aside (the checkpoint beside it says "
-                           f"which configuration the run is)") from e
+            raise RunError(f"cannot read {path} ({_short(e)}): {fix}") from e
+
+    def read_info(self) -> Optional[dict]:
+        text = self._read(self.run_json, "move it aside (the checkpoint beside it says which configuration the run is)")
+        if text is None:
+            return None
         try:
             info = json.loads(text.decode("utf-8"))
         except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested too deep to parse
@@ -309,13 +314,10 @@ class RunDir:
         os.replace(tmp, self.checkpoint)
 
     def load_checkpoint(self) -> Optional[dict]:
-        try:
-            data = read_regular(self.checkpoint)
-        except FileNotFoundError:
+        data = self._read(self.checkpoint, "move it aside to restart this run from scratch (metrics.csv will be "
+                                           "rewritten), or restore a good copy")
+        if data is None:
             return None
-        except OSError as e:
-            raise RunError(f"cannot read {self.checkpoint} ({_short(e)}): move it aside to restart this run from "
-                           f"scratch (metrics.csv will be rewritten), or restore a good copy") from e
         try:
             # weights_only: tensors and plain containers only, no arbitrary unpickling
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
