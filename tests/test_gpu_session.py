@@ -21,6 +21,8 @@ SCRIPT = ROOT / "scripts" / "gpu-session"
 def env(tmp_path, image_folder, iterations):
     return {**os.environ, "OUT": str(tmp_path / "out"), "RUNS": str(tmp_path / "runs"), "LOGS": str(tmp_path / "logs"),
             "RESUME": str(tmp_path / "resume"), "PY": sys.executable, "OMP_NUM_THREADS": "1",
+            # not the checkout's committed state (results/reference/paper-cifar10jpeg/resume): a fresh sweep here
+            "STATE": str(tmp_path / "state"),
             "SWEEP": f"protocol=smoke depth=8 residual=false,true seed=0 protocol.batch_size=16 "
                      f"protocol.iterations={iterations} protocol.milestones=[{iterations // 2},{iterations * 3 // 4}] "
                      "inspect.deeper=[] speed.threads=1 progress=false",
@@ -90,6 +92,35 @@ def test_a_sweep_packed_while_running_resumes_from_its_parts_in_a_fresh_checkout
         assert [int(x["epoch"]) for x in got] == list(range(1, 151)) and got[-1]["iteration"] == "600"
 
 
+def test_gpu_tests_beside_a_sweep_wait_for_its_next_epoch_row_not_for_its_files(tmp_path, image_folder):
+    """The sweep's first minute (its step choice, cuDNN's autotuning) times kernels and must have the GPU to itself:
+    the tests wait for an epoch row this sweep logs. metrics.csv exists from a run's start (its header; a resumed
+    run's earlier rows), so waiting for the file started them at once (on an H200, during the step choice)."""
+    e = env(tmp_path, image_folder, 100)
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,iteration\n1,390\n")  # a resumed run: its earlier row
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    sweep = subprocess.Popen(["sleep", "60"], start_new_session=True)  # stands for the running sweep
+    (logs / "sweep.pid").write_text(f"{sweep.pid}\n")
+    started = tmp_path / "pytest.started"
+    py = fake_python(tmp_path, f"date +%s.%N > {started}; exit 0")
+    try:
+        tests = subprocess.Popen([str(SCRIPT), "tests"], env={**e, "PY": py}, stdout=subprocess.PIPE, text=True)
+        time.sleep(4)
+        assert not started.exists()  # the tests wait
+        with open(run / "metrics.csv", "a") as f:
+            f.write("2,780\n")
+        row_at = time.time()
+        out, _ = tests.communicate(timeout=60)
+    finally:
+        os.killpg(sweep.pid, signal.SIGTERM)
+        sweep.wait()
+    assert tests.returncode == 0, out
+    assert "wait for the sweep's next epoch row (1 now)" in out and float(started.read_text()) >= row_at
+
+
 def test_an_unknown_phase_or_missing_wheels_is_one_line_and_exit_2(tmp_path, image_folder):
     e = env(tmp_path, image_folder, 8)
     r = session(e)  # no phase: the script's head, every phase and every setting, and exit 2
@@ -140,7 +171,7 @@ def test_gpu_tests_that_fail_beside_a_running_sweep_stop_it_with_its_state_kept(
     runs = tmp_path / "runs"
     # tests that fail (exit 1), and exit 3 instead if they start before the sweep's first epoch: its cuDNN
     # autotuning times kernels, and must not share the GPU with them
-    py = fake_python(tmp_path, f"ls {runs}/*/metrics.csv >/dev/null 2>&1 || exit 3; exit 1")
+    py = fake_python(tmp_path, f"[ $(awk 'FNR > 1' {runs}/*/metrics.csv 2>/dev/null | wc -l) -gt 0 ] || exit 3; exit 1")
     r = session({**env(tmp_path, image_folder, 2000), "PY": py}, "start", "tests", "collect", "@300")
     assert r.returncode == 0, r.stderr
     assert "stopping the sweep: the GPU tests failed (exit 1" in r.stdout and "the sweep is not running" in r.stdout
@@ -271,7 +302,7 @@ def test_run_stops_a_sweep_whose_gpu_tests_fail_beside_it_and_brings_back_its_st
     """`run @S`, the one call of a machine: the GPU tests start once the sweep's first epoch is written and, failing,
     stop it; the call then ends at once, long before its deadline, with the runs checkpointed and packed."""
     runs = tmp_path / "runs"
-    py = fake_python(tmp_path, f"ls {runs}/*/metrics.csv >/dev/null 2>&1 || exit 3; exit 1")
+    py = fake_python(tmp_path, f"[ $(awk 'FNR > 1' {runs}/*/metrics.csv 2>/dev/null | wc -l) -gt 0 ] || exit 3; exit 1")
     began = time.monotonic()
     r = session({**env(tmp_path, image_folder, 2000), "PY": py, "STOP_BEFORE": "10"}, "run", "@280")
     assert r.returncode == 0, r.stderr
