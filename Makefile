@@ -15,6 +15,8 @@ REFERENCE ?= auto
 FROM ?=
 RESUME ?=
 NAME ?= paper-cifar10jpeg
+# make gpu-handoff's folder (the next call of a GPU session carries .carry): make reference empties it
+HANDOFF ?= .carry/resume
 # pytest-xdist workers for make test / test-all: one per core (most tests wait on a subprocess or a signal)
 TEST_WORKERS ?= auto
 
@@ -29,7 +31,7 @@ sh = '$(subst ','\'',$(1))'
 # each whitespace-separated word of $(1) as one shell word (OVERRIDES="a=1 b=2" is two overrides, as before)
 shwords = $(foreach w,$(1),$(call sh,$(w)))
 
-.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle reference published pretrained
+.PHONY: help install test test-all lint sweep plots bench steptime inspect-bench gpu-bundle gpu-handoff reference published pretrained
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -106,6 +108,10 @@ gpu-bundle:  ## .whl/ (Hydra wheels) and .carry/ (the JPEG CIFAR-10 copy) to car
 reference: install  ## publish a GPU sweep (FROM=sweep.tar.gz [RESUME=DIR of its resume parts]) as results/reference/NAME/, finished or not
 	@$(PY) -m analysis.publish --from $(call sh,$(FROM)) --resume $(call sh,$(RESUME)) --name $(call sh,$(NAME)) \
 	    --results $(call sh,$(RESULTS))
+	@rm -rf $(call sh,$(HANDOFF))  # published: the committed state is the newest, a carried one would be older
+
+gpu-handoff: install  ## between two calls of one GPU session: FROM=<the first call's files>: its resume parts, checked, into .carry/resume (carry .carry: the next call continues from them even on a fresh machine)
+	@$(PY) -m analysis.publish --handoff $(call sh,$(FROM)) --into $(call sh,$(HANDOFF))
 
 plots: install  ## inspect completed runs that lack it, then redraw results/PROTOCOL/ (figures, tables, report; reference dotted)
 	$(PY) -m experiments.inspect --missing $(call sh,$(RESULTS)/$(PROTOCOL)/runs)

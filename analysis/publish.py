@@ -4,6 +4,14 @@ kept beside them so that any later GPU machine continues it (issue 28).
 
     python -m analysis.publish --from sweep.tar.gz [--resume DIR] [--name paper-cifar10jpeg] [--results results]
     python -m analysis.publish --unpack results/reference/paper-cifar10jpeg/resume --into RUNS
+    python -m analysis.publish --handoff FILES --into .carry/resume
+
+**Between two calls of one GPU session** (`make gpu-handoff FROM=<the first call's files>`): a lent machine is
+given back 30 s after a call ends, and the next call may find a fresh one with no sweep on it, which would start
+the sweep afresh. So the first call's parts, checked against its `sweep.tar.gz` as `--from` checks them, go into
+`.carry/resume/` with a `state.json`, replacing what was there; carried with the next call, `gpu-session start`
+continues from them on a fresh machine (a warm one keeps its own runs). `make reference` removes that folder:
+once published, the committed state is the newest.
 
 **Publish.** `sweep.tar.gz` holds `runs/<run>/` (run.json and the CSVs; no checkpoints) and `logs/`. Its runs go
 to `results/reference/<name>/runs/`, merged with what an earlier archive of the same sweep put there: a CSV keeps
@@ -70,7 +78,10 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="paper-cifar10jpeg", help="the reference set: results/reference/NAME")
     parser.add_argument("--results", default="results", help="the results folder holding reference/")
     parser.add_argument("--unpack", metavar="DIR", help="a stored state (results/reference/NAME/resume) to unpack")
-    parser.add_argument("--into", metavar="RUNS", help="with --unpack: the sweep's runs folder (must not exist)")
+    parser.add_argument("--into", metavar="RUNS", help="with --unpack: the sweep's runs folder (must not exist); "
+                                                        "with --handoff: the folder the parts go to (replaced)")
+    parser.add_argument("--handoff", metavar="FILES", help="a call's files (sweep.tar.gz and its resume parts): the "
+                                                          "parts, checked, into --into for the next call to carry")
     args = parser.parse_args(argv)
     try:
         if args.unpack:
@@ -78,6 +89,13 @@ def main(argv=None) -> int:
                 raise PublishError("--unpack needs --into RUNS: the folder the sweep runs in")
             runs = unpack(Path(args.unpack), Path(args.into))
             print(f"unpacked the stored sweep state ({len(runs)} runs) into {args.into}")
+            return 0
+        if args.handoff:
+            if not args.into:
+                raise PublishError("--handoff needs --into DIR: the folder the next call carries (.carry/resume)")
+            runs = handoff(Path(args.handoff), Path(args.into))
+            print(f"{args.into}: the state of {len(runs)} runs, checked against {Path(args.handoff) / 'sweep.tar.gz'}; "
+                  f"carry it with the next call (carry .carry) and it continues from them on any machine")
             return 0
         if not args.archive:
             raise PublishError("give --from sweep.tar.gz (make reference FROM=...): the archive scripts/gpu-session "
@@ -452,6 +470,22 @@ def unpack(folder: Path, runs: Path) -> list:
             write_atomic(target, data)
     runs.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(runs)
+    return sorted(state.runs)
+
+
+def handoff(files: Path, into: Path) -> list:
+    """A call's resume parts, checked against the archive packed with them, stored in `into` (parts and state.json,
+    replacing the folder by renames) for the next call to carry."""
+    way_out = ("give the folder of one call's files (sweep.tar.gz and every resume.tar.part-* that call brought "
+               "back); a call that ended with the sweep finished has no parts: publish it with make reference")
+    archive = files / "sweep.tar.gz"
+    if not archive.is_file():
+        raise PublishError(f"{archive} is not there: {way_out}")
+    sweep = read_archive(archive)
+    if sweep.manifest is None:
+        raise PublishError(f"{archive} records no resume parts (logs/{MANIFEST}): {way_out}")
+    state = read_state(files, sweep, way_out)
+    _store_state(into, state, archive)
     return sorted(state.runs)
 
 

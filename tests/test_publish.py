@@ -189,3 +189,43 @@ def test_a_pipe_in_the_published_set_is_refused_without_reading_it(tmp_path):
                         "--name", "s", "--results", str(results)], capture_output=True, text=True, timeout=60,
                        cwd=publish.Path(__file__).parents[1])
     assert p.returncode == 2 and "is not a regular file" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_handoff_stores_one_calls_checked_parts_for_the_next_call_to_continue_from(tmp_path):
+    """`make gpu-handoff FROM=<a call's files>`: the machine may be gone before the next call of the session, so
+    that call's parts, checked against its archive, go into the carried folder, replacing an older hand-off, and
+    a fresh machine continues from them (`gpu-session start` unpacks them as it does a committed state)."""
+    files, carry = tmp_path / "call1", tmp_path / "carry" / "resume"
+    parts = state_parts(files)
+    sweep_archive(files / "sweep.tar.gz", 3, parts=parts)
+    state_parts(carry, members=[("./old/metrics.csv", b"epoch,iteration\n1,391\n")])  # an earlier hand-off's
+    assert publish.handoff(files, carry) == [RUN]
+    assert sorted(p.name for p in carry.iterdir()) == ["resume.tar.part-aa", "resume.tar.part-ab", "state.json"]
+    assert all((carry / p.name).read_bytes() == p.read_bytes() for p in parts)
+    assert publish.unpack(carry, tmp_path / "machine" / "runs") == [RUN]
+    # parts that are not the archive's: refused, the earlier hand-off kept as it was
+    before = {p.name: p.read_bytes() for p in carry.iterdir()}
+    parts[0].write_bytes(parts[0].read_bytes()[:-5])
+    with pytest.raises(publish.PublishError, match="not the ones recorded with them .differ: resume.tar.part-aa"):
+        publish.handoff(files, carry)
+    assert {p.name: p.read_bytes() for p in carry.iterdir()} == before
+    # a call that brought back no parts (its sweep finished) has nothing to hand off
+    done = tmp_path / "call2"
+    sweep_archive(done / "sweep.tar.gz", 6, status="completed")
+    with pytest.raises(publish.PublishError, match="records no resume parts.*publish it with make reference"):
+        publish.handoff(done, carry)
+
+
+def test_make_gpu_handoff_fills_the_carried_folder_and_make_reference_empties_it(tmp_path):
+    files, carry = tmp_path / "call 1", tmp_path / "carry"
+    sweep_archive(files / "sweep.tar.gz", 3, parts=state_parts(files))
+    r = make("gpu-handoff", f"FROM={files}", f"HANDOFF={carry}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "carry it with the next call" in r.stdout and (carry / "state.json").is_file()
+    r = make("gpu-handoff", f"FROM={tmp_path / 'nowhere'}", f"HANDOFF={carry}")
+    assert r.returncode == 2 and (carry / "state.json").is_file()
+    assert r.stderr.splitlines()[0].startswith(f"error: {tmp_path / 'nowhere' / 'sweep.tar.gz'} is not there: ")
+    r = make("reference", f"FROM={files / 'sweep.tar.gz'}", f"RESUME={files}", f"RESULTS={tmp_path / 'results'}",
+             f"HANDOFF={carry}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not carry.exists() and (tmp_path / "results" / "reference" / "paper-cifar10jpeg" / "resume").is_dir()
