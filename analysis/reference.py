@@ -225,7 +225,9 @@ def _count(value) -> int:
 
 @dataclass(frozen=True)
 class NetVsReference:
-    """One net's final errors (mean over runs) and the reference's of the same net."""
+    """One net's final errors (mean over runs) and the reference's of the same net: its final errors too, or, where
+    ours are unfinished and stop before the reference's end, its row at or before our last iteration (`at`): an end
+    at 41% of the training beside one at 100% would measure mostly the training still missing."""
     net: str
     train: float
     test: float
@@ -234,6 +236,8 @@ class NetVsReference:
     ref_train: float
     ref_test: float
     ref_n: int
+    at: int | None = None      # our last iteration, where the reference is taken; None: both sides' ends
+    ref_at: int | None = None  # the reference's row used there (its latest, where its runs differ)
 
     @property
     def train_diff(self) -> float:
@@ -255,10 +259,18 @@ def compare(table: pd.DataFrame, reference: Reference) -> tuple[list[NetVsRefere
         if key not in theirs.index:
             missing.append(str(r["net"]))
             continue
-        t = theirs.loc[key]
-        found.append(NetVsReference(str(r["net"]), float(r["train_err_mean"]), float(r["test_err_mean"]), int(r["n"]),
-                                    bool(r["from_unfinished"]), float(t["train_err_mean"]), float(t["test_err_mean"]),
-                                    int(t["n"])))
+        t, ours = theirs.loc[key], (str(r["net"]), float(r["train_err_mean"]), float(r["test_err_mean"]), int(r["n"]),
+                                    bool(r["from_unfinished"]))
+        last = int(r["final_iteration"])
+        if not r["from_unfinished"] or last >= t["final_iteration"]:  # both at their ends
+            found.append(NetVsReference(*ours, float(t["train_err_mean"]), float(t["test_err_mean"]), int(t["n"])))
+            continue
+        rows = reference.curve_rows(*key)
+        train, test = at_iteration(rows, "train_err", last), at_iteration(rows, "test_err", last)
+        if train is None or test is None:  # ours stop before the reference's first logged epoch
+            missing.append(str(r["net"]))
+            continue
+        found.append(NetVsReference(*ours, train.err, test.err, test.n, last, test.iteration))
     return found, missing
 
 
@@ -354,10 +366,19 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
         text += (f" These runs name no protocol: the reference's {_listed(reference.protocols)} was taken on "
                  "trust.")
     text += " " + say_measures(measures(frame), measures(reference.frame))
+    short = [c for c in found if c.at is not None]
+    if short:
+        ends = reference.finals()["final_iteration"]
+        text += (f" **These runs stop short of the reference's end** ({_iterations({c.at for c in short})} of its "
+                 f"{_iterations({int(e) for e in ends})} iterations): "
+                 + ("each net" if len(short) == len(found) else ", ".join(c.net for c in short))
+                 + " is compared with the reference's row at or before its last iteration (the reference's "
+                 f"{_iterations({c.ref_at for c in short})}), not with the reference's end, which would measure mostly "
+                 "the training still missing.")
     blocks = [("h", 2, "Against the reference runs"), ("p", text)]
     if found:
-        blocks.append(("table", ["net", "train err.", "reference", "diff. (points)", "test err.", "reference",
-                                 "diff. (points)"],
+        ref = "reference" + (f" at {_iterations({c.at for c in short})}" if short else "")
+        blocks.append(("table", ["net", "train err.", ref, "diff. (points)", "test err.", ref, "diff. (points)"],
                        [[c.net + (" †" if c.unfinished else ""), f"{c.train:.2f} (n={c.n})",
                          f"{c.ref_train:.2f} (n={c.ref_n})", f"{c.train_diff:+.2f}", f"{c.test:.2f} (n={c.n})",
                          f"{c.ref_test:.2f} (n={c.ref_n})", f"{c.test_diff:+.2f}"] for c in found]))
@@ -380,12 +401,16 @@ def _points_blocks(frame: pd.DataFrame, reference: Reference, found: list[NetVsR
     if not kept:
         return []
     points = [POINTS[i] for i in kept]
+    short = {c.at for c in found if c.at is not None}  # where ours stop short, their "end" is the reference's row there
     blocks = [("h", 3, "Along the curves"),
               ("p", "Each net's error minus the reference's, in points (yours vs the reference's, %), near "
-                    f"{', '.join(f'{p:,}' for p in points)} iterations and at the end. At each point each side's row "
+                    f"{', '.join(f'{p:,}' for p in points)} iterations and "
+                    + ("at the end" if not short else f"at your last iteration ({_iterations(short)})")
+                    + ". At each point each side's row "
                     "nearest to it at or before it is used (mean over the runs whose rows reach the point; – where "
                     "a side has none): the two sides' epochs end at different iterations.")]
-    header = ["net"] + [f"{p // 1000}k" if p % 1000 == 0 else f"{p:,}" for p in points] + ["end"]
+    end = "end" if not short else f"at {_iterations(short)}"
+    header = ["net"] + [f"{p // 1000}k" if p % 1000 == 0 else f"{p:,}" for p in points] + [end]
     used = {}  # (point, side) -> the iterations of the rows used
     for (column, nets), what in zip(by_column.items(), ("Test error", "Training error")):
         rows = []
@@ -400,6 +425,8 @@ def _points_blocks(frame: pd.DataFrame, reference: Reference, found: list[NetVsR
         blocks += [("p", f"**{what}**:"), ("table", header, rows)]
     said = [f"near {p:,}: yours {_iterations(used[(p, 'ours')])}, the reference's {_iterations(used[(p, 'theirs')])}"
             for p in points]
+    if short:
+        said.append(f"at {_iterations(short)}: the reference's {_iterations({c.ref_at for c in found if c.at})}")
     blocks.append(("p", "Rows used (iteration): " + "; ".join(said) + "."))
     return blocks
 
