@@ -6,10 +6,13 @@ says so (`published`).
 
 The matching rule lives here and nowhere else:
 - `--reference auto` (the default, what `make plots` passes): the sets under `ROOT` whose runs name the same
-  protocol(s) as yours (config.protocol.name, the `protocol` column). Among them one on the same data (`data_key`)
-  comes first, then one of the project's own before a published one (ours measure the training error as yours do),
-  then by name; a set on other data is still drawn, and every figure and the report say it differs, naming the
-  reference's data. None when your runs name no protocol, or no set has theirs.
+  protocol(s) as yours (config.protocol.name, the `protocol` column). Among them a finished set (every run reached its
+  protocol's length) comes first: an unfinished one's curves stop early (`paper-cifar10jpeg` at 26,130 of 64,000
+  iterations) and its ends are not the protocol's. Then one on the same data (`data_key`), then one of the project's
+  own before a published one (ours measure the training error as yours do), then by name. A set on other data is still
+  drawn, and every figure and the report say it differs, naming the reference's data; an unfinished set is still drawn
+  when no finished one matches, and every figure and the report say where it stops. None when your runs name no
+  protocol, or no set has theirs.
 - `--reference DIR`: that directory of runs. Another protocol is refused: its curves follow another schedule
   (iterations, lr drops), so a difference would say nothing. Runs that name no protocol (runformat's minimal
   schema) take the reference's on trust, and the report says so.
@@ -56,16 +59,23 @@ class Reference:
     protocol_checked: bool    # False: the user's runs name no protocol, so it was taken on trust
     published: tuple = ()     # its runs' run.json `published` objects (runformat.PublishedInfo): another project's
                               # curves, converted; empty for the project's own runs
+    finished: bool = True     # every run reached its protocol's length (load.completion)
+    stops_at: int = 0         # its runs' last iteration (the latest of them)
+    length: int | None = None  # its protocol's iterations (run.json), where known
 
     def curve_rows(self, family: str, net: str) -> pd.DataFrame:
-        """Every epoch row of the completed runs of one net (a published reference is complete; a run of it
-        that is not stays out rather than pull the mean)."""
+        """Every epoch row of the completed runs of one net, as tables.summarise takes them: an unfinished run of a
+        net that has a completed one stays out rather than pull the mean; a net with none (an unfinished set) has
+        its unfinished ones."""
         f = self.frame
-        return f[(f["family"] == family) & (f["net"] == net) & f["finished"].astype(bool)]
+        rows = f[(f["family"] == family) & (f["net"] == net)]
+        done = rows["finished"].astype(bool)
+        return rows[done] if done.any() else rows
 
     def finals(self) -> pd.DataFrame:
-        """One row per net, final errors over its completed runs (tables.summarise's columns)."""
-        return summarise(self.frame[self.frame["finished"].astype(bool)])
+        """One row per net, final errors over its completed runs, or its unfinished ones where it has none
+        (tables.summarise's columns and rule)."""
+        return summarise(self.frame)
 
     @property
     def source(self) -> str:
@@ -81,7 +91,12 @@ class Reference:
         """What a figure's legend calls it: `reference, paper-cifar10jpeg`, `reference, a-martyn/resnet, published
         (other data: original CIFAR-10)`, the data on a line of its own (one line ran across the next panel)."""
         name = f"{self.source}, published" if self.source else self.name
-        return f"reference, {name}" + (f"\n(other data: {self.data_names})" if self.data_differs else "")
+        return (f"reference, {name}" + (f"\n({self.say_unfinished()})" if not self.finished else "")
+                + (f"\n(other data: {self.data_names})" if self.data_differs else ""))
+
+    def say_unfinished(self) -> str:
+        """`unfinished: stops at iteration 26,130 of 64,000`."""
+        return f"unfinished: stops at iteration {self.stops_at:,}" + (f" of {self.length:,}" if self.length else "")
 
 
 @dataclass(frozen=True)
@@ -151,8 +166,9 @@ def _auto(frame: pd.DataFrame, runs_dir: Path, root: Path) -> Choice:
     if not found:
         there = f" (there: {'; '.join(seen)})" if seen else ""
         return Choice(None, f"No reference runs of protocol {_listed(ours)} under `{shown}`{there}.")
-    # the same data first, then ours before a published set, then by name: sets are sorted by name, the sort is stable
-    return Choice(sorted(found, key=lambda r: (r.data_differs, bool(r.published)))[0])
+    # a finished set first, then the same data, then ours before a published set, then by name: sets are sorted by
+    # name, the sort is stable
+    return Choice(sorted(found, key=lambda r: (not r.finished, r.data_differs, bool(r.published)))[0])
 
 
 def _given(path: Path, frame: pd.DataFrame, runs_dir: Path) -> Choice:
@@ -181,8 +197,11 @@ def _read(path: Path, name: str, frame: pd.DataFrame, ours: frozenset) -> Refere
         return None
     data = data_keys(found.frame)
     published = tuple(p for d in run_dirs(path) if (p := read_meta(d, []).published) is not None)
+    ends = final_rows(found.frame)
+    length = pd.to_numeric(found.runs["iterations"], errors="coerce").max()
     return Reference(name, path, found.frame, protocols(found.frame), data, data != data_keys(frame), bool(ours),
-                     published)
+                     published, bool(ends["finished"].astype(bool).all()), int(ends["iteration"].max()),
+                     None if pd.isna(length) else int(length))
 
 
 def _shares_runs(a: Path, b: Path) -> bool:
@@ -359,6 +378,9 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
         text += (f" **Published curves, not runs of this harness**: {repository or 'an unnamed source'}"
                  + (f" at commit `{commit[:7]}`" if commit else "") + (f" ({licence})" if licence else "")
                  + (f", {url}" if url else "") + ", converted by `analysis.published` (the set's README.md says how).")
+    if not reference.finished:
+        text += (f" **The reference is unfinished** ({reference.say_unfinished()} iterations): its last epochs are "
+                 "not the end of its protocol, and its curves stop there.")
     if reference.data_differs:
         text += (f" **The data differ**: the reference used {'; '.join(sorted(reference.data))}; these runs "
                  f"{'; '.join(sorted(data_keys(frame)))}.")

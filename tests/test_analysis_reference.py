@@ -379,6 +379,31 @@ def test_a_set_of_our_own_comes_before_the_published_one(published_root, tmp_pat
     assert reference.choose(reference.AUTO, load_runs(user_jpeg), user_jpeg).reference.name == "paper-cifar10jpeg"
 
 
+def test_a_finished_set_comes_before_an_unfinished_one_which_says_where_it_stops(published_root, tmp_path, drawn):
+    """Our own sweep on the user's data, interrupted halfway, against the published finished set on other data: the
+    finished one is drawn; alone, the unfinished one is, and the legend and the report say where it stops."""
+    user = write_grid(tmp_path / "user", {(20, False): [(1.0, 9.0)], (56, False): [(3.0, 13.0)]}, protocol="paper",
+                      data=JPEG)
+    write_grid(published_root / "paper-cifar10jpeg" / "runs", {(20, False): [(9.0, 19.0)], (56, False): [(8.0, 18.0)]},
+               protocol="paper", data=JPEG, status="interrupted", epochs=3)
+    choice = reference.choose(reference.AUTO, load_runs(user), user).reference
+    assert choice.name == PUBLISHED.name and choice.finished
+    (published_root / PUBLISHED.name).unlink()  # the unfinished set is the only match
+    alone = reference.choose(reference.AUTO, load_runs(user), user).reference
+    assert alone.name == "paper-cifar10jpeg" and not alone.finished and not alone.data_differs
+    stops = f"unfinished: stops at iteration {3 * ITERS_PER_EPOCH:,} of {EPOCHS * ITERS_PER_EPOCH:,}"
+    assert alone.label == f"reference, paper-cifar10jpeg\n({stops})"
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(user), "--out", str(out)]) == 0
+    legend = [t.get_text() for t in drawn["fig6"].axes[0].get_legend().get_texts()]
+    assert legend[-1] == f"dotted: reference, paper-cifar10jpeg\n({stops})"
+    section = (out / "report.md").read_text().split("## Against the reference runs")[1].split("\n## ")[0]
+    assert f"**The reference is unfinished** ({stops} iterations)" in section
+    # its nets have no completed run: their unfinished ones are the reference, not "no reference"
+    assert "No reference for" not in section
+    assert f"| plain-20 | 1.00 (n=1) | {curve(9.0)[2]:.2f} (n=1) |" in section
+
+
 def test_a_point_counts_only_runs_that_reach_it():
     rows = pd.DataFrame({"run": ["a"] * 3 + ["b"] * 2, "iteration": [100, 200, 300, 100, 200],
                          "test_err": [30.0, 20.0, 10.0, 50.0, 40.0]})
