@@ -12,7 +12,20 @@ from runformat import PAPER_FAMILY
 from . import families
 from .families import Family
 from .paper_text import PaperEnds, paper_ends, paper_iterations, say_paper_ends
-from .text import EXPECTED_DEPTHS, Comparison, Trend, capital, comparison, ends, nets, pct, say_comparison, say_trend, trend
+from .text import (
+    EXPECTED_DEPTHS,
+    Comparison,
+    Trend,
+    capital,
+    comparison,
+    ends,
+    nets,
+    pct,
+    say_comparison,
+    say_pair,
+    say_trend,
+    trend,
+)
 
 PROVISIONAL = 0.9  # runs stopping before this fraction of the paper's iterations are provisional
 TOO_SHORT = 0.01   # runs stopping before this fraction of it are too short for any verdict (smoke: 30 of 64,000)
@@ -88,8 +101,10 @@ class VerdictKind(str, Enum):
     reproduced = "reproduced"                # deeper plain trains and tests worse; ResNets as in the paper
     reproduced_plain = "reproduced_plain"    # the same, with no ResNet to compare
     resnets_differ = "resnets_differ"        # plain nets degrade, the ResNets do not behave as in the paper
+    degrades_unsettled = "degrades_unsettled"  # the deeper plain net trains worse; the rest is within the epoch spread
     train_only = "train_only"                # the deeper plain net trains worse but does not test worse
     not_reproduced = "not_reproduced"        # the deeper plain net does not have higher training error
+    unsettled = "unsettled"                  # the plain nets' training errors are within their epoch-to-epoch spread
 
 
 @dataclass(frozen=True)
@@ -101,30 +116,34 @@ class Verdict:
 
 
 def find_verdict(table: pd.DataFrame) -> Verdict:
-    """Is the degradation problem (He et al. 2016 §4.2) there in the paper's family?"""
+    """Is the degradation problem (He et al. 2016 §4.2) there in the paper's family? A comparison within the runs'
+    epoch-to-epoch spread counts neither way (Comparison.settled): it is said, and left open."""
     plain, res = nets(table, False), nets(table, True)
     pair = ends(plain)
     if pair is None:
         return Verdict(VerdictKind.cannot_judge, plain_nets=tuple(plain["net"]))
     shallow, deep = pair
     train, test = comparison(deep, shallow, "train_err"), comparison(deep, shallow, "test_err")
-    found, res_ok = [train, test], None
+    found = [train, test]
     res_pair = ends(res)
     if res_pair is not None:  # the deeper ResNet should test better
         found.append(comparison(res_pair[1], res_pair[0], "test_err"))
-        res_ok = found[-1].sign < 0
     same = res[res["depth"] == deep["depth"]]
     if len(same):  # the ResNet should train better than the plain net of its depth
         found.append(comparison(same.iloc[0], deep, "train_err"))
-        res_ok = (res_ok is not False) and found[-1].sign < 0
-    if train.sign > 0 and test.sign > 0 and res_ok is not False:
-        kind = VerdictKind.reproduced if res_ok else VerdictKind.reproduced_plain
-    elif train.sign > 0 and test.sign > 0:
-        kind = VerdictKind.resnets_differ
-    elif train.sign > 0:
-        kind = VerdictKind.train_only
-    else:
+    resnets = found[2:]
+    if train.within_spread:
+        kind = VerdictKind.unsettled
+    elif train.sign <= 0:
         kind = VerdictKind.not_reproduced
+    elif test.settled <= 0 and not test.within_spread:
+        kind = VerdictKind.train_only
+    elif any(c.settled >= 0 and not c.within_spread for c in resnets):
+        kind = VerdictKind.resnets_differ
+    elif test.within_spread or any(c.within_spread for c in resnets):
+        kind = VerdictKind.degrades_unsettled
+    else:
+        kind = VerdictKind.reproduced if resnets else VerdictKind.reproduced_plain
     return Verdict(kind, tuple(found), tuple(plain["net"]), caveats(pd.concat([plain, res])))
 
 
@@ -133,8 +152,12 @@ _VERDICT_HEADS = {
     VerdictKind.reproduced_plain: "degradation problem reproduced for plain nets (no ResNets to compare)",
     VerdictKind.resnets_differ: "partly reproduced: plain nets degrade with depth, but the ResNets do not "
                                 "behave as in the paper",
+    VerdictKind.degrades_unsettled: "partly settled: the deeper plain net trains worse, as in the paper; not settled "
+                                    "yet (within the epoch-to-epoch spread)",
     VerdictKind.train_only: "partly reproduced: the deeper plain net trains worse, but does not test worse",
     VerdictKind.not_reproduced: "not reproduced: the deeper plain net does not have higher training error",
+    VerdictKind.unsettled: "not settled yet: the deeper plain net's training error is within the epoch-to-epoch "
+                           "spread of the shallower one's",
 }
 
 
@@ -142,7 +165,10 @@ def say_verdict(v: Verdict) -> str:
     if v.kind is VerdictKind.cannot_judge:
         return ("**Verdict: cannot judge the degradation problem yet**: it needs plain nets at two "
                 f"depths (plain nets with results: {', '.join(v.plain_nets) or 'none'}).")
-    return _strong("Verdict", _VERDICT_HEADS[v.kind], v.caveats, "; ".join(map(say_comparison, v.comparisons)))
+    head = _VERDICT_HEADS[v.kind]
+    if v.kind is VerdictKind.degrades_unsettled:  # which ones are open
+        head += ": " + ", ".join(say_pair(c) for c in v.comparisons if c.within_spread)
+    return _strong("Verdict", head, v.caveats, "; ".join(map(say_comparison, v.comparisons)))
 
 
 def verdict(table: pd.DataFrame) -> str:
@@ -153,7 +179,7 @@ def verdict(table: pd.DataFrame) -> str:
 class FamilyVerdict:
     """The same question for another family: does its plain net degrade with depth?"""
     family: Family
-    degrades: bool | None              # None: fewer than two plain nets
+    degrades: bool | None              # None: fewer than two plain nets, or their training errors within the spread
     plain: Comparison | None = None    # deepest vs shallowest plain net, training error
     residual: Comparison | None = None  # the same for its residual nets
     caveats: Caveats | None = None
@@ -167,13 +193,16 @@ def find_family_verdict(table: pd.DataFrame, family: str) -> FamilyVerdict:
         return FamilyVerdict(fam, None)
     p = comparison(plain[1], plain[0], "train_err")
     r = comparison(res[1], res[0], "train_err") if res is not None else None
-    return FamilyVerdict(fam, p.sign > 0, p, r, caveats(pd.concat([plain_rows, res_rows]), fam.paper))
+    return FamilyVerdict(fam, None if p.within_spread else p.sign > 0, p, r,
+                         caveats(pd.concat([plain_rows, res_rows]), fam.paper))
 
 
 def say_family_verdict(v: FamilyVerdict) -> str:
-    if v.degrades is None:
+    if v.plain is None:
         return f"**{v.family.title}: cannot judge**: it needs plain nets at two depths."
-    head = "the deeper plain net trains worse (degradation)" if v.degrades else "no degradation of the plain nets"
+    head = ("not settled yet: the deeper plain net's training error is within the epoch-to-epoch spread"
+            if v.degrades is None else "the deeper plain net trains worse (degradation)" if v.degrades
+            else "no degradation of the plain nets")
     clauses = [say_comparison(c) for c in (v.plain, v.residual) if c is not None]
     return _strong(v.family.title, head, v.caveats, "; ".join(clauses))
 

@@ -6,10 +6,13 @@ says so (`published`).
 
 The matching rule lives here and nowhere else:
 - `--reference auto` (the default, what `make plots` passes): the sets under `ROOT` whose runs name the same
-  protocol(s) as yours (config.protocol.name, the `protocol` column). Among them one on the same data (`data_key`)
-  comes first, then one of the project's own before a published one (ours measure the training error as yours do),
-  then by name; a set on other data is still drawn, and every figure and the report say it differs, naming the
-  reference's data. None when your runs name no protocol, or no set has theirs.
+  protocol(s) as yours (config.protocol.name, the `protocol` column). Among them a finished set (every run reached its
+  protocol's length) comes first: an unfinished one's curves stop early (`paper-cifar10jpeg` at 26,130 of 64,000
+  iterations) and its ends are not the protocol's. Then one on the same data (`data_key`), then one of the project's
+  own before a published one (ours measure the training error as yours do), then by name. A set on other data is still
+  drawn, and every figure and the report say it differs, naming the reference's data; an unfinished set is still drawn
+  when no finished one matches, and every figure and the report say where it stops. None when your runs name no
+  protocol, or no set has theirs.
 - `--reference DIR`: that directory of runs. Another protocol is refused: its curves follow another schedule
   (iterations, lr drops), so a difference would say nothing. Runs that name no protocol (runformat's minimal
   schema) take the reference's on trust, and the report says so.
@@ -56,16 +59,23 @@ class Reference:
     protocol_checked: bool    # False: the user's runs name no protocol, so it was taken on trust
     published: tuple = ()     # its runs' run.json `published` objects (runformat.PublishedInfo): another project's
                               # curves, converted; empty for the project's own runs
+    finished: bool = True     # every run reached its protocol's length (load.completion)
+    stops_at: int = 0         # its runs' last iteration (the latest of them)
+    length: int | None = None  # its protocol's iterations (run.json), where known
 
     def curve_rows(self, family: str, net: str) -> pd.DataFrame:
-        """Every epoch row of the completed runs of one net (a published reference is complete; a run of it
-        that is not stays out rather than pull the mean)."""
+        """Every epoch row of the completed runs of one net, as tables.summarise takes them: an unfinished run of a
+        net that has a completed one stays out rather than pull the mean; a net with none (an unfinished set) has
+        its unfinished ones."""
         f = self.frame
-        return f[(f["family"] == family) & (f["net"] == net) & f["finished"].astype(bool)]
+        rows = f[(f["family"] == family) & (f["net"] == net)]
+        done = rows["finished"].astype(bool)
+        return rows[done] if done.any() else rows
 
     def finals(self) -> pd.DataFrame:
-        """One row per net, final errors over its completed runs (tables.summarise's columns)."""
-        return summarise(self.frame[self.frame["finished"].astype(bool)])
+        """One row per net, final errors over its completed runs, or its unfinished ones where it has none
+        (tables.summarise's columns and rule)."""
+        return summarise(self.frame)
 
     @property
     def source(self) -> str:
@@ -81,7 +91,12 @@ class Reference:
         """What a figure's legend calls it: `reference, paper-cifar10jpeg`, `reference, a-martyn/resnet, published
         (other data: original CIFAR-10)`, the data on a line of its own (one line ran across the next panel)."""
         name = f"{self.source}, published" if self.source else self.name
-        return f"reference, {name}" + (f"\n(other data: {self.data_names})" if self.data_differs else "")
+        return (f"reference, {name}" + (f"\n({self.say_unfinished()})" if not self.finished else "")
+                + (f"\n(other data: {self.data_names})" if self.data_differs else ""))
+
+    def say_unfinished(self) -> str:
+        """`unfinished: stops at iteration 26,130 of 64,000`."""
+        return f"unfinished: stops at iteration {self.stops_at:,}" + (f" of {self.length:,}" if self.length else "")
 
 
 @dataclass(frozen=True)
@@ -151,8 +166,9 @@ def _auto(frame: pd.DataFrame, runs_dir: Path, root: Path) -> Choice:
     if not found:
         there = f" (there: {'; '.join(seen)})" if seen else ""
         return Choice(None, f"No reference runs of protocol {_listed(ours)} under `{shown}`{there}.")
-    # the same data first, then ours before a published set, then by name: sets are sorted by name, the sort is stable
-    return Choice(sorted(found, key=lambda r: (r.data_differs, bool(r.published)))[0])
+    # a finished set first, then the same data, then ours before a published set, then by name: sets are sorted by
+    # name, the sort is stable
+    return Choice(sorted(found, key=lambda r: (not r.finished, r.data_differs, bool(r.published)))[0])
 
 
 def _given(path: Path, frame: pd.DataFrame, runs_dir: Path) -> Choice:
@@ -181,8 +197,11 @@ def _read(path: Path, name: str, frame: pd.DataFrame, ours: frozenset) -> Refere
         return None
     data = data_keys(found.frame)
     published = tuple(p for d in run_dirs(path) if (p := read_meta(d, []).published) is not None)
+    ends = final_rows(found.frame)
+    length = pd.to_numeric(found.runs["iterations"], errors="coerce").max()
     return Reference(name, path, found.frame, protocols(found.frame), data, data != data_keys(frame), bool(ours),
-                     published)
+                     published, bool(ends["finished"].astype(bool).all()), int(ends["iteration"].max()),
+                     None if pd.isna(length) else int(length))
 
 
 def _shares_runs(a: Path, b: Path) -> bool:
@@ -225,7 +244,9 @@ def _count(value) -> int:
 
 @dataclass(frozen=True)
 class NetVsReference:
-    """One net's final errors (mean over runs) and the reference's of the same net."""
+    """One net's final errors (mean over runs) and the reference's of the same net: its final errors too, or, where
+    ours are unfinished and stop before the reference's end, its row at or before our last iteration (`at`): an end
+    at 41% of the training beside one at 100% would measure mostly the training still missing."""
     net: str
     train: float
     test: float
@@ -234,6 +255,8 @@ class NetVsReference:
     ref_train: float
     ref_test: float
     ref_n: int
+    at: int | None = None      # our last iteration, where the reference is taken; None: both sides' ends
+    ref_at: int | None = None  # the reference's row used there (its latest, where its runs differ)
 
     @property
     def train_diff(self) -> float:
@@ -255,10 +278,18 @@ def compare(table: pd.DataFrame, reference: Reference) -> tuple[list[NetVsRefere
         if key not in theirs.index:
             missing.append(str(r["net"]))
             continue
-        t = theirs.loc[key]
-        found.append(NetVsReference(str(r["net"]), float(r["train_err_mean"]), float(r["test_err_mean"]), int(r["n"]),
-                                    bool(r["from_unfinished"]), float(t["train_err_mean"]), float(t["test_err_mean"]),
-                                    int(t["n"])))
+        t, ours = theirs.loc[key], (str(r["net"]), float(r["train_err_mean"]), float(r["test_err_mean"]), int(r["n"]),
+                                    bool(r["from_unfinished"]))
+        last = int(r["final_iteration"])
+        if not r["from_unfinished"] or last >= t["final_iteration"]:  # both at their ends
+            found.append(NetVsReference(*ours, float(t["train_err_mean"]), float(t["test_err_mean"]), int(t["n"])))
+            continue
+        rows = reference.curve_rows(*key)
+        train, test = at_iteration(rows, "train_err", last), at_iteration(rows, "test_err", last)
+        if train is None or test is None:  # ours stop before the reference's first logged epoch
+            missing.append(str(r["net"]))
+            continue
+        found.append(NetVsReference(*ours, train.err, test.err, test.n, last, test.iteration))
     return found, missing
 
 
@@ -347,6 +378,9 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
         text += (f" **Published curves, not runs of this harness**: {repository or 'an unnamed source'}"
                  + (f" at commit `{commit[:7]}`" if commit else "") + (f" ({licence})" if licence else "")
                  + (f", {url}" if url else "") + ", converted by `analysis.published` (the set's README.md says how).")
+    if not reference.finished:
+        text += (f" **The reference is unfinished** ({reference.say_unfinished()} iterations): its last epochs are "
+                 "not the end of its protocol, and its curves stop there.")
     if reference.data_differs:
         text += (f" **The data differ**: the reference used {'; '.join(sorted(reference.data))}; these runs "
                  f"{'; '.join(sorted(data_keys(frame)))}.")
@@ -354,10 +388,19 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
         text += (f" These runs name no protocol: the reference's {_listed(reference.protocols)} was taken on "
                  "trust.")
     text += " " + say_measures(measures(frame), measures(reference.frame))
+    short = [c for c in found if c.at is not None]
+    if short:
+        ends = reference.finals()["final_iteration"]
+        text += (f" **These runs stop short of the reference's end** ({_iterations({c.at for c in short})} of its "
+                 f"{_iterations({int(e) for e in ends})} iterations): "
+                 + ("each net" if len(short) == len(found) else ", ".join(c.net for c in short))
+                 + " is compared with the reference's row at or before its last iteration (the reference's "
+                 f"{_iterations({c.ref_at for c in short})}), not with the reference's end, which would measure mostly "
+                 "the training still missing.")
     blocks = [("h", 2, "Against the reference runs"), ("p", text)]
     if found:
-        blocks.append(("table", ["net", "train err.", "reference", "diff. (points)", "test err.", "reference",
-                                 "diff. (points)"],
+        ref = "reference" + (f" at {_iterations({c.at for c in short})}" if short else "")
+        blocks.append(("table", ["net", "train err.", ref, "diff. (points)", "test err.", ref, "diff. (points)"],
                        [[c.net + (" †" if c.unfinished else ""), f"{c.train:.2f} (n={c.n})",
                          f"{c.ref_train:.2f} (n={c.ref_n})", f"{c.train_diff:+.2f}", f"{c.test:.2f} (n={c.n})",
                          f"{c.ref_test:.2f} (n={c.ref_n})", f"{c.test_diff:+.2f}"] for c in found]))
@@ -380,12 +423,16 @@ def _points_blocks(frame: pd.DataFrame, reference: Reference, found: list[NetVsR
     if not kept:
         return []
     points = [POINTS[i] for i in kept]
+    short = {c.at for c in found if c.at is not None}  # where ours stop short, their "end" is the reference's row there
     blocks = [("h", 3, "Along the curves"),
               ("p", "Each net's error minus the reference's, in points (yours vs the reference's, %), near "
-                    f"{', '.join(f'{p:,}' for p in points)} iterations and at the end. At each point each side's row "
+                    f"{', '.join(f'{p:,}' for p in points)} iterations and "
+                    + ("at the end" if not short else f"at your last iteration ({_iterations(short)})")
+                    + ". At each point each side's row "
                     "nearest to it at or before it is used (mean over the runs whose rows reach the point; – where "
                     "a side has none): the two sides' epochs end at different iterations.")]
-    header = ["net"] + [f"{p // 1000}k" if p % 1000 == 0 else f"{p:,}" for p in points] + ["end"]
+    end = "end" if not short else f"at {_iterations(short)}"
+    header = ["net"] + [f"{p // 1000}k" if p % 1000 == 0 else f"{p:,}" for p in points] + [end]
     used = {}  # (point, side) -> the iterations of the rows used
     for (column, nets), what in zip(by_column.items(), ("Test error", "Training error")):
         rows = []
@@ -400,6 +447,8 @@ def _points_blocks(frame: pd.DataFrame, reference: Reference, found: list[NetVsR
         blocks += [("p", f"**{what}**:"), ("table", header, rows)]
     said = [f"near {p:,}: yours {_iterations(used[(p, 'ours')])}, the reference's {_iterations(used[(p, 'theirs')])}"
             for p in points]
+    if short:
+        said.append(f"at {_iterations(short)}: the reference's {_iterations({c.ref_at for c in found if c.at})}")
     blocks.append(("p", "Rows used (iteration): " + "; ".join(said) + "."))
     return blocks
 

@@ -46,12 +46,45 @@ def paper_length(table: pd.DataFrame, peers: pd.DataFrame | None = None) -> pd.S
     return pd.to_numeric(table["final_iteration"], errors="coerce") >= PAPER_LENGTH * its
 
 
+# A run's last epoch is one draw of an error that moves from epoch to epoch (at lr 0.1 a ResNet's test error swings by
+# several points), so each net carries how far: the scatter of its last epochs at its final lr, about their trend.
+SCATTER_EPOCHS = 10     # the last logged epochs at the final lr that measure it
+MIN_SCATTER_EPOCHS = 5  # fewer: no scatter (NaN), and nothing is judged by it (a parabola through 4 leaves 1 of freedom)
+
+
+def epoch_scatter(run: pd.DataFrame, column: str) -> float:
+    """One run's epoch-to-epoch scatter of `column` at its end: the sample std of its last SCATTER_EPOCHS logged
+    epochs at the last epoch's lr about a least-squares parabola through them (ddof=3, its coefficients). A stage's
+    start (an lr drop) is another level, and a curve still falling early in a stage is a trend: neither is scatter."""
+    rows = run.sort_values("iteration", kind="stable")
+    lr = pd.to_numeric(rows["lr"], errors="coerce").to_numpy(float) if "lr" in rows else np.full(len(rows), np.nan)
+    same = np.isclose(lr, lr[-1], equal_nan=True)  # a run that logs no lr (a published curve) is one stage
+    stage = len(same) if same.all() else int(np.argmin(same[::-1]))  # the trailing epochs at the last lr
+    tail = rows.iloc[len(rows) - min(stage, SCATTER_EPOCHS):]
+    tail = tail[pd.to_numeric(tail[column], errors="coerce").notna()]
+    if len(tail) < MIN_SCATTER_EPOCHS:
+        return np.nan
+    its, values = tail["iteration"].to_numpy(float), pd.to_numeric(tail[column]).to_numpy(float)
+    x = (its - its[0]) / ((its[-1] - its[0]) or 1.0)  # scaled to [0, 1]: a well-conditioned fit
+    residuals = values - np.polyval(np.polyfit(x, values, 2), x)
+    return float(np.sqrt((residuals ** 2).sum() / (len(values) - 3)))
+
+
+def net_scatter(frame: pd.DataFrame, runs, column: str) -> float:
+    """The scatter of a net's final error (the mean of its `runs`' last epochs): that of one run over sqrt(n), from
+    the runs with one; NaN when none has."""
+    runs = list(runs)
+    each = [epoch_scatter(frame[frame["run"] == r], column) for r in runs]
+    known = [s for s in each if not pd.isna(s)]
+    return float(np.sqrt(np.mean(np.square(known)) / len(runs))) if known else np.nan
+
+
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per net. Completed runs only, unless a net has none (then `from_unfinished`)."""
     columns = ["family", "family_label", "family_title", "net", "residual", "depth", "shortcut", "init_depth", "recipe",
                "n", "n_unfinished",
                "from_unfinished", "seeds", "test_err_mean", "test_err_std", "train_err_mean",
-               "train_err_std", "final_iteration", "params"]
+               "train_err_std", "test_err_epoch_std", "train_err_epoch_std", "final_iteration", "params"]
     last = final_rows(frame)
     rows = []
     for (family, net), group in last.groupby(["family", "net"], sort=False):
@@ -72,6 +105,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
             "test_err_mean": used["test_err"].mean(), "test_err_std": used["test_err"].std(ddof=1),
             "train_err_mean": used["train_err"].mean(),
             "train_err_std": used["train_err"].std(ddof=1),
+            "test_err_epoch_std": net_scatter(frame, used["run"], "test_err"),
+            "train_err_epoch_std": net_scatter(frame, used["run"], "train_err"),
             "final_iteration": used["iteration"].max(),
             "params": int(params.mode().iloc[0]) if len(params) else np.nan,
         })

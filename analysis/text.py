@@ -1,19 +1,20 @@
 """The shared vocabulary of the report's prose: numbers as text, one net against another, a trend over depth,
 and the nets a finding may compare.
 
-The report's findings live in modules by concern, each with the same two layers: findings are pure functions of
-the per-net tables that return small dataclasses (which nets were compared, which way it went, whether it is within
-the seed-to-seed spread), and wording functions (`say_*`) turn a finding into sentences and decide nothing. The
-`*_paragraph` and `verdict` functions the report calls are the two put together. Imports go one way, from this
-module outwards: degradation_text (the verdict, Figures 1 and 6, error against depth) and paper_text (Table 6 and
-the paper's numbers, from peers.csv, never typed into a sentence), probes_text (Figure 7, gradient norms),
-imported_text (imported weights), inspection_text (why depth hurts plain nets).
+The report's findings live in modules by concern, each with the same two layers: findings are pure functions of the
+per-net tables that return small dataclasses (which nets were compared, which way it went, whether it is within the
+seed-to-seed or the epoch-to-epoch spread), and wording functions (`say_*`) turn a finding into sentences and
+decide nothing. The `*_paragraph` and `verdict` functions the report calls are the two put together. Imports go one
+way, from this module outwards: degradation_text (the verdict, Figures 1 and 6, error against depth) and paper_text
+(Table 6 and the paper's numbers, from peers.csv, never typed into a sentence), probes_text (Figure 7, gradient
+norms), imported_text (imported weights), inspection_text (why depth hurts plain nets).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
 import pandas as pd
 
 from runformat import PAPER_FAMILY
@@ -62,6 +63,12 @@ def ends(rows: pd.DataFrame):
 
 # ---- one net against another ----------------------------------------------------------------------
 
+# An order between two nets' last epochs is read only beyond this many times the scatter of their difference (the
+# two nets' epoch-to-epoch scatters, tables.epoch_scatter, added in quadrature): within it, one more or one fewer epoch
+# could turn it round (about 95% of a normal scatter lies within two of its stds).
+SPREAD_STDS = 2.0
+
+
 @dataclass(frozen=True)
 class Comparison:
     """`net` against `other` on one final error (mean over runs)."""
@@ -72,6 +79,14 @@ class Comparison:
     other_value: float
     sign: int          # of value - other_value: 1 higher, -1 lower, 0 the same
     within_std: bool   # a difference no larger than the larger of the two seed-to-seed stds
+    spread: float = float("nan")  # ± points the difference moves by from epoch to epoch (SPREAD_STDS of its scatter);
+                                  # NaN where a net has too few epochs at its last lr to say
+    within_spread: bool = False   # a difference within that spread: no order yet
+
+    @property
+    def settled(self) -> int:
+        """The sign a finding counts: 0 for a difference within the epoch-to-epoch spread, which says neither way."""
+        return 0 if self.within_spread else self.sign
 
 
 def comparison(net, other, column: str) -> Comparison:
@@ -79,15 +94,28 @@ def comparison(net, other, column: str) -> Comparison:
     a, b = float(net[f"{column}_mean"]), float(other[f"{column}_mean"])
     sign = int(a > b) - int(a < b)
     spread = max(net[f"{column}_std"], other[f"{column}_std"])
+    scatter = [float(row.get(f"{column}_epoch_std", float("nan"))) for row in (net, other)]
+    epochs = SPREAD_STDS * float(np.hypot(*scatter))  # NaN when either net has none
     return Comparison(str(net["net"]), str(other["net"]), column, a, b, sign,
-                      bool(sign and not pd.isna(spread) and abs(a - b) <= spread))
+                      bool(sign and not pd.isna(spread) and abs(a - b) <= spread), epochs,
+                      bool(sign and not pd.isna(epochs) and abs(a - b) <= epochs))
+
+
+def say_pair(c: Comparison) -> str:
+    """'ResNet-56 vs ResNet-20 (test error)'."""
+    return f"{c.net} vs {c.other} ({WHAT[c.column]})"
 
 
 def say_comparison(c: Comparison) -> str:
-    """'plain-56 ends with higher training error than plain-20: 3.17% vs 1.00%'."""
-    word = {1: "higher", -1: "lower", 0: "the same"}[c.sign]
-    text = (f"{c.net} ends with {word} {WHAT[c.column]} {'than' if c.sign else 'as'} {c.other}: "
-            f"{pct(c.value)} vs {pct(c.other_value)}")
+    """'plain-56 ends with higher training error than plain-20: 3.17% vs 1.00%'; 'ResNet-56 vs ResNet-20, test
+    error: 19.77% vs 16.24%, no difference yet (within the epoch-to-epoch spread, ±3.69 points)'."""
+    if c.within_spread:
+        text = (f"{c.net} vs {c.other}, {WHAT[c.column]}: {pct(c.value)} vs {pct(c.other_value)}, no difference yet "
+                f"(within the epoch-to-epoch spread, ±{c.spread:.2f} points)")
+    else:
+        word = {1: "higher", -1: "lower", 0: "the same"}[c.sign]
+        text = (f"{c.net} ends with {word} {WHAT[c.column]} {'than' if c.sign else 'as'} {c.other}: "
+                f"{pct(c.value)} vs {pct(c.other_value)}")
     return text + (" (a difference within the seed-to-seed std)" if c.within_std else "")
 
 

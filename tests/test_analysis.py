@@ -12,7 +12,7 @@ import pytest
 from analysis import degradation_text, figures, paper_text, report, text
 from analysis.families import PAPER, Family
 from analysis.load import final_rows, load_runs, scan_runs
-from analysis.tables import load_peers, table6
+from analysis.tables import MIN_SCATTER_EPOCHS, epoch_scatter, load_peers, table6
 from runformat import IDENTITY_COLUMNS, METRICS
 from tests.helpers.runs import EPOCHS, FINALS, ITERS_PER_EPOCH, PARAMS, curve, write_grid, write_run
 
@@ -283,12 +283,102 @@ def test_verdict_kinds_follow_the_numbers(frame):
     }
     for (p20, p56), kind in cases.items():
         rows = frame[frame["net"].isin(["plain-20", "plain-56"]) & (frame["seed"] == 0)].copy()
-        last = rows.groupby("run")["iteration"].transform("max") == rows["iteration"]
-        for net, (train, test) in [("plain-20", p20), ("plain-56", p56)]:
-            rows.loc[last & (rows["net"] == net), ["train_err", "test_err"]] = [train, test]
+        for net, (train, test) in [("plain-20", p20), ("plain-56", p56)]:  # whole curves: smooth, no epoch scatter
+            rows.loc[rows["net"] == net, "train_err"], rows.loc[rows["net"] == net, "test_err"] = curve(train), curve(test)
         assert degradation_text.find_verdict(table6(rows)).kind is kind
     none = degradation_text.find_verdict(table6(frame[frame["net"].isin(["plain-20", "ResNet-56"])]))
     assert none.kind is degradation_text.VerdictKind.cannot_judge and none.plain_nets == ("plain-20",)
+
+
+# ---- the epoch-to-epoch spread (issue 29) --------------------------------------------------------------
+
+def _epochs(values, lr=0.1) -> pd.DataFrame:
+    lrs = lr if isinstance(lr, list) else [lr] * len(values)
+    return pd.DataFrame({"iteration": [390 * (e + 1) for e in range(len(values))], "lr": lrs, "test_err": values})
+
+
+def test_epoch_scatter_is_the_swing_about_the_trend_of_the_last_stage():
+    swing = [18.0 + (-1) ** e for e in range(10)]  # ±1 point every epoch around a flat level
+    assert 1.0 <= epoch_scatter(_epochs(swing), "test_err") <= 1.25
+    twice = [18.0 + 2 * (-1) ** e for e in range(10)]
+    assert epoch_scatter(_epochs(twice), "test_err") == pytest.approx(2 * epoch_scatter(_epochs(swing), "test_err"))
+    # a curve still falling is a trend, not scatter
+    assert epoch_scatter(_epochs(curve(1.0)), "test_err") == pytest.approx(0.0, abs=1e-9)
+    # only the last SCATTER_EPOCHS epochs at the last lr: what came before the drop, however wild, does not count
+    wild = [60.0, 5.0, 70.0, 2.0] + swing
+    lrs = [0.1] * 4 + [0.01] * 10
+    assert epoch_scatter(_epochs(wild, lrs), "test_err") == pytest.approx(epoch_scatter(_epochs(swing), "test_err"))
+    assert epoch_scatter(_epochs([90.0] * 5 + swing), "test_err") == pytest.approx(
+        epoch_scatter(_epochs(swing), "test_err"))
+    # too few epochs at the last lr: no scatter, so nothing is judged by it
+    short = _epochs(wild[:4] + swing[:MIN_SCATTER_EPOCHS - 1], [0.1] * 4 + [0.01] * (MIN_SCATTER_EPOCHS - 1))
+    assert np.isnan(epoch_scatter(short, "test_err"))
+    # a published curve logs no lr: one stage
+    assert epoch_scatter(_epochs(swing, float("nan")), "test_err") == pytest.approx(
+        epoch_scatter(_epochs(swing), "test_err"))
+
+
+def test_a_nets_epoch_scatter_is_that_of_its_mean_over_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    one = write_run(runs, 20, False, 0, (1.0, 9.0), wiggle=(0.0, 1.0))
+    write_run(runs, 20, False, 1, (1.0, 9.0), wiggle=(0.0, 1.0))
+    write_run(runs, 56, False, 0, (3.0, 13.0))
+    frame = load_runs(runs)
+    table = table6(frame).set_index("net")
+    single = epoch_scatter(frame[frame["run"] == one.name], "test_err")
+    assert single > 0.5
+    assert table.loc["plain-20", "test_err_epoch_std"] == pytest.approx(single / np.sqrt(2))
+    assert table.loc["plain-56", "test_err_epoch_std"] == pytest.approx(0.0, abs=1e-9)
+    assert table.loc["plain-20", "train_err_epoch_std"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_difference_within_the_epoch_spread_is_no_order():
+    deep = pd.Series({"net": "ResNet-56", "test_err_mean": 19.77, "test_err_std": float("nan"),
+                      "test_err_epoch_std": 0.3})
+    shallow = pd.Series({"net": "ResNet-20", "test_err_mean": 18.9, "test_err_std": float("nan"),
+                         "test_err_epoch_std": 0.4})
+    c = text.comparison(deep, shallow, "test_err")
+    assert c.sign == 1 and c.within_spread and c.settled == 0 and c.spread == pytest.approx(1.0)
+    assert text.say_comparison(c) == ("ResNet-56 vs ResNet-20, test error: 19.77% vs 18.90%, no difference yet "
+                                      "(within the epoch-to-epoch spread, ±1.00 points)")
+    far = text.comparison(deep.replace(19.77, 21.0), shallow, "test_err")
+    assert far.settled == 1 and not far.within_spread and "ends with higher test error" in text.say_comparison(far)
+    unknown = text.comparison(deep.drop("test_err_epoch_std"), shallow, "test_err")  # too few epochs: as before
+    assert unknown.settled == 1 and not unknown.within_spread
+
+
+def test_the_verdict_counts_no_comparison_within_the_epoch_spread(tmp_path):
+    def verdict_of(name, resnet_test=0.0, plain_train=0.0):
+        runs = tmp_path / name
+        for (depth, residual), values in FINALS.items():
+            if depth in (20, 56):
+                write_run(runs, depth, residual, 0, values[0],
+                          wiggle=(0.0, resnet_test) if residual else (plain_train, 0.0))
+        return degradation_text.find_verdict(table6(load_runs(runs)))
+
+    kinds = degradation_text.VerdictKind
+    assert verdict_of("smooth").kind is kinds.reproduced
+    assert verdict_of("stable", resnet_test=0.05).kind is kinds.reproduced  # a stable end (lr 0.001) changes nothing
+    noisy = verdict_of("noisy", resnet_test=3.0)  # ResNet-56 7.0% vs ResNet-20 8.6%, each swinging by ±3 points
+    assert noisy.kind is kinds.degrades_unsettled
+    assert [c.within_spread for c in noisy.comparisons] == [False, False, True, False]
+    said = degradation_text.say_verdict(noisy)
+    assert "not settled yet (within the epoch-to-epoch spread): ResNet-56 vs ResNet-20 (test error).**" in said
+    assert f"7.00% vs 8.60%, no difference yet (within the epoch-to-epoch spread, ±{noisy.comparisons[2].spread:.2f}" \
+           in said and noisy.comparisons[2].spread > 1.6
+    assert "do not behave as in the paper" not in said
+    assert verdict_of("plain", plain_train=2.0).kind is kinds.unsettled  # plain-56 3.1% vs plain-20 0.9%, ±2 points
+
+
+def test_a_family_verdict_leaves_a_plain_difference_within_the_epoch_spread_open(tmp_path):
+    runs = tmp_path / "runs"
+    for depth, final in [(3, (5.0, 20.0)), (6, (9.0, 24.0))]:
+        write_run(runs, depth, False, 0, final, arch="minimodel", wiggle=(6.0, 0.0))
+    v = degradation_text.find_family_verdict(table6(load_runs(runs)), "minimodel")
+    assert v.degrades is None and v.plain.within_spread
+    said = degradation_text.say_family_verdict(v)
+    assert "not settled yet: the deeper plain net's training error is within the epoch-to-epoch spread" in said
+    assert "cannot judge" not in said and "MiniModel-plain-6 vs MiniModel-plain-3, training error" in said
 
 
 def test_trend_over_depth(frame):

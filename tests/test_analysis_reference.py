@@ -248,13 +248,16 @@ def paper_err(depth: int, iteration: int, column: str) -> float:
     return round(train + (6.0 if column == "test_err" else 0.0), 4)
 
 
-def paper_runs(runs_dir: Path, data: dict, nets=((20, False), (56, False), (56, True))) -> Path:
+def paper_runs(runs_dir: Path, data: dict, nets=((20, False), (56, False), (56, True)), stop: int | None = None) -> Path:
+    """`stop`: the runs were interrupted at that iteration (their rows end there)."""
+    iterations = [it for it in PAPER_ITERATIONS if stop is None or it <= stop]
     for depth, residual in nets:
-        run = write_run(runs_dir, depth, residual, 0, (0.0, 0.0), protocol="paper", iterations=64_000, data=data)
-        rows = pd.read_csv(run / METRICS.file).iloc[[0] * len(PAPER_ITERATIONS)].reset_index(drop=True)
-        rows["epoch"], rows["iteration"] = range(1, len(PAPER_ITERATIONS) + 1), PAPER_ITERATIONS
+        run = write_run(runs_dir, depth, residual, 0, (0.0, 0.0), protocol="paper", iterations=64_000, data=data,
+                        status="completed" if stop is None else "interrupted")
+        rows = pd.read_csv(run / METRICS.file).iloc[[0] * len(iterations)].reset_index(drop=True)
+        rows["epoch"], rows["iteration"] = range(1, len(iterations) + 1), iterations
         for column in ("train_err", "test_err"):
-            rows[column] = [paper_err(depth, it, column) for it in PAPER_ITERATIONS]
+            rows[column] = [paper_err(depth, it, column) for it in iterations]
         rows.to_csv(run / METRICS.file, index=False)
     return runs_dir
 
@@ -317,6 +320,38 @@ def test_paper_runs_get_the_published_set_beneath_them(published_root, tmp_path,
             "reference's 63,733.") in along
 
 
+def test_unfinished_runs_meet_the_reference_where_they_stop_not_at_its_end(published_root, tmp_path):
+    """Runs interrupted at 26,130 of 64,000 iterations: their last epoch beside the reference's end (64,124) would
+    measure the 59% of training they miss, so each side is taken at 26,130 (the reference's row at 25,806)."""
+    runs = paper_runs(tmp_path / "results" / "paper" / "runs", JPEG, stop=26_130)
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
+    section = (out / "report.md").read_text().split("## Against the reference runs")[1].split("\n## ")[0]
+    finals, along = section.split("### Along the curves")
+    assert ("**These runs stop short of the reference's end** (26,130 of its 64,124 iterations): each net is compared "
+            "with the reference's row at or before its last iteration (the reference's 25,806), not with the "
+            "reference's end") in finals
+    header, = [line for line in finals.splitlines() if line.startswith("| net ")]
+    assert header == ("| net | train err. | reference at 26,130 | diff. (points) | test err. | reference at 26,130 | "
+                      "diff. (points) |")
+    rows = {cells[0]: cells[1:] for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in finals.splitlines() if line.startswith("| "))}
+    tables = {what: {cells[0]: cells[1:] for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in part.splitlines() if line.startswith("| "))}
+        for what, part in zip(("test_err", "train_err"), along.split("**Training error**"))}
+    for stem, net, depth in (("plainnet20", "plain-20", 20), ("resnet56", "ResNet-56", 56)):
+        theirs = published_rows(stem)
+        for i, column in ((0, "train_err"), (3, "test_err")):
+            mine, ref = paper_err(depth, 26_130, column), theirs.loc[25_806, column]
+            assert rows[net + " †"][i + 1] == f"{ref:.2f} (n=1)" and float(rows[net + " †"][i + 2]) == pytest.approx(
+                mine - ref, abs=0.005 + 1e-9)
+            assert tables[column]["net"][-1] == "at 26,130"
+            assert tables[column][net][-1] == f"{mine - ref:+.2f} ({mine:.2f} vs {ref:.2f})"
+            assert ref != theirs[column].iloc[-1]  # not the reference's end
+    assert "near 10,000 iterations and at your last iteration (26,130)." in along
+    assert "at 26,130: the reference's 25,806." in along
+
+
 def test_reference_none_draws_no_published_set(published_root, tmp_path, drawn):
     runs = paper_runs(tmp_path / "runs", JPEG)
     out = tmp_path / "out"
@@ -342,6 +377,31 @@ def test_a_set_of_our_own_comes_before_the_published_one(published_root, tmp_pat
     # and ours on the user's data before anything else
     write_grid(published_root / "paper-cifar10jpeg" / "runs", {(20, False): [(1.0, 9.0)]}, protocol="paper", data=JPEG)
     assert reference.choose(reference.AUTO, load_runs(user_jpeg), user_jpeg).reference.name == "paper-cifar10jpeg"
+
+
+def test_a_finished_set_comes_before_an_unfinished_one_which_says_where_it_stops(published_root, tmp_path, drawn):
+    """Our own sweep on the user's data, interrupted halfway, against the published finished set on other data: the
+    finished one is drawn; alone, the unfinished one is, and the legend and the report say where it stops."""
+    user = write_grid(tmp_path / "user", {(20, False): [(1.0, 9.0)], (56, False): [(3.0, 13.0)]}, protocol="paper",
+                      data=JPEG)
+    write_grid(published_root / "paper-cifar10jpeg" / "runs", {(20, False): [(9.0, 19.0)], (56, False): [(8.0, 18.0)]},
+               protocol="paper", data=JPEG, status="interrupted", epochs=3)
+    choice = reference.choose(reference.AUTO, load_runs(user), user).reference
+    assert choice.name == PUBLISHED.name and choice.finished
+    (published_root / PUBLISHED.name).unlink()  # the unfinished set is the only match
+    alone = reference.choose(reference.AUTO, load_runs(user), user).reference
+    assert alone.name == "paper-cifar10jpeg" and not alone.finished and not alone.data_differs
+    stops = f"unfinished: stops at iteration {3 * ITERS_PER_EPOCH:,} of {EPOCHS * ITERS_PER_EPOCH:,}"
+    assert alone.label == f"reference, paper-cifar10jpeg\n({stops})"
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(user), "--out", str(out)]) == 0
+    legend = [t.get_text() for t in drawn["fig6"].axes[0].get_legend().get_texts()]
+    assert legend[-1] == f"dotted: reference, paper-cifar10jpeg\n({stops})"
+    section = (out / "report.md").read_text().split("## Against the reference runs")[1].split("\n## ")[0]
+    assert f"**The reference is unfinished** ({stops} iterations)" in section
+    # its nets have no completed run: their unfinished ones are the reference, not "no reference"
+    assert "No reference for" not in section
+    assert f"| plain-20 | 1.00 (n=1) | {curve(9.0)[2]:.2f} (n=1) |" in section
 
 
 def test_a_point_counts_only_runs_that_reach_it():

@@ -43,18 +43,20 @@ def write_run(runs_dir: Path, depth: int, residual: bool, seed: int, final: tupl
               arch: str = "resnet_cifar", status: str = "completed", epochs: int = EPOCHS,
               name: str | None = None, params: int | None = None, iterations: int | None = None,
               family: bool | dict = True, init_depth: int | None = None, start: dict | None = None,
-              protocol: str = "quick", data: dict | None = None) -> Path:
+              protocol: str = "quick", data: dict | None = None, wiggle: tuple[float, float] = (0.0, 0.0)) -> Path:
     """`iterations`: the protocol's, in run.json (default: where `epochs` epochs end for a completed run, so that it
     is complete; the grid's EPOCHS for an unfinished one, which shares the others' protocol). `family`: run.json's
     family object (True: the harness's for `arch`; False: none, as older harnesses wrote). `init_depth`, `start`: a
     run started with init.from from a net of that depth, and the constructed net's numbers before its first step
     (run.json's `init.start`). `protocol`: its name in both files; `data`: keys that replace run.json's config.data
-    (the image folder below)."""
+    (the image folder below). `wiggle`: (train, test) points the errors swing by, up and down in turn, at every epoch
+    before the last (which stays `final`): an epoch-to-epoch scatter about the smooth curve."""
     name = name or f"{arch}-depth={depth}-residual={str(residual).lower()}-seed={seed}" + (
         f"-init=from-depth{init_depth}" if init_depth else "")
     run_dir = runs_dir / name
     run_dir.mkdir(parents=True)
-    train, test = curve(final[0]), curve(final[1])
+    train, test = ([v + w * (-1) ** (epochs - e) * (e < epochs) for e, v in enumerate(curve(f)[:epochs], 1)]
+                   for f, w in zip(final, wiggle))
     rows = [{"epoch": e, "iteration": e * ITERS_PER_EPOCH, "lr": 0.1, "train_loss": 1.0,
              "train_err": train[e - 1], "test_loss": 1.0, "test_err": test[e - 1],
              "val_loss": None, "val_err": None, "epoch_time_s": 10.0, "arch": arch,
