@@ -166,7 +166,9 @@ def say_verdict(v: Verdict) -> str:
         return ("**Verdict: cannot judge the degradation problem yet**: it needs plain nets at two "
                 f"depths (plain nets with results: {', '.join(v.plain_nets) or 'none'}).")
     head = _VERDICT_HEADS[v.kind]
-    if v.kind is VerdictKind.degrades_unsettled:  # which ones are open
+    if v.kind is VerdictKind.degrades_unsettled:  # what is settled, and which ones are open
+        if v.comparisons[1].settled > 0:  # the test error's order is settled too
+            head = head.replace("the deeper plain net trains worse", "the deeper plain net trains and tests worse")
         head += ": " + ", ".join(say_pair(c) for c in v.comparisons if c.within_spread)
     return _strong("Verdict", head, v.caveats, "; ".join(map(say_comparison, v.comparisons)))
 

@@ -56,18 +56,35 @@ def epoch_scatter(run: pd.DataFrame, column: str) -> float:
     """One run's epoch-to-epoch scatter of `column` at its end: the sample std of its last SCATTER_EPOCHS logged
     epochs at the last epoch's lr about a least-squares parabola through them (ddof=3, its coefficients). A stage's
     start (an lr drop) is another level, and a curve still falling early in a stage is a trend: neither is scatter."""
-    rows = run.sort_values("iteration", kind="stable")
-    lr = pd.to_numeric(rows["lr"], errors="coerce").to_numpy(float) if "lr" in rows else np.full(len(rows), np.nan)
-    same = np.isclose(lr, lr[-1], equal_nan=True)  # a run that logs no lr (a published curve) is one stage
-    stage = len(same) if same.all() else int(np.argmin(same[::-1]))  # the trailing epochs at the last lr
-    tail = rows.iloc[len(rows) - min(stage, SCATTER_EPOCHS):]
-    tail = tail[pd.to_numeric(tail[column], errors="coerce").notna()]
+    tail = last_stage(run, column)  # a run that logs no lr (a published curve) is one stage
     if len(tail) < MIN_SCATTER_EPOCHS:
         return np.nan
     its, values = tail["iteration"].to_numpy(float), pd.to_numeric(tail[column]).to_numpy(float)
     x = (its - its[0]) / ((its[-1] - its[0]) or 1.0)  # scaled to [0, 1]: a well-conditioned fit
     residuals = values - np.polyval(np.polyfit(x, values, 2), x)
     return float(np.sqrt((residuals ** 2).sum() / (len(values) - 3)))
+
+
+def last_stage(run: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A run's last SCATTER_EPOCHS logged epochs at its last epoch's lr, with a value of `column`."""
+    rows = run.sort_values("iteration", kind="stable")
+    lr = pd.to_numeric(rows["lr"], errors="coerce").to_numpy(float) if "lr" in rows else np.full(len(rows), np.nan)
+    same = np.isclose(lr, lr[-1], equal_nan=True) if len(lr) else np.ones(0, bool)
+    stage = len(same) if same.all() else int(np.argmin(same[::-1]))  # the trailing epochs at the last lr
+    tail = rows.iloc[len(rows) - min(stage, SCATTER_EPOCHS):]
+    return tail[pd.to_numeric(tail[column], errors="coerce").notna()]
+
+
+def net_tail(frame: pd.DataFrame, runs, column: str) -> tuple:
+    """((iteration, value), ...): a net's last-stage epochs (`last_stage`) as the mean over its `runs` at each
+    iteration they all logged, for the paired reading of two nets' order (text.comparison)."""
+    tails = [last_stage(frame[frame["run"] == r], column) for r in runs]
+    if not tails or any(t.empty for t in tails):
+        return ()
+    common = set.intersection(*(set(t["iteration"].astype(int)) for t in tails))
+    values = pd.concat(t[t["iteration"].astype(int).isin(common)] for t in tails)
+    means = pd.to_numeric(values[column]).groupby(values["iteration"].astype(int)).mean()
+    return tuple((int(i), float(v)) for i, v in means.sort_index().items())
 
 
 def net_scatter(frame: pd.DataFrame, runs, column: str) -> float:
@@ -84,7 +101,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     columns = ["family", "family_label", "family_title", "net", "residual", "depth", "shortcut", "init_depth", "recipe",
                "n", "n_unfinished",
                "from_unfinished", "seeds", "test_err_mean", "test_err_std", "train_err_mean",
-               "train_err_std", "test_err_epoch_std", "train_err_epoch_std", "final_iteration", "params"]
+               "train_err_std", "test_err_epoch_std", "train_err_epoch_std", "final_iteration", "params",
+               "test_err_tail", "train_err_tail"]
     last = final_rows(frame)
     rows = []
     for (family, net), group in last.groupby(["family", "net"], sort=False):
@@ -109,6 +127,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
             "train_err_epoch_std": net_scatter(frame, used["run"], "train_err"),
             "final_iteration": used["iteration"].max(),
             "params": int(params.mode().iloc[0]) if len(params) else np.nan,
+            "test_err_tail": net_tail(frame, used["run"], "test_err"),
+            "train_err_tail": net_tail(frame, used["run"], "train_err"),
         })
     table = pd.DataFrame(rows, columns=columns)
     order = (table["family"] != PAPER_FAMILY, table["family"], table["residual"], table["depth"],
@@ -312,5 +332,6 @@ def write_table6(table: pd.DataFrame, frame: pd.DataFrame, out_dir) -> list[Path
     out_dir = Path(out_dir)
     out_dir.mkdir(exist_ok=True)  # as figures.save
     csv_path, md_path = out_dir / "table6.csv", out_dir / "table6.md"
-    return [outputs.write_csv(table, csv_path, float_format="%.4f"),
+    tails = [c for c in table.columns if c.endswith("_tail")]  # the paired reading's curves: not a table's cells
+    return [outputs.write_csv(table.drop(columns=tails), csv_path, float_format="%.4f"),
             outputs.write_text(md_path, to_markdown(table6_blocks(table, frame)))]

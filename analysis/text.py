@@ -20,7 +20,7 @@ import pandas as pd
 from runformat import PAPER_FAMILY
 
 from .load import from_scratch
-from .tables import comparable_with_paper
+from .tables import SCATTER_EPOCHS, comparable_with_paper
 
 EXPECTED_DEPTHS = (20, 32, 44, 56)  # Fig. 6 left panel and Table 6's first rows
 WHAT = {"train_err": "training error", "test_err": "test error"}
@@ -67,6 +67,10 @@ def ends(rows: pd.DataFrame):
 # two nets' epoch-to-epoch scatters, tables.epoch_scatter, added in quadrature): within it, one more or one fewer epoch
 # could turn it round (about 95% of a normal scatter lies within two of its stds).
 SPREAD_STDS = 2.0
+# ... unless the order held at every one of the last SCATTER_EPOCHS epochs both nets logged at their last lr: a
+# curve with one wild epoch (plain-56's 54.97% three epochs before the end of the H200 sweep so far) has a wide
+# spread, but ten epochs in a row of one order are not one more or one fewer epoch's chance (1 in 2^9 if each epoch
+# were a coin)
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ class Comparison:
     within_std: bool   # a difference no larger than the larger of the two seed-to-seed stds
     spread: float = float("nan")  # ± points the difference moves by from epoch to epoch (SPREAD_STDS of its scatter);
                                   # NaN where a net has too few epochs at its last lr to say
-    within_spread: bool = False   # a difference within that spread: no order yet
+    within_spread: bool = False   # a difference within that spread, and not the same order at each epoch: no order yet
+    held: int = 0                 # beyond the spread's rule: the order held at each of this many last epochs (0: not used)
 
     @property
     def settled(self) -> int:
@@ -96,9 +101,21 @@ def comparison(net, other, column: str) -> Comparison:
     spread = max(net[f"{column}_std"], other[f"{column}_std"])
     scatter = [float(row.get(f"{column}_epoch_std", float("nan"))) for row in (net, other)]
     epochs = SPREAD_STDS * float(np.hypot(*scatter))  # NaN when either net has none
+    within = bool(sign and not pd.isna(epochs) and abs(a - b) <= epochs)
+    held = held_order(net.get(f"{column}_tail", ()), other.get(f"{column}_tail", ()), sign) if within else 0
     return Comparison(str(net["net"]), str(other["net"]), column, a, b, sign,
-                      bool(sign and not pd.isna(spread) and abs(a - b) <= spread), epochs,
-                      bool(sign and not pd.isna(epochs) and abs(a - b) <= epochs))
+                      bool(sign and not pd.isna(spread) and abs(a - b) <= spread), epochs, within and not held, held)
+
+
+def held_order(tail, other_tail, sign: int) -> int:
+    """SCATTER_EPOCHS when the two nets' last-stage epochs (tables.net_tail) share that many iterations and at each
+    the difference has `sign`; else 0."""
+    if not isinstance(tail, tuple) or not isinstance(other_tail, tuple):
+        return 0
+    theirs = dict(other_tail)
+    shared = [(v, theirs[i]) for i, v in tail if i in theirs][-SCATTER_EPOCHS:]
+    same = len(shared) == SCATTER_EPOCHS and all((a > b) - (a < b) == sign for a, b in shared)
+    return SCATTER_EPOCHS if same else 0
 
 
 def say_pair(c: Comparison) -> str:
@@ -116,6 +133,9 @@ def say_comparison(c: Comparison) -> str:
         word = {1: "higher", -1: "lower", 0: "the same"}[c.sign]
         text = (f"{c.net} ends with {word} {WHAT[c.column]} {'than' if c.sign else 'as'} {c.other}: "
                 f"{pct(c.value)} vs {pct(c.other_value)}")
+        if c.held:
+            text += (f" ({word} at each of the last {c.held} epochs, though single epochs scatter by "
+                     f"±{c.spread:.2f} points)")
     return text + (" (a difference within the seed-to-seed std)" if c.within_std else "")
 
 
