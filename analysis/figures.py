@@ -25,7 +25,7 @@ from runformat import PAPER_FAMILY
 
 from . import families, outputs
 from .load import from_scratch
-from .reference import Reference
+from .reference import Reference, compare
 from .tables import load_peers, paper_length, summarise
 
 PAPER_YMAX = 20.0  # Fig. 1 and Fig. 6 show 0-20 % error
@@ -247,10 +247,16 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Refe
     if rows.empty:
         raise NothingToPlot(f"error vs depth: no {fam.title} runs")
     table = summarise(rows)
-    theirs = reference.finals() if reference is not None else table.iloc[0:0]
-    fig = Figure(figsize=(11, 4.8), layout="constrained")
+    # the reference's errors of the same nets: at its end, or, where ours stop short of it, at our last iteration
+    # (reference.compare's rule: an end at 41% beside one at 100% would show mostly the training still missing)
+    theirs = {f.net: f for f in (compare(table, reference)[0] if reference is not None else [])}
+    points = sorted({f.at for f in theirs.values() if f.at is not None})
+    where = f"\n(at iteration {_listed_iterations(points)}, where ours stop)" if points else ""
+    # taller with the reference's entries below the axes: the panels keep their height
+    fig = Figure(figsize=(11, 6.4 if theirs else 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
     colours = depth_colours(table["depth"])
+    all_unfinished = bool(table["from_unfinished"].all())  # said once in the title, not at every point
     for ax, column, what in [(axes[0], "train_err", "final training error (%)"),
                              (axes[1], "test_err", "final test error (%)")]:
         for residual, (style, marker) in SERIES_STYLES.items():
@@ -264,15 +270,16 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Refe
             # each depth's point in that depth's colour, as its curves elsewhere
             ax.scatter(part["depth"], part[f"{column}_mean"], c=[colours[d] for d in part["depth"]], marker=marker,
                        s=30, zorder=3)
-            for _, r in part[part["from_unfinished"]].iterrows():
+            for _, r in part[part["from_unfinished"] & (not all_unfinished)].iterrows():
                 ax.annotate("unfinished", (r["depth"], r[f"{column}_mean"]),
                             textcoords="offset points", xytext=(4, 6), fontsize=8, color=colour)
             # the reference's final errors of the same nets: hollow markers on a dotted line, beneath ours
-            ref = theirs[(theirs["family"] == family) & theirs["net"].isin(part["net"])].sort_values("depth")
-            if len(ref):
-                ax.plot(ref["depth"], ref[f"{column}_mean"], color=colour, marker=marker, markerfacecolor="none",
+            ref = [(d, getattr(theirs[n], f"ref_{column.split('_')[0]}")) for n, d in zip(part["net"], part["depth"])
+                   if n in theirs]
+            if ref:
+                ax.plot(*zip(*ref), color=colour, marker=marker, markerfacecolor="none",
                         linestyle=":", linewidth=1.6 * REFERENCE_WIDTH, zorder=REFERENCE_ZORDER,
-                        label=f"{fam.series(residual)}: {reference.label}")
+                        label=f"{fam.series(residual)}: {reference.label}{where}")
         if column == "test_err" and family == PAPER_FAMILY:  # only beside runs as long as the paper's
             _paper_points(ax, table[paper_length(table)])
         ax.set_xticks(sorted(table["depth"].unique()))
@@ -283,14 +290,25 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Refe
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         # ours first: matplotlib lists plain lines (the reference's) before error bars (ours)
-        order = sorted(range(len(labels)), key=lambda i: reference is not None and labels[i].endswith(reference.label))
-        ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="best")
+        order = sorted(range(len(labels)), key=lambda i: reference is not None and reference.label in labels[i])
+        # below the axes, as Figure 6's, where it can never hide a point (inside, "best" still covered ResNet-32/44
+        # once the reference's entries grew to three lines each)
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=1 if reference is not None and len(labels) > 2 else 2,
+                  frameon=False)
     several = (table["n"] > 1).any()
     title = "Degradation on CIFAR-10: final error against depth, plain vs residual"
     if family != PAPER_FAMILY:
         title = f"{fam.title}: final error against depth"
-    fig.suptitle(title + ("\n(error bars: sample std over seeds)" if several else "\n(one run per net)"))
+    stops = sorted(set(table["final_iteration"].astype(int)))
+    unfinished = f"; every run unfinished, at iteration {_listed_iterations(stops)}" if all_unfinished else ""
+    fig.suptitle(title + ("\n(error bars: sample std over seeds" if several else "\n(one run per net") + unfinished + ")")
     return fig
+
+
+def _listed_iterations(points: list) -> str:
+    """`26,130`; `25,740-26,130` where nets stop at different iterations."""
+    return f"{points[0]:,}" if len(points) == 1 else f"{points[0]:,}-{points[-1]:,}"
 
 
 def _paper_points(ax, table: pd.DataFrame) -> None:

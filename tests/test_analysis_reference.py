@@ -352,6 +352,32 @@ def test_unfinished_runs_meet_the_reference_where_they_stop_not_at_its_end(publi
     assert "at 26,130: the reference's 25,806." in along
 
 
+def test_unfinished_runs_against_depth_meet_the_reference_where_they_stop(published_root, tmp_path, drawn):
+    """Figure 'error against depth' of runs interrupted at 26,130: the reference's hollow markers are its rows at
+    25,806 (at or before 26,130), not its end, and say so; "unfinished" is said once in the title, not at each point;
+    the legend sits below the panels."""
+    runs = paper_runs(tmp_path / "runs", JPEG, stop=26_130)
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    fig = drawn["degradation"]
+    assert "every run unfinished, at iteration 26,130" in fig.get_suptitle()
+    for ax, column in zip(fig.axes, ("train_err", "test_err")):
+        plain, = [line for line in dotted(ax) if "plain: reference" in line.get_label()]
+        assert "(at iteration 26,130, where ours stop)" in plain.get_label()
+        expected = [published_rows(stem).loc[25_806, column] for stem in ("plainnet20", "plainnet56")]
+        assert list(plain.get_xdata()) == [20, 56] and list(plain.get_ydata()) == pytest.approx(expected)
+        assert [published_rows(s)[column].iloc[-1] for s in ("plainnet20", "plainnet56")] != pytest.approx(expected)
+        assert not [t for t in ax.texts if t.get_text() == "unfinished"]
+        legend = ax.get_legend()
+        assert legend.get_bbox_to_anchor().y1 < ax.get_window_extent().y0 + 1  # below the axes
+    # finished runs: the reference's end, as before
+    done = paper_runs(tmp_path / "done", JPEG)
+    assert report.main(["--runs", str(done), "--out", str(tmp_path / "out2")]) == 0
+    plain, = [line for line in dotted(drawn["degradation"].axes[1]) if "plain: reference" in line.get_label()]
+    assert "where ours stop" not in plain.get_label() and "unfinished" not in drawn["degradation"].get_suptitle()
+    assert list(plain.get_ydata()) == pytest.approx([published_rows(s)["test_err"].iloc[-1]
+                                                     for s in ("plainnet20", "plainnet56")])
+
+
 def test_reference_none_draws_no_published_set(published_root, tmp_path, drawn):
     runs = paper_runs(tmp_path / "runs", JPEG)
     out = tmp_path / "out"
