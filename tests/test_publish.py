@@ -229,3 +229,22 @@ def test_make_gpu_handoff_fills_the_carried_folder_and_make_reference_empties_it
              f"HANDOFF={carry}")
     assert r.returncode == 0, r.stdout + r.stderr
     assert not carry.exists() and (tmp_path / "results" / "reference" / "paper-cifar10jpeg" / "resume").is_dir()
+
+
+@pytest.mark.parametrize("name", ["paper-cifar10jpeg", "a-martyn-cifar10"])
+def test_the_committed_reference_reports_are_what_the_analysis_draws_from_their_runs(name, tmp_path, monkeypatch):
+    """The README shows these sets' figures and numbers: drawn again from their committed runs (as make reference
+    and make published draw them), the report and Table 6 are the committed ones, so no analysis change leaves them
+    stale. (Text only: a PNG's bytes follow the matplotlib and FreeType of the machine.)"""
+    from analysis import reference, report
+    committed = publish.Path(__file__).resolve().parents[1] / "results" / "reference" / name
+    monkeypatch.setattr(reference, "ROOT", committed.parent)  # the checkout's sets, as make reference finds them
+    args = ["--runs", str(committed.relative_to(committed.parents[2]) / "runs"), "--out", str(tmp_path)]
+    cwd = os.getcwd()
+    os.chdir(committed.parents[2])  # the paths the reports name are the checkout's
+    try:
+        assert report.main(args + ([] if name == "paper-cifar10jpeg" else ["--reference", "none"])) == 0
+    finally:
+        os.chdir(cwd)
+    for file in ("report.md", "table6.md", "table6.csv"):
+        assert (tmp_path / file).read_text() == (committed / file).read_text(), f"{name}/{file} is stale: redraw it"
