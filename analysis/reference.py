@@ -11,7 +11,8 @@ The matching rule lives here and nowhere else:
   iterations) and its ends are not the protocol's. Then one on the same data (`data_key`), then one of the project's
   own before a published one (ours measure the training error as yours do), then by name. A set on other data is still
   drawn, and every figure and the report say it differs, naming the reference's data; an unfinished set is still drawn
-  when no finished one matches, and every figure and the report say where it stops. None when your runs name no
+  when no finished one matches, and every figure and the report say where it stops; one passed over for a finished
+  set that it would otherwise have come before is named in the report (`Choice.note`). None when your runs name no
   protocol, or no set has theirs.
 - `--reference DIR`: that directory of runs. Another protocol is refused: its curves follow another schedule
   (iterations, lr drops), so a difference would say nothing. Runs that name no protocol (runformat's minimal
@@ -168,7 +169,15 @@ def _auto(frame: pd.DataFrame, runs_dir: Path, root: Path) -> Choice:
         return Choice(None, f"No reference runs of protocol {_listed(ours)} under `{shown}`{there}.")
     # a finished set first, then the same data, then ours before a published set, then by name: sets are sorted by
     # name, the sort is stable
-    return Choice(sorted(found, key=lambda r: (not r.finished, r.data_differs, bool(r.published)))[0])
+    best = sorted(found, key=lambda r: (not r.finished, r.data_differs, bool(r.published)))[0]
+    # an unfinished set that would have come first but for that: the user should know it is there, and why not drawn
+    passed = [r for r in found if not r.finished and (r.data_differs, bool(r.published)) < (best.data_differs,
+                                                                                            bool(best.published))]
+    note = ("Also there, not drawn: " + "; ".join(
+        f"`{r.name}` ({'the same data, ' if not r.data_differs else ''}{r.say_unfinished()})" for r in passed)
+        + f": a finished reference comes first (`--reference {_shown(root / passed[0].name / 'runs')}` draws "
+          "it)." if passed else "")
+    return Choice(best, note)
 
 
 def _given(path: Path, frame: pd.DataFrame, runs_dir: Path) -> Choice:

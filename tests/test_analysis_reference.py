@@ -412,8 +412,13 @@ def test_a_finished_set_comes_before_an_unfinished_one_which_says_where_it_stops
                       data=JPEG)
     write_grid(published_root / "paper-cifar10jpeg" / "runs", {(20, False): [(9.0, 19.0)], (56, False): [(8.0, 18.0)]},
                protocol="paper", data=JPEG, status="interrupted", epochs=3)
-    choice = reference.choose(reference.AUTO, load_runs(user), user).reference
+    chosen = reference.choose(reference.AUTO, load_runs(user), user)
+    choice = chosen.reference
     assert choice.name == PUBLISHED.name and choice.finished
+    # the set passed over is named, with why and how to draw it instead
+    assert chosen.note == (f"Also there, not drawn: `paper-cifar10jpeg` (the same data, unfinished: stops at "
+                           f"iteration {3 * ITERS_PER_EPOCH:,} of {EPOCHS * ITERS_PER_EPOCH:,}): a finished reference "
+                           f"comes first (`--reference {published_root / 'paper-cifar10jpeg' / 'runs'}` draws it).")
     (published_root / PUBLISHED.name).unlink()  # the unfinished set is the only match
     alone = reference.choose(reference.AUTO, load_runs(user), user).reference
     assert alone.name == "paper-cifar10jpeg" and not alone.finished and not alone.data_differs
