@@ -196,7 +196,20 @@ def test_a_signal_mid_report_leaves_the_old_outputs_and_no_staging(runs, tmp_pat
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
     before = contents(out)
     write_run(runs, 20, True, 0, (0.8, 8.6))
-    proc = subprocess.Popen([sys.executable, "-m", "analysis.report", "--runs", str(runs), "--out", str(out)],
+    # the report as `python -m analysis.report` runs it, held at its first figure (its tables already staged) until
+    # the signal comes: without the hold, a loaded machine could let it finish first (seen once in a clean clone's
+    # make test: exit 0). Ctrl-C as a terminal delivers it: a process started in the background (or by a pytest-xdist
+    # worker) may have inherited SIGINT ignored
+    held = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from analysis import outputs, report\n"
+        "def held(*args, **kwargs):\n"
+        "    while True:\n"
+        "        time.sleep(0.01)\n"
+        "outputs.save_figure = held\n"
+        "sys.exit(report.main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", held, "--runs", str(runs), "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     staged_files = []
     end = time.time() + 120
