@@ -572,3 +572,31 @@ def test_text_is_written_and_read_as_utf_8_under_an_ascii_locale(tiny, tmp_path)
     assert (tmp_path / "a.md").read_bytes() == "± §4.2 ×\n".encode()
     r = cli(tiny + ["depth=8", f"hydra.run.dir={tmp_path / 'run'}"], env=env)
     assert r.returncode == 0 and info(tmp_path / "run")["status"] == "completed", r.stderr
+
+
+@pytest.mark.parametrize("after", ["open", "flock"])
+def test_ctrl_c_while_the_run_directory_is_being_locked_leaves_nothing(tmp_path, monkeypatch, after):
+    """The start-up window a clean clone's make test hit under load: .lock made, the lock not yet recorded as held
+    (a Ctrl-C just after opening it, or just after flock succeeded). The directory goes, as after a later Ctrl-C."""
+    from experiments.harness import rundir
+    real, calls = rundir.fcntl.flock, []
+
+    def flock(f, how):
+        calls.append(how)
+        if len(calls) == 1:
+            if after == "flock":
+                real(f, how)
+            raise KeyboardInterrupt
+        return real(f, how)
+    monkeypatch.setattr(rundir.fcntl, "flock", flock)
+    rd = rundir.RunDir(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        rd.lock()
+    assert not (tmp_path / "run").exists() and rd._lock_file is None and rd._opening is None
+    # a directory with a file of somebody else's is never removed
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        rundir.RunDir(tmp_path / "kept").lock()
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"

@@ -175,6 +175,7 @@ class RunDir:
         # The directory held nothing when this process locked it (made by it, or by Hydra just before): what is
         # in it is all this process's, so it may remove it again if the run ends before training anything.
         self.created = False
+        self._opening = None  # the .lock file while lock() takes it
 
     # -- lock: flock is released by the kernel when the holder dies, so a killed run never blocks a rerun
     def lock(self) -> None:
@@ -189,12 +190,41 @@ class RunDir:
             raise RunError(f"cannot create the run directory {self.path} ({e.strerror}): choose another "
                            f"hydra.run.dir (or fix the parent's permissions)") from e
         try:
+            self._take_lock()
+        except BaseException:
+            # a Ctrl-C between making the directory and holding its lock (a clean clone's make test saw it under load):
+            # the directory goes as release(discard=True) would have removed it, unless somebody else holds the lock
+            if self._opening is not None:  # opened, perhaps flocked, not yet recorded: ours to close
+                self._opening.close()
+            if self._lock_file is None:  # release's rule: a directory holding nothing but its .lock is this run's
+                self._discard_unheld()
+            raise
+        finally:
+            self._opening = None
+
+    def _discard_unheld(self) -> None:
+        """The run directory, when it holds nothing but a .lock, removed if that lock can be taken."""
+        try:
+            if any(p.name != LOCK for p in self.path.iterdir()):
+                return
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                (self.path / LOCK).unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+            self.path.rmdir()
+        except OSError:  # held by another process, or not ours to remove: left as it is
+            pass
+
+    def _take_lock(self) -> None:
+        try:
             # a FIFO or a link named .lock is refused, never waited on or followed
             fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
                 raise OSError(errno.EINVAL, "its .lock is not a regular file")
-            f = os.fdopen(fd, "a+", encoding="utf-8")
+            f = self._opening = os.fdopen(fd, "a+", encoding="utf-8")
         except OSError as e:
             raise RunError(f"cannot write in the run directory {self.path} ({_short(e)}): choose another "
                            f"hydra.run.dir (or move {LOCK} aside)") from e
