@@ -152,7 +152,7 @@ _VERDICT_HEADS = {
     VerdictKind.reproduced_plain: "degradation problem reproduced for plain nets (no ResNets to compare)",
     VerdictKind.resnets_differ: "partly reproduced: plain nets degrade with depth, but the ResNets do not "
                                 "behave as in the paper",
-    VerdictKind.degrades_unsettled: "partly settled: the deeper plain net trains worse, as in the paper; not settled "
+    VerdictKind.degrades_unsettled: "partly settled: the deeper plain net {worse}, as in the paper; not settled "
                                     "yet (within the epoch-to-epoch spread)",
     VerdictKind.train_only: "partly reproduced: the deeper plain net trains worse, but does not test worse",
     VerdictKind.not_reproduced: "not reproduced: the deeper plain net does not have higher training error",
@@ -166,10 +166,9 @@ def say_verdict(v: Verdict) -> str:
         return ("**Verdict: cannot judge the degradation problem yet**: it needs plain nets at two "
                 f"depths (plain nets with results: {', '.join(v.plain_nets) or 'none'}).")
     head = _VERDICT_HEADS[v.kind]
-    if v.kind is VerdictKind.degrades_unsettled:  # what is settled, and which ones are open
-        if v.comparisons[1].settled > 0:  # the test error's order is settled too
-            head = head.replace("the deeper plain net trains worse", "the deeper plain net trains and tests worse")
-        head += ": " + ", ".join(say_pair(c) for c in v.comparisons if c.within_spread)
+    if v.kind is VerdictKind.degrades_unsettled:  # what is settled (the test error's order too?), what is open
+        head = (head.format(worse="trains and tests worse" if v.comparisons[1].settled > 0 else "trains worse")
+                + ": " + ", ".join(say_pair(c) for c in v.comparisons if c.within_spread))
     return _strong("Verdict", head, v.caveats, "; ".join(map(say_comparison, v.comparisons)))
 
 

@@ -25,7 +25,7 @@ from runformat import PAPER_FAMILY
 
 from . import families, outputs
 from .load import from_scratch
-from .reference import Reference, compare
+from .reference import Reference, compare, iterations_span
 from .tables import load_peers, paper_length, summarise
 
 PAPER_YMAX = 20.0  # Fig. 1 and Fig. 6 show 0-20 % error
@@ -251,7 +251,7 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Refe
     # (reference.compare's rule: an end at 41% beside one at 100% would show mostly the training still missing)
     theirs = {f.net: f for f in (compare(table, reference)[0] if reference is not None else [])}
     points = sorted({f.at for f in theirs.values() if f.at is not None})
-    where = f"\n(at iteration {_listed_iterations(points)}, where ours stop)" if points else ""
+    where = f"\n(at iteration {iterations_span(points)}, where ours stop)" if points else ""
     # taller with the reference's entries below the axes: the panels keep their height
     fig = Figure(figsize=(11, 6.4 if theirs else 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -301,14 +301,9 @@ def degradation(frame: pd.DataFrame, family: str = PAPER_FAMILY, reference: Refe
     if family != PAPER_FAMILY:
         title = f"{fam.title}: final error against depth"
     stops = sorted(set(table["final_iteration"].astype(int)))
-    unfinished = f"; every run unfinished, at iteration {_listed_iterations(stops)}" if all_unfinished else ""
+    unfinished = f"; every run unfinished, at iteration {iterations_span(stops)}" if all_unfinished else ""
     fig.suptitle(title + ("\n(error bars: sample std over seeds" if several else "\n(one run per net") + unfinished + ")")
     return fig
-
-
-def _listed_iterations(points: list) -> str:
-    """`26,130`; `25,740-26,130` where nets stop at different iterations."""
-    return f"{points[0]:,}" if len(points) == 1 else f"{points[0]:,}-{points[-1]:,}"
 
 
 def _paper_points(ax, table: pd.DataFrame) -> None:

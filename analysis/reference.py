@@ -400,15 +400,15 @@ def report_blocks(table: pd.DataFrame, frame: pd.DataFrame, reference: Reference
     short = [c for c in found if c.at is not None]
     if short:
         ends = reference.finals()["final_iteration"]
-        text += (f" **These runs stop short of the reference's end** ({_iterations({c.at for c in short})} of its "
-                 f"{_iterations({int(e) for e in ends})} iterations): "
+        text += (f" **These runs stop short of the reference's end** ({iterations_span({c.at for c in short})} of its "
+                 f"{iterations_span({int(e) for e in ends})} iterations): "
                  + ("each net" if len(short) == len(found) else ", ".join(c.net for c in short))
                  + " is compared with the reference's row at or before its last iteration (the reference's "
-                 f"{_iterations({c.ref_at for c in short})}), not with the reference's end, which would measure mostly "
+                 f"{iterations_span({c.ref_at for c in short})}), not with the reference's end, which would measure mostly "
                  "the training still missing.")
     blocks = [("h", 2, "Against the reference runs"), ("p", text)]
     if found:
-        ref = "reference" + (f" at {_iterations({c.at for c in short})}" if short else "")
+        ref = "reference" + (f" at {iterations_span({c.at for c in short})}" if short else "")
         blocks.append(("table", ["net", "train err.", ref, "diff. (points)", "test err.", ref, "diff. (points)"],
                        [[c.net + (" †" if c.unfinished else ""), f"{c.train:.2f} (n={c.n})",
                          f"{c.ref_train:.2f} (n={c.ref_n})", f"{c.train_diff:+.2f}", f"{c.test:.2f} (n={c.n})",
@@ -436,11 +436,11 @@ def _points_blocks(frame: pd.DataFrame, reference: Reference, found: list[NetVsR
     blocks = [("h", 3, "Along the curves"),
               ("p", "Each net's error minus the reference's, in points (yours vs the reference's, %), near "
                     f"{', '.join(f'{p:,}' for p in points)} iterations and "
-                    + ("at the end" if not short else f"at your last iteration ({_iterations(short)})")
+                    + ("at the end" if not short else f"at your last iteration ({iterations_span(short)})")
                     + ". At each point each side's row "
                     "nearest to it at or before it is used (mean over the runs whose rows reach the point; – where "
                     "a side has none): the two sides' epochs end at different iterations.")]
-    end = "end" if not short else f"at {_iterations(short)}"
+    end = "end" if not short else f"at {iterations_span(short)}"
     header = ["net"] + [f"{p // 1000}k" if p % 1000 == 0 else f"{p:,}" for p in points] + [end]
     used = {}  # (point, side) -> the iterations of the rows used
     for (column, nets), what in zip(by_column.items(), ("Test error", "Training error")):
@@ -454,10 +454,10 @@ def _points_blocks(frame: pd.DataFrame, reference: Reference, found: list[NetVsR
                     used.setdefault((POINTS[i], "ours"), set()).add(n.ours[i].iteration)
                     used.setdefault((POINTS[i], "theirs"), set()).add(n.theirs[i].iteration)
         blocks += [("p", f"**{what}**:"), ("table", header, rows)]
-    said = [f"near {p:,}: yours {_iterations(used[(p, 'ours')])}, the reference's {_iterations(used[(p, 'theirs')])}"
+    said = [f"near {p:,}: yours {iterations_span(used[(p, 'ours')])}, the reference's {iterations_span(used[(p, 'theirs')])}"
             for p in points]
     if short:
-        said.append(f"at {_iterations(short)}: the reference's {_iterations({c.ref_at for c in found if c.at})}")
+        said.append(f"at {iterations_span(short)}: the reference's {iterations_span({c.ref_at for c in found if c.at})}")
     blocks.append(("p", "Rows used (iteration): " + "; ".join(said) + "."))
     return blocks
 
@@ -468,6 +468,7 @@ def _diff(ours: AtIteration | None, theirs: AtIteration | None) -> str:
     return f"{ours.err - theirs.err:+.2f} ({ours.err:.2f} vs {theirs.err:.2f})"
 
 
-def _iterations(values) -> str:
+def iterations_span(values) -> str:
+    """`26,130`, or `25,740–26,130` where the values differ."""
     low, high = min(values), max(values)
     return f"{low:,}" if low == high else f"{low:,}–{high:,}"

@@ -56,7 +56,10 @@ def epoch_scatter(run: pd.DataFrame, column: str) -> float:
     """One run's epoch-to-epoch scatter of `column` at its end: the sample std of its last SCATTER_EPOCHS logged
     epochs at the last epoch's lr about a least-squares parabola through them (ddof=3, its coefficients). A stage's
     start (an lr drop) is another level, and a curve still falling early in a stage is a trend: neither is scatter."""
-    tail = last_stage(run, column)  # a run that logs no lr (a published curve) is one stage
+    return _scatter(last_stage(run, column), column)  # a run that logs no lr (a published curve) is one stage
+
+
+def _scatter(tail: pd.DataFrame, column: str) -> float:
     if len(tail) < MIN_SCATTER_EPOCHS:
         return np.nan
     its, values = tail["iteration"].to_numpy(float), pd.to_numeric(tail[column]).to_numpy(float)
@@ -75,25 +78,20 @@ def last_stage(run: pd.DataFrame, column: str) -> pd.DataFrame:
     return tail[pd.to_numeric(tail[column], errors="coerce").notna()]
 
 
-def net_tail(frame: pd.DataFrame, runs, column: str) -> tuple:
-    """((iteration, value), ...): a net's last-stage epochs (`last_stage`) as the mean over its `runs` at each
-    iteration they all logged, for the paired reading of two nets' order (text.comparison)."""
-    tails = [last_stage(frame[frame["run"] == r], column) for r in runs]
+def net_end(runs: list, column: str) -> tuple[float, tuple]:
+    """`runs`: one net's runs (each its epoch rows). -> (the scatter of its final error, the mean of its runs' last
+    epochs: that of one run over sqrt(n), from the runs with one, NaN when none has; its last-stage epochs
+    ((iteration, value), ...) as the mean over the runs at each iteration they all logged, for the paired reading of
+    two nets' order in text.comparison). Each run's last stage is found once for both."""
+    tails = [last_stage(run, column) for run in runs]
+    known = [s for s in (_scatter(t, column) for t in tails) if not pd.isna(s)]
+    scatter = float(np.sqrt(np.mean(np.square(known)) / len(tails))) if known else np.nan
     if not tails or any(t.empty for t in tails):
-        return ()
+        return scatter, ()
     common = set.intersection(*(set(t["iteration"].astype(int)) for t in tails))
     values = pd.concat(t[t["iteration"].astype(int).isin(common)] for t in tails)
     means = pd.to_numeric(values[column]).groupby(values["iteration"].astype(int)).mean()
-    return tuple((int(i), float(v)) for i, v in means.sort_index().items())
-
-
-def net_scatter(frame: pd.DataFrame, runs, column: str) -> float:
-    """The scatter of a net's final error (the mean of its `runs`' last epochs): that of one run over sqrt(n), from
-    the runs with one; NaN when none has."""
-    runs = list(runs)
-    each = [epoch_scatter(frame[frame["run"] == r], column) for r in runs]
-    known = [s for s in each if not pd.isna(s)]
-    return float(np.sqrt(np.mean(np.square(known)) / len(runs))) if known else np.nan
+    return scatter, tuple((int(i), float(v)) for i, v in means.sort_index().items())
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
@@ -104,12 +102,15 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
                "train_err_std", "test_err_epoch_std", "train_err_epoch_std", "final_iteration", "params",
                "test_err_tail", "train_err_tail"]
     last = final_rows(frame)
+    by_run = dict(tuple(frame.groupby("run", sort=False))) if len(frame) else {}
     rows = []
     for (family, net), group in last.groupby(["family", "net"], sort=False):
         finished = group[group["finished"].astype(bool)]
         used = finished if len(finished) else group
         params = pd.to_numeric(used["num_params"], errors="coerce").dropna()
         seeds = sorted(pd.to_numeric(used["seed"], errors="coerce").dropna().astype(int))
+        runs = [by_run[r] for r in used["run"]]
+        (test_scatter, test_tail), (train_scatter, train_tail) = net_end(runs, "test_err"), net_end(runs, "train_err")
         rows.append({
             "family": family, "family_label": group["family_label"].iloc[0],
             "family_title": group["family_title"].iloc[0], "net": net,
@@ -123,12 +124,12 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
             "test_err_mean": used["test_err"].mean(), "test_err_std": used["test_err"].std(ddof=1),
             "train_err_mean": used["train_err"].mean(),
             "train_err_std": used["train_err"].std(ddof=1),
-            "test_err_epoch_std": net_scatter(frame, used["run"], "test_err"),
-            "train_err_epoch_std": net_scatter(frame, used["run"], "train_err"),
+            "test_err_epoch_std": test_scatter,
+            "train_err_epoch_std": train_scatter,
             "final_iteration": used["iteration"].max(),
             "params": int(params.mode().iloc[0]) if len(params) else np.nan,
-            "test_err_tail": net_tail(frame, used["run"], "test_err"),
-            "train_err_tail": net_tail(frame, used["run"], "train_err"),
+            "test_err_tail": test_tail,
+            "train_err_tail": train_tail,
         })
     table = pd.DataFrame(rows, columns=columns)
     order = (table["family"] != PAPER_FAMILY, table["family"], table["residual"], table["depth"],

@@ -108,7 +108,7 @@ def comparison(net, other, column: str) -> Comparison:
 
 
 def held_order(tail, other_tail, sign: int) -> int:
-    """SCATTER_EPOCHS when the two nets' last-stage epochs (tables.net_tail) share that many iterations and at each
+    """SCATTER_EPOCHS when the two nets' last-stage epochs (tables.net_end) share that many iterations and at each
     the difference has `sign`; else 0."""
     if not isinstance(tail, tuple) or not isinstance(other_tail, tuple):
         return 0
